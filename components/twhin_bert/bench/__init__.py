@@ -1,0 +1,1 @@
+"""Benchmarks: `twhin-bert bench <name>`."""

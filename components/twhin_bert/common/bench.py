@@ -1,0 +1,84 @@
+"""How every ``twhin-bert bench <name>`` reports: a readable table, then one JSON line.
+
+The last line a benchmark prints is a JSON object with its figures, its goal and
+``"met": true|false`` so results compare across machines and runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+        "torch": torch.__version__,
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpus"] = torch.cuda.device_count()
+    return info
+
+
+def report(
+    name: str,
+    rows: Sequence[Mapping[str, Any]],
+    figures: Mapping[str, Any],
+    goal: str,
+    met: bool,
+) -> dict[str, Any]:
+    """Prints the table of ``rows`` and, last, the JSON summary line.
+
+    Args:
+        name: Benchmark name.
+        rows: Table rows (same keys in each), e.g. one per configuration measured.
+        figures: The headline numbers (ratios against the same-run baseline included).
+        goal: The goal in words, e.g. ``"speedup >= 3x"``.
+        met: Whether the goal was met.
+
+    Returns:
+        The JSON summary as a dict.
+    """
+    console = Console(file=sys.stdout, width=120)
+    if rows:
+        table = Table(title=f"twhin-bert bench {name}")
+        for col in rows[0]:
+            table.add_column(str(col), justify="right")
+        for r in rows:
+            table.add_row(*(_fmt(v) for v in r.values()))
+        console.print(table)
+    summary = {
+        "bench": name,
+        **{k: _round(v) for k, v in figures.items()},
+        "goal": goal,
+        "met": bool(met),
+        "machine": machine(),
+    }
+    sys.stdout.flush()
+    print(json.dumps(summary), flush=True)
+    return summary
+
+
+def _round(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)

@@ -1,0 +1,1 @@
+"""Deterministic generator of a realistic demo TwHIN (tweets, engagements, planted truth)."""

@@ -1,0 +1,1 @@
+"""The mine_pairs stage."""

@@ -1,0 +1,1 @@
+"""KFP pipelines and their configs."""

@@ -1,0 +1,112 @@
+"""Shared fixtures: an isolated MLflow store and work dir, the real tweets in ../shared/data,
+and a session-wide chain of stage outputs on generated demo data (each built once).
+
+Fixtures of the chain (session scope, built lazily on first use):
+``demo_dir`` -> ``ingested_dir`` -> ``graph_dir`` -> ``graph_embeddings_dir`` -> ``pairs_dir``;
+``tokenizer_dir`` from ``ingested_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Small enough for 2 cores, large enough for the planted signal to show.
+DEMO_USERS = 400
+DEMO_TWEETS = 2000
+DEMO_SEED = 7
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every test session gets its own work dir and SQLite MLflow store; no progress bars."""
+    home = tmp_path_factory.mktemp("twhin-home")
+    os.environ["TWHIN_BERT_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    os.environ["TWHIN_BERT_PROGRESS"] = "0"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real tweets of ../shared/data (TweetEval, UMSAB)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: tests need ../shared/data beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from twhin_bert.demo_data.generate import generate_demo
+
+    out = tmp_path_factory.mktemp("demo")
+    generate_demo(out, users=DEMO_USERS, tweets=DEMO_TWEETS, seed=DEMO_SEED)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ingested_dir(demo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from twhin_bert.ingest.config import IngestConfig
+    from twhin_bert.ingest.ingest import run_ingest
+
+    out = tmp_path_factory.mktemp("stages") / "ingested"
+    run_ingest(
+        IngestConfig(),
+        out,
+        tweets=[str(demo_dir / "tweets.jsonl")],
+        engagements=[str(demo_dir / "engagements.jsonl")],
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def graph_dir(ingested_dir: Path) -> Path:
+    from twhin_bert.build_graph.config import BuildGraphConfig
+    from twhin_bert.build_graph.graph import run_build_graph
+
+    out = ingested_dir.parent / "graph"
+    run_build_graph(BuildGraphConfig(), out, ingested=ingested_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def graph_embeddings_dir(graph_dir: Path) -> Path:
+    from twhin_bert.embed_graph.config import EmbedGraphConfig
+    from twhin_bert.embed_graph.embed import run_embed_graph
+
+    out = graph_dir.parent / "graph_embeddings"
+    run_embed_graph(EmbedGraphConfig(), out, graph=graph_dir)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(demo_dir: Path, ingested_dir: Path, graph_embeddings_dir: Path) -> Path:
+    from twhin_bert.mine_pairs.config import MinePairsConfig
+    from twhin_bert.mine_pairs.mine import run_mine_pairs
+
+    out = ingested_dir.parent / "pairs"
+    run_mine_pairs(
+        MinePairsConfig(),
+        out,
+        ingested=ingested_dir,
+        embeddings=graph_embeddings_dir,
+        parallel=str(demo_dir / "parallel.jsonl"),
+        truth=str(demo_dir / "truth" / "tweet_topics.parquet"),
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(ingested_dir: Path) -> Path:
+    from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
+    from twhin_bert.train_tokenizer.tokenizer import run_train_tokenizer
+
+    out = ingested_dir.parent / "tokenizer"
+    run_train_tokenizer(TrainTokenizerConfig(), out, ingested=ingested_dir)
+    return out
