@@ -130,7 +130,7 @@ def open_uri(uri: str, mode: str = "rb") -> Iterator[IO[Any]]:
     else:
         if "w" in mode:
             Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        with open(uri, mode) as f:  # noqa: PTH123 - mode is caller's
+        with open(uri, mode) as f:
             yield f
 
 

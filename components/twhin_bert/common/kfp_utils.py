@@ -22,9 +22,7 @@ def flat_numeric(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, floa
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flat_numeric(v, key + "."))
-        elif isinstance(v, bool):
-            out[key] = float(v)
-        elif isinstance(v, int | float) and math.isfinite(float(v)):
+        elif isinstance(v, bool) or (isinstance(v, int | float) and math.isfinite(float(v))):
             out[key] = float(v)
     return out
 

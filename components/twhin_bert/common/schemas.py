@@ -39,7 +39,9 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
             [
                 pa.field("user_id", pa.string(), nullable=False),
                 pa.field("tweet_id", pa.string(), nullable=False),
-                pa.field("engagement_type", pa.string(), nullable=False),  # fave|retweet|reply|quote
+                pa.field(
+                    "engagement_type", pa.string(), nullable=False
+                ),  # fave|retweet|reply|quote
                 pa.field("engaged_at", TS),
             ]
         ),
@@ -139,7 +141,9 @@ def check(path: str | Path, name: str) -> pq.ParquetFile:
     tag = meta.get(SCHEMA_KEY, b"").decode()
     version, expected = SCHEMAS[name]
     if tag != f"{name}/{version}":
-        raise SchemaError(f"{path}: expected a '{name}/{version}' artifact, found '{tag or 'none'}'")
+        raise SchemaError(
+            f"{path}: expected a '{name}/{version}' artifact, found '{tag or 'none'}'"
+        )
     missing = set(expected.names) - set(f.schema_arrow.names)
     if missing:
         raise SchemaError(f"{path}: {name} artifact lacks columns {sorted(missing)}")

@@ -98,8 +98,12 @@ def run_tags(stage: str, pipeline_run_id: str | None) -> dict[str, str]:
 def _parent_run_id(pipeline_run_id: str) -> str:
     import mlflow
 
-    exp = mlflow.get_experiment_by_name(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    query = f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`twhin_bert.stage` = 'pipeline'"
+    exp = mlflow.get_experiment_by_name(
+        os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    )
+    query = (
+        f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`twhin_bert.stage` = 'pipeline'"
+    )
     found = mlflow.search_runs(
         [exp.experiment_id], filter_string=query, order_by=["start_time ASC"], output_format="list"
     )
@@ -107,7 +111,9 @@ def _parent_run_id(pipeline_run_id: str) -> str:
         return found[0].info.run_id
     client = mlflow.MlflowClient()
     run = client.create_run(
-        exp.experiment_id, run_name=f"pipeline-{pipeline_run_id}", tags=run_tags("pipeline", pipeline_run_id)
+        exp.experiment_id,
+        run_name=f"pipeline-{pipeline_run_id}",
+        tags=run_tags("pipeline", pipeline_run_id),
     )
     return run.info.run_id
 

@@ -1,0 +1,47 @@
+# The README's two commands: `make demo` and `make test`. Both create the virtual environment
+# (.venv) and install the project on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (on this project's dev/CI disk; elsewhere pip fetches it from PyPI).
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint format compile clean bench-quick
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools<81" wheel
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install twhin-bert with its dev tools
+
+demo: $(STAMP)  ## the whole pretrain pipeline locally on generated demo data (tiny config)
+	$(BIN)/twhin-bert run --config tiny --workdir twhin-bert-runs
+
+test: $(STAMP)  ## the default test suite (slow and GPU tests excluded)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## every test, the slow ones included (GPU tests need a GPU)
+	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check components pipelines tests
+	$(BIN)/ruff format --check components pipelines tests
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix components pipelines tests
+	$(BIN)/ruff format components pipelines tests
+
+compile: $(STAMP)  ## compile both pipelines with the prod config
+	$(BIN)/twhin-bert compile --config prod --pipeline pretrain --out build/twhin-bert-pretrain.yaml
+	$(BIN)/twhin-bert compile --config prod --pipeline retrain --out build/twhin-bert-retrain.yaml
+
+bench-quick: $(STAMP)  ## every benchmark in quick mode
+	for b in ingest embed-graph mine pretrain embed; do $(BIN)/twhin-bert bench $$b --quick || true; done
+
+clean:
+	rm -rf $(VENV) build twhin-bert-runs .pytest_cache

@@ -1,0 +1,67 @@
+"""Config of the build_graph stage (defaults: tiny CPU settings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field, field_validator, model_validator
+
+from twhin_bert.common.config import StrictModel
+from twhin_bert.common.schemas import ENGAGEMENT_TYPES
+
+
+class BuildGraphConfig(StrictModel):
+    """How ingested engagements become the TwHIN in PyTorch-BigGraph's input format."""
+
+    relations: list[str] = Field(
+        list(ENGAGEMENT_TYPES),
+        description="Engagement types kept as relations, in PBG relation-index order. "
+        "Engagements of other (known) types are dropped and counted.",
+    )
+    min_user_degree: int = Field(
+        1, ge=1, description="Users with fewer edges are dropped (applied with the tweet "
+        "filter repeatedly until both hold: a k-core style filter)."
+    )
+    min_tweet_degree: int = Field(
+        1, ge=1, description="Tweets with fewer edges are dropped (see min_user_degree)."
+    )
+    start: datetime | None = Field(
+        None, description="Keep engagements at or after this time (ISO 8601, UTC if naive)."
+    )
+    end: datetime | None = Field(
+        None, description="Keep engagements strictly before this time (ISO 8601, UTC if naive)."
+    )
+    valid_fraction: float = Field(
+        0.05, ge=0.0, lt=1.0, description="Share of edges held out for validation."
+    )
+    test_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of edges held out for link-prediction tests."
+    )
+    num_partitions: int = Field(
+        1, ge=1, description="PBG partitions per entity type (buckets = partitions squared)."
+    )
+    batch_rows: int = Field(
+        1_000_000, ge=1_000, description="Rows per batch when reading engagements.parquet."
+    )
+    seed: int = Field(0, description="Seed of the partition assignment and the edge split.")
+
+    @field_validator("relations")
+    @classmethod
+    def _known_relations(cls, v: list[str]) -> list[str]:
+        unknown = [r for r in v if r not in ENGAGEMENT_TYPES]
+        if unknown:
+            raise ValueError(f"unknown engagement types {unknown}; known: {list(ENGAGEMENT_TYPES)}")
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"relations must be non-empty and unique, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BuildGraphConfig:
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                f"valid_fraction + test_fraction must be < 1 (got "
+                f"{self.valid_fraction} + {self.test_fraction}): no edges left to train on"
+            )
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"time window is empty: start {self.start} >= end {self.end}")
+        return self

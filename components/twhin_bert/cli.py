@@ -1,0 +1,705 @@
+"""The ``twhin-bert`` command line: every stage, the pipelines, the registry and benchmarks.
+
+Heavy libraries (torch, faiss, mlflow, kfp) are imported inside commands so that
+``twhin-bert --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twhin_bert import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="twhin-bert",
+    help="Train socially-enriched language models (TwHIN-BERT) as a Kubeflow pipeline.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+registry_app = typer.Typer(
+    help="The MLflow model registry: list, show, approve, reject, rollback.", no_args_is_help=True
+)
+bench_app = typer.Typer(
+    help="Benchmarks: each prints a table and, last, one JSON line with 'met'.",
+    no_args_is_help=True,
+)
+app.add_typer(registry_app, name="registry")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True)
+out_console = Console()
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Stage config (YAML/JSON), or a pipeline config: its section is used.",
+    ),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written atomically).")]
+RunIdOpt = Annotated[
+    str | None,
+    typer.Option("--pipeline-run-id", help="Group this stage's MLflow run under a pipeline run."),
+]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    for noisy in ("alembic", "urllib3", "h5py", "matplotlib", "git", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        out_console.print(__version__)
+        raise typer.Exit()
+    _setup_logging(verbose)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turns expected user errors (bad config, bad input) into one red line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        from twhin_bert.common.config import ConfigError
+        from twhin_bert.common.schemas import SchemaError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, SchemaError, FileNotFoundError, ValidationError, ValueError) as e:
+            if os.environ.get("TWHIN_BERT_DEBUG") == "1":
+                raise
+            console.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(2) from e
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_metrics(title: str, metrics: dict[str, Any], out: Path | None = None) -> None:
+    """Prints a stage's metrics as a two-column table (nested keys dotted)."""
+    from twhin_bert.common.kfp_utils import flat_numeric
+
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in flat_numeric(metrics).items():
+        table.add_row(k, f"{v:,.4g}" if not float(v).is_integer() else f"{int(v):,}")
+    out_console.print(table)
+    if out is not None:
+        out_console.print(f"[green]outputs:[/] {out}")
+
+
+def _load(cls: type, path: Path | None, section: str) -> Any:
+    from twhin_bert.common.config import load_stage_config
+
+    return load_stage_config(cls, path, section)
+
+
+# ----------------------------------------------------------------------------- demo data
+@app.command("demo-data")
+@friendly_errors
+def demo_data(
+    out: OutOpt,
+    users: Annotated[int, typer.Option(help="Number of users.")] = 2000,
+    tweets: Annotated[int, typer.Option(help="Number of tweets.")] = 10000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
+    days: Annotated[int, typer.Option(help="Length of the time window in days.")] = 28,
+) -> None:
+    """Generate a deterministic demo TwHIN: tweets.jsonl, engagements.jsonl, parallel.jsonl, truth/."""
+    from twhin_bert.demo_data.generate import generate_demo
+
+    counts = generate_demo(out, users=users, tweets=tweets, seed=seed, days=days)
+    print_metrics("demo data", counts, out)
+
+
+# ----------------------------------------------------------------------------- stages
+@app.command("ingest")
+@friendly_errors
+def ingest_cmd(
+    out: OutOpt,
+    tweets: Annotated[
+        list[str],
+        typer.Option("--tweets", help="Tweet files, folders, globs or gs:// URIs (repeat)."),
+    ],
+    engagements: Annotated[
+        list[str] | None, typer.Option("--engagements", help="Engagement inputs (repeat).")
+    ] = None,
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Validate, normalise and deduplicate tweets and engagements; quarantine bad rows."""
+    from twhin_bert.ingest.config import IngestConfig
+    from twhin_bert.ingest.ingest import run_ingest
+
+    cfg = _load(IngestConfig, config, "ingest")
+    m = run_ingest(
+        cfg, out, pipeline_run_id=pipeline_run_id, tweets=tweets, engagements=engagements or []
+    )
+    print_metrics("ingest", m, out)
+
+
+@app.command("build_graph")
+@friendly_errors
+def build_graph_cmd(
+    out: OutOpt,
+    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Build the TwHIN in PyTorch-BigGraph's input format, with a train/valid/test edge split."""
+    from twhin_bert.build_graph.config import BuildGraphConfig
+    from twhin_bert.build_graph.graph import run_build_graph
+
+    cfg = _load(BuildGraphConfig, config, "build_graph")
+    print_metrics(
+        "build_graph",
+        run_build_graph(cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested),
+        out,
+    )
+
+
+@app.command("embed_graph")
+@friendly_errors
+def embed_graph_cmd(
+    out: OutOpt,
+    graph: Annotated[Path, typer.Option(help="The build_graph stage's output folder.")],
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Train user/tweet embeddings with PyTorch-BigGraph; evaluate link prediction; export."""
+    from twhin_bert.embed_graph.config import EmbedGraphConfig
+    from twhin_bert.embed_graph.embed import run_embed_graph
+
+    cfg = _load(EmbedGraphConfig, config, "embed_graph")
+    print_metrics(
+        "embed_graph", run_embed_graph(cfg, out, pipeline_run_id=pipeline_run_id, graph=graph), out
+    )
+
+
+@app.command("mine_pairs")
+@friendly_errors
+def mine_pairs_cmd(
+    out: OutOpt,
+    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
+    embeddings: Annotated[Path, typer.Option(help="The embed_graph stage's output folder.")],
+    parallel: Annotated[
+        str | None, typer.Option(help="Parallel-tweets JSONL (translation pairs).")
+    ] = None,
+    truth: Annotated[
+        str | None, typer.Option(help="Planted tweet topics (demo data) to score pairs.")
+    ] = None,
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Mine socially similar tweet pairs with FAISS, plus hashtag and translation pairs."""
+    from twhin_bert.mine_pairs.config import MinePairsConfig
+    from twhin_bert.mine_pairs.mine import run_mine_pairs
+
+    cfg = _load(MinePairsConfig, config, "mine_pairs")
+    m = run_mine_pairs(
+        cfg,
+        out,
+        pipeline_run_id=pipeline_run_id,
+        ingested=ingested,
+        embeddings=embeddings,
+        parallel=parallel,
+        truth=truth,
+    )
+    print_metrics("mine_pairs", m, out)
+
+
+@app.command("train_tokenizer")
+@friendly_errors
+def train_tokenizer_cmd(
+    out: OutOpt,
+    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Train a SentencePiece-style Unigram tokenizer (or copy a given one)."""
+    from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
+    from twhin_bert.train_tokenizer.tokenizer import run_train_tokenizer
+
+    cfg = _load(TrainTokenizerConfig, config, "train_tokenizer")
+    print_metrics(
+        "train_tokenizer",
+        run_train_tokenizer(cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested),
+        out,
+    )
+
+
+@app.command("pretrain")
+@friendly_errors
+def pretrain_cmd(
+    out: OutOpt,
+    objective: Annotated[str, typer.Option(help="mlm (stage 1) or mlm_social (stage 2).")],
+    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
+    tokenizer: Annotated[Path, typer.Option(help="Tokenizer folder (train_tokenizer output).")],
+    pairs: Annotated[
+        Path | None, typer.Option(help="mine_pairs output folder (mlm_social).")
+    ] = None,
+    init_from: Annotated[Path | None, typer.Option(help="Model folder to start from.")] = None,
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Pre-train the encoder with DeepSpeed (resumes from its latest checkpoint after a kill)."""
+    from twhin_bert.pretrain.config import PretrainConfig
+    from twhin_bert.pretrain.train import run_pretrain
+
+    cfg = _load(PretrainConfig, config, "pretrain")
+    m = run_pretrain(
+        cfg,
+        out,
+        pipeline_run_id=pipeline_run_id,
+        objective=objective,
+        ingested=ingested,
+        tokenizer=tokenizer,
+        pairs=pairs,
+        init_from=init_from,
+    )
+    print_metrics(f"pretrain ({objective})", m, out)
+
+
+@app.command("embed")
+@friendly_errors
+def embed_cmd(
+    out: OutOpt,
+    model: Annotated[Path, typer.Option(help="A Hugging Face model folder (pretrain output).")],
+    tweets: Annotated[Path, typer.Option(help="tweets.parquet or an ingest output folder.")],
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Batch-embed tweets into CLS, mean and Combined vectors."""
+    from twhin_bert.embed.config import EmbedConfig
+    from twhin_bert.embed.embed import run_embed
+
+    cfg = _load(EmbedConfig, config, "embed")
+    print_metrics(
+        "embed",
+        run_embed(cfg, out, pipeline_run_id=pipeline_run_id, model=model, tweets=tweets),
+        out,
+    )
+
+
+@app.command("evaluate")
+@friendly_errors
+def evaluate_cmd(
+    out: OutOpt,
+    model: Annotated[Path, typer.Option(help="The candidate model folder.")],
+    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
+    graph_embeddings: Annotated[Path, typer.Option(help="The embed_graph stage's output folder.")],
+    baseline_model: Annotated[
+        Path | None,
+        typer.Option(help="A second model to evaluate beside it (e.g. the MLM-only twin)."),
+    ] = None,
+    baseline_name: Annotated[
+        str, typer.Option(help="Name of the second model in the report.")
+    ] = "mlm_only",
+    benchmark: Annotated[
+        list[str] | None,
+        typer.Option("--benchmark", help="Benchmark folder, TweetEval/UMSAB format (repeat)."),
+    ] = None,
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Evaluate: engagement prediction (HITS@10), hashtag prediction, benchmarks, floors, report."""
+    from twhin_bert.evaluate.config import EvaluateConfig
+    from twhin_bert.evaluate.evaluate import run_evaluate
+
+    cfg = _load(EvaluateConfig, config, "evaluate")
+    models = {"twhin_bert": model}
+    if baseline_model is not None:
+        models[baseline_name] = baseline_model
+    m = run_evaluate(
+        cfg,
+        out,
+        pipeline_run_id=pipeline_run_id,
+        models=models,
+        ingested=ingested,
+        graph_embeddings=graph_embeddings,
+        benchmarks=benchmark or [],
+    )
+    print_metrics("evaluate", m.get("primary", m), out)
+
+
+@app.command("register_model")
+@friendly_errors
+def register_model_cmd(
+    out: OutOpt,
+    model: Annotated[Path, typer.Option(help="The model folder to register.")],
+    evaluation: Annotated[Path, typer.Option(help="The evaluate stage's output folder.")],
+    data_window: Annotated[str, typer.Option(help="Label of the data window trained on.")] = "",
+    pipeline_config: Annotated[
+        Path | None, typer.Option(help="The resolved pipeline config to log.")
+    ] = None,
+    config: ConfigOpt = None,
+    pipeline_run_id: RunIdOpt = None,
+) -> None:
+    """Register the model in MLflow as `challenger` and run the promotion gate."""
+    from twhin_bert.common.config import read_mapping
+    from twhin_bert.register_model.config import RegisterModelConfig
+    from twhin_bert.register_model.register import run_register_model
+
+    cfg = _load(RegisterModelConfig, config, "register_model")
+    m = run_register_model(
+        cfg,
+        out,
+        pipeline_run_id=pipeline_run_id,
+        model=model,
+        evaluation=evaluation,
+        pipeline_config=read_mapping(pipeline_config) if pipeline_config else {},
+        data_window=data_window,
+    )
+    print_metrics("register_model", m, out)
+
+
+# ----------------------------------------------------------------------------- pipelines
+PipelineConfigOpt = Annotated[
+    str, typer.Option("--config", "-c", help="Pipeline config: 'tiny', 'prod' or a YAML path.")
+]
+WhichOpt = Annotated[str, typer.Option("--pipeline", "-p", help="pretrain or retrain.")]
+
+
+@app.command("config")
+@friendly_errors
+def config_cmd(config: PipelineConfigOpt = "tiny") -> None:
+    """Print the resolved pipeline config (defaults filled in) as YAML."""
+    import yaml
+    from twhin_bert_pipelines.config import load_pipeline_config
+
+    cfg = load_pipeline_config(config)
+    sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command("compile")
+@friendly_errors
+def compile_cmd(
+    config: PipelineConfigOpt = "tiny",
+    pipeline: WhichOpt = "pretrain",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output YAML file.")] = None,
+) -> None:
+    """Compile a pipeline to KFP IR YAML (upload it in the KFP UI or with `submit`)."""
+    from twhin_bert_pipelines.config import load_pipeline_config
+    from twhin_bert_pipelines.submit import compile_pipeline
+
+    cfg = load_pipeline_config(config)
+    path = compile_pipeline(cfg, out or Path(f"{cfg.name}-{pipeline}.yaml"), pipeline)  # type: ignore[arg-type]
+    out_console.print(f"[green]compiled[/] {pipeline} pipeline -> {path}")
+
+
+def _params(param: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in param or []:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise ValueError(f"--param {p!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+HostOpt = Annotated[
+    str, typer.Option("--host", help="KFP API endpoint, e.g. https://kfp.example.com/pipeline.")
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", help="Pipeline parameter KEY=VALUE (JSON values; repeat)."),
+]
+
+
+@app.command("submit")
+@friendly_errors
+def submit_cmd(
+    host: HostOpt,
+    config: PipelineConfigOpt = "prod",
+    pipeline: WhichOpt = "pretrain",
+    experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
+    run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Compile, upload as a new pipeline version, and start a run on Kubeflow Pipelines."""
+    from twhin_bert_pipelines.config import load_pipeline_config
+    from twhin_bert_pipelines.submit import submit
+
+    cfg = load_pipeline_config(config)
+    res = submit(
+        cfg,
+        host,
+        which=pipeline,
+        experiment=experiment,
+        run_name=run_name,  # type: ignore[arg-type]
+        params=_params(param),
+        namespace=namespace,
+        token=os.environ.get("KFP_TOKEN"),
+    )
+    out_console.print_json(json.dumps(res))
+
+
+@app.command("schedule")
+@friendly_errors
+def schedule_cmd(
+    host: HostOpt,
+    cron: Annotated[str, typer.Option(help="Cron: 5 fields, or KFP's 6 (seconds first).")],
+    config: PipelineConfigOpt = "prod",
+    experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
+    job_name: Annotated[str | None, typer.Option(help="Recurring run name.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Schedule recurring retraining (the retrain pipeline) on Kubeflow Pipelines."""
+    from twhin_bert_pipelines.config import load_pipeline_config
+    from twhin_bert_pipelines.submit import schedule
+
+    cfg = load_pipeline_config(config)
+    res = schedule(
+        cfg,
+        host,
+        cron,
+        experiment=experiment,
+        job_name=job_name,
+        params=_params(param),
+        namespace=namespace,
+        token=os.environ.get("KFP_TOKEN"),
+    )
+    out_console.print_json(json.dumps(res))
+
+
+@app.command("run")
+@friendly_errors
+def run_cmd(
+    config: PipelineConfigOpt = "tiny",
+    pipeline: WhichOpt = "pretrain",
+    workdir: Annotated[
+        Path, typer.Option(help="Work dir: artifacts, demo data, MLflow store.")
+    ] = Path("twhin-bert-runs"),
+    tweets: Annotated[
+        list[str] | None, typer.Option("--tweets", help="Tweet inputs (default: demo data).")
+    ] = None,
+    engagements: Annotated[
+        list[str] | None, typer.Option("--engagements", help="Engagement inputs.")
+    ] = None,
+    benchmark: Annotated[
+        list[str] | None, typer.Option("--benchmark", help="Benchmark folders (repeat).")
+    ] = None,
+    demo_users: Annotated[int, typer.Option(help="Demo data: users.")] = 2000,
+    demo_tweets: Annotated[int, typer.Option(help="Demo data: tweets.")] = 10000,
+    ablation: Annotated[
+        bool | None, typer.Option("--ablation/--no-ablation", help="Train the MLM-only twin.")
+    ] = None,
+) -> None:
+    """Run a whole pipeline locally (KFP local runner) — on generated demo data by default."""
+    from twhin_bert_pipelines.config import load_pipeline_config
+    from twhin_bert_pipelines.local import run_local
+    from twhin_bert_pipelines.report import print_run_summary
+
+    cfg = load_pipeline_config(config)
+    workdir = workdir.resolve()
+    if ablation is not None:
+        cfg.ablation = ablation
+    if tweets:
+        cfg.inputs.tweets = list(tweets)
+        cfg.inputs.engagements = list(engagements or [])
+    elif not cfg.inputs.tweets:
+        from twhin_bert.demo_data.generate import generate_demo
+
+        demo = workdir / f"demo-data-u{demo_users}-t{demo_tweets}-s{cfg.seed}"
+        if not (demo / "demo.json").exists():
+            console.print(f"generating demo data in {demo} ...")
+            generate_demo(demo, users=demo_users, tweets=demo_tweets, seed=cfg.seed)
+        cfg.inputs.tweets = [str(demo / "tweets.jsonl")]
+        cfg.inputs.engagements = [str(demo / "engagements.jsonl")]
+        cfg.inputs.parallel_tweets = str(demo / "parallel.jsonl")
+        cfg.inputs.truth = str(demo / "truth" / "tweet_topics.parquet")
+    if benchmark:
+        cfg.inputs.benchmarks = list(benchmark)
+    summary = run_local(cfg, workdir, pipeline)  # type: ignore[arg-type]
+    print_run_summary(summary, out_console)
+
+
+@app.command("ui")
+def ui_cmd(
+    workdir: Annotated[Path, typer.Option(help="Work dir whose MLflow store to open.")] = Path(
+        "twhin-bert-runs"
+    ),
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Open the MLflow UI for the local store on 127.0.0.1."""
+    import subprocess
+
+    from twhin_bert.common import tracking
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(workdir.resolve())
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}; Ctrl-C to stop)")
+    raise typer.Exit(subprocess.call(cmd))
+
+
+# ----------------------------------------------------------------------------- registry
+ModelNameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who acts (default: $USER).")]
+
+
+def _actor(actor: str | None) -> str:
+    return actor or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+
+def _registry_setup() -> Any:
+    from twhin_bert.common import tracking
+    from twhin_bert.register_model import registry
+
+    tracking.configure()
+    return registry
+
+
+@registry_app.command("list")
+@friendly_errors
+def registry_list(name: ModelNameOpt = "twhin-bert") -> None:
+    """List the versions of a registered model with aliases, gate verdicts and key metrics."""
+    registry = _registry_setup()
+    rows = registry.list_versions(name)
+    table = Table(title=f"registered model {name}")
+    cols = list(rows[0]) if rows else ["version"]
+    for c in cols:
+        table.add_column(str(c))
+    for r in rows:
+        table.add_row(*(str(r.get(c, "")) for c in cols))
+    out_console.print(table)
+
+
+@registry_app.command("show")
+@friendly_errors
+def registry_show(
+    version: Annotated[
+        str, typer.Argument(help="Version number, or an alias (champion, challenger).")
+    ],
+    name: ModelNameOpt = "twhin-bert",
+) -> None:
+    """Show one version: tags, metrics, gate comparison, approvals."""
+    registry = _registry_setup()
+    out_console.print_json(json.dumps(registry.show(name, version), default=str))
+
+
+@registry_app.command("approve")
+@friendly_errors
+def registry_approve(
+    version: Annotated[str, typer.Argument(help="Version to promote to champion.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if its gate failed (needs --reason).")
+    ] = False,
+    name: ModelNameOpt = "twhin-bert",
+    actor: ActorOpt = None,
+) -> None:
+    """Approve a version: it becomes `champion`; the previous champion is kept for rollback."""
+    registry = _registry_setup()
+    res = registry.approve(name, version, actor=_actor(actor), reason=reason, force=force)
+    out_console.print_json(json.dumps(res, default=str))
+
+
+@registry_app.command("reject")
+@friendly_errors
+def registry_reject(
+    version: Annotated[str, typer.Argument(help="Version to reject.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    name: ModelNameOpt = "twhin-bert",
+    actor: ActorOpt = None,
+) -> None:
+    """Reject a version (recorded; it loses the `challenger` alias)."""
+    registry = _registry_setup()
+    res = registry.reject(name, version, actor=_actor(actor), reason=reason)
+    out_console.print_json(json.dumps(res, default=str))
+
+
+@registry_app.command("rollback")
+@friendly_errors
+def registry_rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    name: ModelNameOpt = "twhin-bert",
+    actor: ActorOpt = None,
+) -> None:
+    """Restore the previous champion."""
+    registry = _registry_setup()
+    res = registry.rollback(name, actor=_actor(actor), reason=reason)
+    out_console.print_json(json.dumps(res, default=str))
+
+
+# ----------------------------------------------------------------------------- benchmarks
+BENCHES = {
+    "ingest": ("twhin_bert.bench.ingest", "Ingest rows/s and peak RSS at 100K and 1M engagements."),
+    "embed-graph": (
+        "twhin_bert.bench.embed_graph",
+        "PBG edges/s and our overhead outside PBG training.",
+    ),
+    "mine": ("twhin_bert.bench.mine", "FAISS IVF/PQ recall@10 and speed against exact search."),
+    "pretrain": ("twhin_bert.bench.pretrain", "Our trainer's tokens/s against HF Trainer."),
+    "embed": ("twhin_bert.bench.embed", "Batch embedding tweets/s against transformers.pipeline."),
+}
+
+
+def _bench_command(module: str, doc: str) -> Callable[..., None]:
+    def command(
+        quick: Annotated[bool, typer.Option("--quick", help="Small sizes: a smoke run.")] = False,
+        set_: Annotated[
+            list[str] | None, typer.Option("--set", help="Override an option KEY=VALUE (repeat).")
+        ] = None,
+    ) -> None:
+        import importlib
+
+        mod = importlib.import_module(module)
+        summary = mod.main(quick=quick, **_params(set_))
+        if not summary.get("met", False):
+            raise typer.Exit(1)
+
+    command.__doc__ = doc + " Exits 1 when the goal is not met."
+    return command
+
+
+for _name, (_module, _doc) in BENCHES.items():
+    bench_app.command(_name)(friendly_errors(_bench_command(_module, _doc)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,84 @@
+"""Config of the embed_graph stage (defaults: tiny CPU settings; prod: 256 dims, 10 epochs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from twhin_bert.common.config import StrictModel
+
+
+class EmbedGraphConfig(StrictModel):
+    """PyTorch-BigGraph training of the TwHIN and its link-prediction evaluation."""
+
+    dimension: int = Field(32, ge=2, description="Embedding dimension (paper: 256).")
+    num_epochs: int = Field(10, ge=1, description="Passes over the train edges (paper: 10).")
+    operator: Literal["translation", "none", "diagonal", "linear"] = Field(
+        "translation",
+        description="PBG relation operator, applied on the user (PBG's rhs) side: "
+        "translation gives f = (u + r)ᵀt as in SPEC 2.2.",
+    )
+    comparator: Literal["dot", "cos", "l2", "squared_l2"] = Field(
+        "dot", description="PBG comparator of the two sides (SPEC: dot product)."
+    )
+    loss_fn: Literal["logistic", "softmax", "ranking"] = Field(
+        "logistic",
+        description="PBG loss; logistic is SPEC's negative-sampling log-likelihood.",
+    )
+    margin: float = Field(0.1, ge=0.0, description="Margin of the ranking loss (unused otherwise).")
+    lr: float = Field(0.1, gt=0.0, description="Adagrad learning rate (PBG's optimizer).")
+    init_scale: float = Field(
+        0.1, gt=0.0, description="Std of the random initial embeddings."
+    )
+    batch_size: int = Field(1000, ge=1, description="Positive edges per PBG batch.")
+    num_batch_negs: int = Field(
+        50,
+        ge=0,
+        description="Negatives per positive taken from the batch's other edges "
+        "(sampled proportionally to entity prevalence).",
+    )
+    num_uniform_negs: int = Field(
+        50, ge=0, description="Negatives per positive sampled uniformly from the partition."
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Hogwild! worker processes; None = the CPU count (deterministic only with 1).",
+    )
+    num_edge_chunks: int | None = Field(
+        None,
+        ge=1,
+        description="Chunks per bucket; PBG checkpoints after each chunk (a killed run "
+        "loses at most one chunk). None = PBG's automatic choice (one chunk per epoch here).",
+    )
+    hogwild_delay: float = Field(
+        0.0, ge=0.0, description="Seconds PBG delays the extra workers in the first epoch."
+    )
+    pbg_eval_fraction: float = Field(
+        0.0, ge=0.0, lt=1.0, description="Share of each bucket PBG holds out for its own stats."
+    )
+    eval_candidates: int = Field(
+        100, ge=1, description="Random candidate tweets ranked against each held-out edge."
+    )
+    eval_max_edges: int = Field(
+        5000, ge=1, description="At most this many test edges are evaluated (sampled)."
+    )
+    eval_split: Literal["test", "valid"] = Field(
+        "test", description="Which held-out split link prediction is measured on."
+    )
+    keep_checkpoint: bool = Field(
+        True, description="Keep PBG's checkpoint/ in the output (the trained model)."
+    )
+    seed: int = Field(0, description="Seed of PBG's initialisation/negatives and the evaluation.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmbedGraphConfig:
+        if self.num_batch_negs + self.num_uniform_negs == 0:
+            raise ValueError("num_batch_negs + num_uniform_negs must be > 0: no negatives")
+        if self.num_batch_negs >= self.batch_size:
+            raise ValueError(
+                f"num_batch_negs ({self.num_batch_negs}) must be < batch_size "
+                f"({self.batch_size}): batch negatives are drawn from the batch"
+            )
+        return self

@@ -1,0 +1,184 @@
+"""The pipeline config: every stage's section, the inputs, and each task's runtime.
+
+One YAML file (``pipelines/configs/tiny.yaml`` or ``prod.yaml``, or your own) configures a
+whole pipeline run. The same code scales from a laptop to GPU node pools through this file:
+``resources`` sets each stage's image, CPU/memory, accelerator type and count, node selector,
+tolerations, shared memory, retries and caching.
+"""
+
+from __future__ import annotations
+
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from twhin_bert import STAGES
+from twhin_bert.build_graph.config import BuildGraphConfig
+from twhin_bert.common.config import ConfigError, StrictModel, read_mapping
+from twhin_bert.common.kfp_utils import BASE_IMAGE, GPU_IMAGE
+from twhin_bert.embed.config import EmbedConfig
+from twhin_bert.embed_graph.config import EmbedGraphConfig
+from twhin_bert.evaluate.config import EvaluateConfig
+from twhin_bert.ingest.config import IngestConfig
+from twhin_bert.mine_pairs.config import MinePairsConfig
+from twhin_bert.pretrain.config import PretrainConfig
+from twhin_bert.register_model.config import RegisterModelConfig
+from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
+
+BUILTIN_CONFIGS = ("tiny", "prod")
+
+
+class Toleration(StrictModel):
+    """A Kubernetes toleration (for tainted GPU or spot node pools)."""
+
+    key: str = Field(description="Taint key, e.g. nvidia.com/gpu or cloud.google.com/gke-spot.")
+    operator: Literal["Equal", "Exists"] = Field("Equal", description="Equal or Exists.")
+    value: str | None = Field(None, description="Taint value (with operator Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        "NoSchedule", description="Taint effect to tolerate (None: all effects)."
+    )
+
+
+class TaskResources(StrictModel):
+    """Where and how one stage's task runs on the cluster (ignored by the local runner)."""
+
+    image: str | None = Field(
+        None,
+        description="Container image; None: the pipeline's `image`, or `gpu_image` when the "
+        "task asks for accelerators.",
+    )
+    cpu_request: str | None = Field(None, description="CPU request, e.g. '4'.")
+    cpu_limit: str | None = Field(None, description="CPU limit, e.g. '8'.")
+    memory_request: str | None = Field(None, description="Memory request, e.g. '16G'.")
+    memory_limit: str | None = Field(None, description="Memory limit, e.g. '32G'.")
+    accelerator_type: str | None = Field(
+        None, description="Accelerator resource, e.g. 'nvidia.com/gpu'."
+    )
+    accelerator_count: int = Field(0, ge=0, description="Accelerators per task (GPUs of one pod).")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels, e.g. {'cloud.google.com/gke-accelerator': 'nvidia-h100-80gb'}.",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for tainted node pools."
+    )
+    shm_size: str | None = Field(
+        None, description="Size of a memory-backed /dev/shm (NCCL needs it for multi-GPU)."
+    )
+    retries: int = Field(1, ge=0, description="Retries for transient failures (KFP set_retry).")
+    caching: bool = Field(True, description="Let KFP reuse an identical earlier execution.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+
+    @model_validator(mode="after")
+    def _accelerator(self) -> TaskResources:
+        if self.accelerator_count > 0 and not self.accelerator_type:
+            raise ValueError("accelerator_count > 0 needs accelerator_type (e.g. nvidia.com/gpu)")
+        return self
+
+
+class Inputs(StrictModel):
+    """What a pipeline run reads. Empty tweets/engagements: `twhin-bert run` generates demo data."""
+
+    tweets: list[str] = Field(
+        default_factory=list, description="Tweet files, folders, globs or gs:// URIs."
+    )
+    engagements: list[str] = Field(
+        default_factory=list, description="Engagement files, folders, globs or gs:// URIs."
+    )
+    parallel_tweets: str = Field(
+        "", description="Parallel-tweets JSONL for the translation pair source ('' = none)."
+    )
+    truth: str = Field(
+        "", description="Planted tweet topics (demo data only) to score pair precision ('' = none)."
+    )
+    benchmarks: list[str] = Field(
+        default_factory=list,
+        description="Benchmark folders in TweetEval/UMSAB format for the evaluate stage.",
+    )
+    data_window: str = Field(
+        "",
+        description="Label of the engagement window this run trains on, e.g. 2026-11-01/2026-11-22.",
+    )
+
+
+class PipelineConfig(StrictModel):
+    """A whole pipeline run: inputs, every stage's config and every task's runtime."""
+
+    name: str = Field("twhin-bert-pretrain", description="Pipeline name (KFP and MLflow).")
+    seed: int = Field(0, description="The one seed: copied into every stage that draws randomly.")
+    image: str = Field(BASE_IMAGE, description="Default image of every task (tag = version).")
+    gpu_image: str = Field(GPU_IMAGE, description="Default image of tasks with accelerators.")
+    ablation: bool = Field(
+        True,
+        description="Also train the MLM-only twin for as many steps as stage 2 and evaluate "
+        "both side by side.",
+    )
+    inputs: Inputs = Field(default_factory=Inputs, description="What the run reads.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="ingest stage.")
+    build_graph: BuildGraphConfig = Field(
+        default_factory=BuildGraphConfig, description="build_graph stage."
+    )
+    embed_graph: EmbedGraphConfig = Field(
+        default_factory=EmbedGraphConfig, description="embed_graph stage."
+    )
+    mine_pairs: MinePairsConfig = Field(
+        default_factory=MinePairsConfig, description="mine_pairs stage."
+    )
+    train_tokenizer: TrainTokenizerConfig = Field(
+        default_factory=TrainTokenizerConfig, description="train_tokenizer stage."
+    )
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="pretrain stage.")
+    embed: EmbedConfig = Field(default_factory=EmbedConfig, description="embed stage.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="evaluate stage.")
+    register_model: RegisterModelConfig = Field(
+        default_factory=RegisterModelConfig, description="register_model stage."
+    )
+    resources: dict[str, TaskResources] = Field(
+        default_factory=dict,
+        description="Per-stage runtime (keys: stage names, or 'default' for every stage).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        unknown = set(self.resources) - {*STAGES, "default", "resolve_champion"}
+        if unknown:
+            raise ValueError(
+                f"resources: unknown stage(s) {sorted(unknown)}; known: {list(STAGES)}"
+            )
+        # One seed drives every random choice.
+        for stage in STAGES:
+            section = getattr(self, stage, None)
+            if section is not None and "seed" in type(section).model_fields:
+                section.seed = self.seed
+        return self
+
+    def task_resources(self, stage: str) -> TaskResources:
+        """The runtime of ``stage``: its own section over 'default' over built-in defaults."""
+        merged: dict = {}
+        for key in ("default", stage):
+            if key in self.resources:
+                merged.update(self.resources[key].model_dump(exclude_unset=True))
+        return TaskResources.model_validate(merged)
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A built-in config name ('tiny', 'prod') or a file path -> the file."""
+    if str(name_or_path) in BUILTIN_CONFIGS:
+        ref = importlib_resources.files("twhin_bert_pipelines") / "configs" / f"{name_or_path}.yaml"
+        return Path(str(ref))
+    return Path(name_or_path)
+
+
+def load_pipeline_config(name_or_path: str | Path = "tiny") -> PipelineConfig:
+    """Loads and validates a pipeline config (built-in name or YAML/JSON path).
+
+    Raises:
+        ConfigError: Unreadable or invalid file (the message names the file and the field).
+    """
+    path = config_path(name_or_path)
+    data = read_mapping(path)
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: invalid pipeline config:\n{e}") from e

@@ -1,0 +1,91 @@
+"""Runs a whole pipeline on this machine with KFP's local runner (``twhin-bert run``).
+
+Tasks run as subprocesses with this Python (``SubprocessRunner(use_venv=False)``); artifacts
+land under ``<workdir>/pipeline_root/<run>/<task>/<output>``; MLflow uses
+``MLFLOW_TRACKING_URI`` or a SQLite store at ``<workdir>/mlflow.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from twhin_bert.common import tracking
+from twhin_bert_pipelines.config import PipelineConfig
+from twhin_bert_pipelines.submit import PipelineName, build
+
+log = logging.getLogger(__name__)
+
+
+def prepare_environment(workdir: Path) -> str:
+    """Points this process and its task subprocesses at the work dir and MLflow store.
+
+    Returns:
+        The MLflow tracking URI in use.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    os.environ["TWHIN_BERT_HOME"] = str(workdir)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or tracking.default_tracking_uri(workdir)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    tracking.configure(workdir)  # create the store and experiment once, before tasks race
+    return uri
+
+
+def run_local(
+    cfg: PipelineConfig, workdir: Path, which: PipelineName = "pretrain"
+) -> dict[str, Any]:
+    """Runs pipeline ``which`` through ``kfp.local`` and collects where its outputs are.
+
+    Args:
+        cfg: The pipeline config (its ``inputs`` must name the data).
+        workdir: Work dir for artifacts and the default MLflow store.
+        which: ``pretrain`` or ``retrain``.
+
+    Returns:
+        ``{"run_dir", "tasks": {task: {output: path}}, "tracking_uri", "seconds"}``.
+
+    Raises:
+        RuntimeError: A task failed (the message names the run folder to look into).
+    """
+    from kfp import local
+
+    workdir = workdir.resolve()
+    uri = prepare_environment(workdir)
+    root = workdir / "pipeline_root"
+    root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in root.iterdir()}
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    t0 = time.perf_counter()
+    pipeline_fn = build(cfg, which)
+    try:
+        pipeline_fn()
+    except RuntimeError as e:
+        new = sorted(p for p in root.iterdir() if p.name not in before)
+        where = new[-1] if new else root
+        raise RuntimeError(f"pipeline failed; task outputs and logs under {where}: {e}") from e
+    seconds = time.perf_counter() - t0
+    new_runs = sorted(
+        (p for p in root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime
+    )
+    run_dir = new_runs[-1]
+    tasks = {
+        task.name: {
+            out.name: str(out)
+            for out in sorted(task.iterdir())
+            if out.name != "executor_output.json"
+        }
+        for task in sorted(run_dir.iterdir())
+        if task.is_dir()
+    }
+    summary = {
+        "run_dir": str(run_dir),
+        "tasks": tasks,
+        "tracking_uri": uri,
+        "seconds": round(seconds, 1),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

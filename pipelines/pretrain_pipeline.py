@@ -1,0 +1,179 @@
+"""The ``twhin-bert-pretrain`` pipeline: raw logs to a registered, evaluated encoder.
+
+ingest -> build_graph -> embed_graph -> mine_pairs -> train_tokenizer -> pretrain(mlm)
+-> pretrain(mlm_social) -> evaluate -> register_model, plus (``ablation: true``) the
+MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kfp import dsl
+from twhin_bert.build_graph.component import build_graph
+from twhin_bert.embed_graph.component import embed_graph
+from twhin_bert.evaluate.component import evaluate
+from twhin_bert.ingest.component import ingest
+from twhin_bert.mine_pairs.component import mine_pairs
+from twhin_bert.pretrain.component import pretrain
+from twhin_bert.register_model.component import register_model
+from twhin_bert.train_tokenizer.component import train_tokenizer
+from twhin_bert_pipelines.config import PipelineConfig
+from twhin_bert_pipelines.runtime import apply_runtime
+
+RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+
+def graph_tasks(
+    cfg: PipelineConfig, tweets: list, engagements: list, parallel_tweets: str, truth: str
+) -> dict:
+    """The stages both pipelines share: ingest -> build_graph -> embed_graph -> mine_pairs."""
+    ing = apply_runtime(
+        ingest(
+            config=cfg.ingest.model_dump_json(),
+            tweets=tweets,
+            engagements=engagements,
+            pipeline_run_id=RUN_ID,
+        ),
+        cfg,
+        "ingest",
+        "ingest",
+    )
+    graph = apply_runtime(
+        build_graph(
+            config=cfg.build_graph.model_dump_json(),
+            ingested=ing.outputs["ingested"],
+            pipeline_run_id=RUN_ID,
+        ),
+        cfg,
+        "build_graph",
+        "build_graph",
+    )
+    emb = apply_runtime(
+        embed_graph(
+            config=cfg.embed_graph.model_dump_json(),
+            graph=graph.outputs["graph"],
+            pipeline_run_id=RUN_ID,
+        ),
+        cfg,
+        "embed_graph",
+        "embed_graph",
+    )
+    pairs = apply_runtime(
+        mine_pairs(
+            config=cfg.mine_pairs.model_dump_json(),
+            ingested=ing.outputs["ingested"],
+            embeddings=emb.outputs["embeddings"],
+            pipeline_run_id=RUN_ID,
+            parallel_tweets=parallel_tweets,
+            truth=truth,
+        ),
+        cfg,
+        "mine_pairs",
+        "mine_pairs",
+    )
+    return {"ingest": ing, "build_graph": graph, "embed_graph": emb, "mine_pairs": pairs}
+
+
+def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
+    """Builds the pretrain pipeline function for ``cfg`` (stage configs and runtime are
+    compiled in; the inputs are run-time parameters).
+
+    Args:
+        cfg: The pipeline config.
+
+    Returns:
+        A ``@dsl.pipeline`` function.
+    """
+    inputs = cfg.inputs
+    twin_cfg = cfg.pretrain.ablation_twin().model_dump_json()
+
+    @dsl.pipeline(
+        name=cfg.name,
+        description="TwHIN-BERT: socially-enriched encoder from tweets and engagements.",
+    )
+    def twhin_bert_pretrain(
+        tweets: list = inputs.tweets,
+        engagements: list = inputs.engagements,
+        parallel_tweets: str = inputs.parallel_tweets,
+        truth: str = inputs.truth,
+        benchmarks: list = inputs.benchmarks,
+        data_window: str = inputs.data_window,
+    ):
+        t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth)
+        ingested = t["ingest"].outputs["ingested"]
+        tok = apply_runtime(
+            train_tokenizer(
+                config=cfg.train_tokenizer.model_dump_json(),
+                ingested=ingested,
+                pipeline_run_id=RUN_ID,
+            ),
+            cfg,
+            "train_tokenizer",
+            "train_tokenizer",
+        )
+        mlm = apply_runtime(
+            pretrain(
+                config=cfg.pretrain.model_dump_json(),
+                objective="mlm",
+                ingested=ingested,
+                tokenizer=tok.outputs["tokenizer"],
+                pipeline_run_id=RUN_ID,
+            ),
+            cfg,
+            "pretrain",
+            "pretrain-mlm",
+        )
+        social = apply_runtime(
+            pretrain(
+                config=cfg.pretrain.model_dump_json(),
+                objective="mlm_social",
+                ingested=ingested,
+                tokenizer=tok.outputs["tokenizer"],
+                pairs=t["mine_pairs"].outputs["pairs"],
+                init_model=mlm.outputs["model"],
+                pipeline_run_id=RUN_ID,
+            ),
+            cfg,
+            "pretrain",
+            "pretrain-mlm-social",
+        )
+        eval_args = dict(
+            config=cfg.evaluate.model_dump_json(),
+            model=social.outputs["model"],
+            ingested=ingested,
+            graph_embeddings=t["embed_graph"].outputs["embeddings"],
+            pipeline_run_id=RUN_ID,
+            benchmarks=benchmarks,
+        )
+        if cfg.ablation:
+            twin = apply_runtime(
+                pretrain(
+                    config=twin_cfg,
+                    objective="mlm",
+                    ingested=ingested,
+                    tokenizer=tok.outputs["tokenizer"],
+                    init_model=mlm.outputs["model"],
+                    pipeline_run_id=RUN_ID,
+                ),
+                cfg,
+                "pretrain",
+                "pretrain-mlm-only",
+            )
+            eval_args["baseline_model"] = twin.outputs["model"]
+        ev = apply_runtime(evaluate(**eval_args), cfg, "evaluate", "evaluate")
+        apply_runtime(
+            register_model(
+                config=cfg.register_model.model_dump_json(),
+                model=social.outputs["model"],
+                evaluation=ev.outputs["evaluation"],
+                pipeline_run_id=RUN_ID,
+                pipeline_config=cfg.model_dump_json(),
+                data_window=data_window,
+            ),
+            cfg,
+            "register_model",
+            "register_model",
+        )
+
+    return twhin_bert_pretrain

@@ -1,0 +1,90 @@
+"""The ``twhin-bert-retrain`` pipeline: scheduled retraining on a new engagement window.
+
+resolve_champion -> ingest -> build_graph -> embed_graph -> mine_pairs ->
+pretrain(mlm_social, warm start from the champion, its tokenizer) -> evaluate ->
+register_model (the same gate; ``register_model.auto_promote`` lets scheduled runs promote).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kfp import dsl
+from twhin_bert.evaluate.component import evaluate
+from twhin_bert.pretrain.component import pretrain
+from twhin_bert.register_model.component import register_model, resolve_champion
+from twhin_bert_pipelines.config import PipelineConfig
+from twhin_bert_pipelines.pretrain_pipeline import RUN_ID, graph_tasks
+from twhin_bert_pipelines.runtime import apply_runtime
+
+
+def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
+    """Builds the retrain pipeline function for ``cfg``.
+
+    Args:
+        cfg: The pipeline config (``inputs`` name the new window's data).
+
+    Returns:
+        A ``@dsl.pipeline`` function.
+    """
+    inputs = cfg.inputs
+
+    @dsl.pipeline(
+        name=f"{cfg.name.removesuffix('-pretrain')}-retrain",
+        description="TwHIN-BERT retraining: new engagement window, warm start from the champion.",
+    )
+    def twhin_bert_retrain(
+        tweets: list = inputs.tweets,
+        engagements: list = inputs.engagements,
+        parallel_tweets: str = inputs.parallel_tweets,
+        truth: str = inputs.truth,
+        benchmarks: list = inputs.benchmarks,
+        data_window: str = inputs.data_window,
+    ):
+        champ = resolve_champion(model_name=cfg.register_model.model_name)
+        apply_runtime(champ, cfg, "resolve_champion", "resolve_champion")
+        champ.set_caching_options(False)  # the champion moves between runs
+        t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth)
+        social = apply_runtime(
+            pretrain(
+                config=cfg.pretrain.model_dump_json(),
+                objective="mlm_social",
+                ingested=t["ingest"].outputs["ingested"],
+                tokenizer=champ.outputs["champion"],
+                pairs=t["mine_pairs"].outputs["pairs"],
+                init_model=champ.outputs["champion"],
+                pipeline_run_id=RUN_ID,
+            ),
+            cfg,
+            "pretrain",
+            "pretrain-mlm-social",
+        )
+        ev = apply_runtime(
+            evaluate(
+                config=cfg.evaluate.model_dump_json(),
+                model=social.outputs["model"],
+                ingested=t["ingest"].outputs["ingested"],
+                graph_embeddings=t["embed_graph"].outputs["embeddings"],
+                pipeline_run_id=RUN_ID,
+                benchmarks=benchmarks,
+                baseline_model=champ.outputs["champion"],
+            ),
+            cfg,
+            "evaluate",
+            "evaluate",
+        )
+        apply_runtime(
+            register_model(
+                config=cfg.register_model.model_dump_json(),
+                model=social.outputs["model"],
+                evaluation=ev.outputs["evaluation"],
+                pipeline_run_id=RUN_ID,
+                pipeline_config=cfg.model_dump_json(),
+                data_window=data_window,
+            ),
+            cfg,
+            "register_model",
+            "register_model",
+        )
+
+    return twhin_bert_retrain

@@ -1,0 +1,59 @@
+"""Applies a stage's runtime settings (image, resources, accelerators, scheduling) to a KFP task."""
+
+from __future__ import annotations
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+from twhin_bert_pipelines.config import PipelineConfig
+
+
+def apply_runtime(
+    task: PipelineTask, cfg: PipelineConfig, stage: str, display_name: str
+) -> PipelineTask:
+    """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, retries,
+    caching and env of ``task`` from ``cfg.resources`` (kfp.local ignores all but caching).
+
+    Args:
+        task: The pipeline task.
+        cfg: The pipeline config.
+        stage: The stage name whose resources apply.
+        display_name: The task's display name in the KFP UI.
+
+    Returns:
+        The task.
+    """
+    res = cfg.task_resources(stage)
+    task.set_display_name(display_name)
+    image = res.image or (cfg.gpu_image if res.accelerator_count else cfg.image)
+    task.set_container_image(image)
+    task.set_env_variable("TWHIN_BERT_IMAGE", image)
+    if res.cpu_request:
+        task.set_cpu_request(res.cpu_request)
+    if res.cpu_limit:
+        task.set_cpu_limit(res.cpu_limit)
+    if res.memory_request:
+        task.set_memory_request(res.memory_request)
+    if res.memory_limit:
+        task.set_memory_limit(res.memory_limit)
+    if res.accelerator_count:
+        task.set_accelerator_type(res.accelerator_type).set_accelerator_limit(res.accelerator_count)
+    for key, value in res.node_selector.items():
+        kubernetes.add_node_selector(task, label_key=key, label_value=value)
+    for tol in res.tolerations:
+        kubernetes.add_toleration(
+            task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
+        )
+    if res.shm_size:
+        kubernetes.empty_dir_mount(
+            task,
+            volume_name="dshm",
+            mount_path="/dev/shm",
+            medium="Memory",
+            size_limit=res.shm_size,
+        )
+    if res.retries:
+        task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
+    task.set_caching_options(res.caching)
+    for key, value in res.env.items():
+        task.set_env_variable(key, value)
+    return task
