@@ -1,0 +1,42 @@
+"""KFP component of the build_graph stage (thin: typed artifacts -> ``run_build_graph``)."""
+
+from __future__ import annotations
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Output
+
+from twhin_bert.common.kfp_utils import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def build_graph(
+    config: str,
+    ingested: Input[Dataset],
+    pipeline_run_id: str,
+    graph: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """Builds the TwHIN (users, tweets, one relation per engagement type) in PBG's format.
+
+    Args:
+        config: The build_graph section of the pipeline config, as JSON.
+        ingested: The ingest stage's folder (``engagements.parquet``).
+        pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
+        graph: Folder with ``pbg/`` (entity counts, partitioned HDF5 edge buckets for
+            ``train/``, ``valid/``, ``test/``), ``entities.parquet``, ``relations.json``,
+            ``graph.json`` and ``metrics.json``.
+        metrics: Entity and edge counts, split sizes, rows dropped by reason.
+    """
+    from pathlib import Path
+
+    from twhin_bert.build_graph.config import BuildGraphConfig
+    from twhin_bert.build_graph.graph import run_build_graph
+    from twhin_bert.common.kfp_utils import log_kfp_metrics
+
+    result = run_build_graph(
+        BuildGraphConfig.model_validate_json(config),
+        graph.path,
+        pipeline_run_id=pipeline_run_id,
+        ingested=Path(ingested.path),
+    )
+    log_kfp_metrics(metrics, result)

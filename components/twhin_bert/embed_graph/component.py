@@ -1,0 +1,43 @@
+"""KFP component of the embed_graph stage (thin: typed artifacts -> ``run_embed_graph``)."""
+
+from __future__ import annotations
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from twhin_bert.common.kfp_utils import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def embed_graph(
+    config: str,
+    graph: Input[Dataset],
+    pipeline_run_id: str,
+    embeddings: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Trains TwHIN user/tweet embeddings with PyTorch-BigGraph and evaluates them.
+
+    Args:
+        config: The embed_graph section of the pipeline config, as JSON.
+        graph: The build_graph stage's folder.
+        pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
+        embeddings: Folder with ``users.npy`` + ``users.ids.parquet``, ``tweets.npy`` +
+            ``tweets.ids.parquet`` (float32), ``relations.json``, ``model.json`` and PBG's
+            ``checkpoint/`` (a retried task resumes from it).
+        metrics: Link prediction (MRR, Hits@1, Hits@10) beside the popularity baseline,
+            PBG edges/s and the time spent outside PBG training.
+    """
+    from pathlib import Path
+
+    from twhin_bert.common.kfp_utils import log_kfp_metrics
+    from twhin_bert.embed_graph.config import EmbedGraphConfig
+    from twhin_bert.embed_graph.embed import run_embed_graph
+
+    result = run_embed_graph(
+        EmbedGraphConfig.model_validate_json(config),
+        embeddings.path,
+        pipeline_run_id=pipeline_run_id,
+        graph=Path(graph.path),
+    )
+    log_kfp_metrics(metrics, result)

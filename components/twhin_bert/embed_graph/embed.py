@@ -1,0 +1,453 @@
+"""embed_graph: train TwHIN embeddings with PyTorch-BigGraph, evaluate, export.
+
+The recipe, top to bottom:
+
+1. **setup** – build PBG's ``ConfigSchema`` from our config and the build_graph folder
+   (``graph.json``): entity types ``user``/``tweet`` with the graph's partitions, one relation
+   per engagement type with lhs = tweet, rhs = user and the operator on the rhs, so PBG's
+   score ``comparator(lhs, op(rhs))`` is SPEC 2.2's f = (u + r)ᵀt with translation + dot.
+2. **train** – ``torchbiggraph.train.train_and_report_stats`` (PBG's own loop: Hogwild!
+   workers, row-wise Adagrad, batch (prevalence-proportional) and uniform negatives on both
+   sides). Checkpoints go to ``<out>/checkpoint`` – inside the stage's staging folder, which
+   survives a crash – and PBG resumes from ``checkpoint_version.txt`` on its own: a killed
+   run restarts at the first epoch (or edge chunk) it had not finished.
+3. **export** – the last checkpoint's embeddings, in the row order of ``entities.parquet``:
+   ``users.npy``/``users.ids.parquet``, ``tweets.npy``/``tweets.ids.parquet`` (float32),
+   ``relations.json`` ``{type: vector}`` and ``model.json`` (operator, comparator, ...).
+4. **evaluate** – link prediction on held-out edges: each test edge's tweet is ranked among
+   ``eval_candidates`` random tweets (known positives of that user filtered out) by our score
+   computed from the exported vectors, and by train-set popularity (degree) on the same
+   candidates; MRR, Hits@1, Hits@10 for both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from twhin_bert.common import tracking
+from twhin_bert.common.schemas import read_table, write_table
+from twhin_bert.common.stage import stage
+from twhin_bert.embed_graph.config import EmbedGraphConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+FINGERPRINT_FILE = "twhin_fingerprint.json"
+USER, TWEET = "user", "tweet"
+
+
+def _import_pbg() -> None:
+    """Imports torchbiggraph quietly (it imports the deprecated pkg_resources)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        import torchbiggraph.train  # noqa: F401
+
+
+def read_graph(graph: Path) -> dict[str, Any]:
+    """Reads and checks a build_graph folder's ``graph.json``."""
+    path = Path(graph) / "graph.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise FileNotFoundError(f"{path}: not a build_graph output ({e})") from e
+    if meta.get("lhs") != TWEET or meta.get("rhs") != USER:
+        raise ValueError(f"{path}: expected lhs=tweet, rhs=user, got {meta.get('lhs')}/{meta.get('rhs')}")
+    return meta
+
+
+def pbg_config_dict(cfg: EmbedGraphConfig, meta: dict[str, Any], graph: Path, checkpoint: Path) -> dict[str, Any]:
+    """PBG's config (as the dict ``parse_config`` takes) for our config and graph."""
+    p = int(meta["num_partitions"])
+    return {
+        "entities": {USER: {"num_partitions": p}, TWEET: {"num_partitions": p}},
+        "relations": [
+            # lhs = tweet, rhs = user: PBG applies the operator to the rhs, i.e. the user.
+            {"name": name, "lhs": TWEET, "rhs": USER, "operator": cfg.operator}
+            for name in meta["relations"]
+        ],
+        "dimension": cfg.dimension,
+        "init_scale": cfg.init_scale,
+        "global_emb": False,  # exported vectors are then exactly what the score uses
+        "comparator": cfg.comparator,
+        "loss_fn": cfg.loss_fn,
+        "margin": cfg.margin,
+        "lr": cfg.lr,
+        "entity_path": str(graph / meta["paths"]["entity_path"]),
+        "edge_paths": [str(graph / meta["paths"]["train"])],
+        "checkpoint_path": str(checkpoint),
+        "num_epochs": cfg.num_epochs,
+        "num_edge_chunks": cfg.num_edge_chunks,
+        "batch_size": cfg.batch_size,
+        "num_batch_negs": cfg.num_batch_negs,
+        "num_uniform_negs": cfg.num_uniform_negs,
+        "workers": cfg.workers or mp.cpu_count(),
+        "eval_fraction": cfg.pbg_eval_fraction,
+        "hogwild_delay": cfg.hogwild_delay,
+    }
+
+
+def _fingerprint(pbg: dict[str, Any], meta: dict[str, Any], seed: int) -> str:
+    """What a checkpoint must match to be resumed (not workers/paths/eval knobs)."""
+    skip = {"workers", "hogwild_delay", "eval_fraction", "checkpoint_path", "entity_path", "edge_paths"}
+    key = {k: v for k, v in pbg.items() if k not in skip}
+    key["graph"] = {k: meta[k] for k in ("entities", "edges", "buckets", "relations")}
+    key["seed"] = seed
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def checkpoint_version(checkpoint: Path) -> int:
+    """PBG's committed checkpoint version (completed iterations; 0 = none)."""
+    f = Path(checkpoint) / "checkpoint_version.txt"
+    return int(f.read_text().strip() or 0) if f.is_file() else 0
+
+
+def prepare_checkpoint(checkpoint: Path, fingerprint: str) -> int:
+    """Keeps a previous run's checkpoint if it was made for the same model and graph.
+
+    Returns:
+        The checkpoint version PBG will resume from (0 = fresh start).
+    """
+    fp_file = checkpoint / FINGERPRINT_FILE
+    if checkpoint.exists():
+        old = json.loads(fp_file.read_text()).get("fingerprint") if fp_file.is_file() else None
+        if old != fingerprint:
+            log.warning("%s: checkpoint made for another config or graph; starting over", checkpoint)
+            shutil.rmtree(checkpoint)
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    fp_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    return checkpoint_version(checkpoint)
+
+
+def _seed_worker(seed: int) -> None:
+    """Seeds torch in a PBG worker process: ``seed`` + the worker's pool index."""
+    import torch
+
+    identity = getattr(mp.current_process(), "_identity", ()) or (0,)
+    torch.manual_seed(seed * 1000 + identity[0])
+
+
+def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) -> dict[str, Any]:
+    """Runs PBG's training loop, logging each bucket's loss; returns training figures."""
+    import torch
+    from torchbiggraph.config import parse_config
+    from torchbiggraph.train import train_and_report_stats
+    from torchbiggraph.util import SubprocessInitializer
+
+    config = parse_config(pbg)
+    torch.manual_seed(cfg.seed)
+    init = SubprocessInitializer()
+    init.register(_seed_worker, cfg.seed)
+    threads = torch.get_num_threads()  # PBG sets 1 thread in this process; restore after
+    trained = 0
+    losses: dict[int, list[tuple[float, int]]] = {}
+    n_buckets = int(pbg["entities"][USER]["num_partitions"]) ** 2
+    first_new = resumed_version * n_buckets
+    t0 = time.perf_counter()
+    try:
+        for index, _before, stats, _after in train_and_report_stats(config, subprocess_init=init):
+            if index < first_new:
+                continue  # replayed stats of iterations done before a restart
+            trained += stats.count
+            losses.setdefault(index // n_buckets, []).append((stats.metrics["loss"], stats.count))
+            tracking.log_metrics({"pbg_bucket_loss": stats.metrics["loss"]}, step=index)
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - t0
+    per_iter = {
+        it: sum(v * c for v, c in xs) / max(1, sum(c for _, c in xs)) for it, xs in losses.items()
+    }
+    for it, loss in sorted(per_iter.items()):
+        tracking.log_metrics({"pbg_loss": loss}, step=it)
+    return {"seconds": seconds, "edges_trained": trained, "loss_by_iteration": per_iter}
+
+
+def load_embeddings(checkpoint: Path, entity: str, num_partitions: int) -> np.ndarray:
+    """All partitions of one entity type from the last checkpoint, rows = entities.parquet order."""
+    from torchbiggraph.checkpoint_storage import CHECKPOINT_STORAGES
+
+    storage = CHECKPOINT_STORAGES.make_instance(str(checkpoint))
+    version = storage.load_version()
+    parts = [storage.load_entity_partition(version, entity, p)[0] for p in range(num_partitions)]
+    return np.concatenate([t.numpy() for t in parts]).astype(np.float32, copy=False)
+
+
+def load_relation_vectors(
+    checkpoint: Path, relations: list[str], operator: str, dimension: int
+) -> dict[str, np.ndarray]:
+    """Each relation's operator parameter (translation / diagonal vector; zeros for none)."""
+    from torchbiggraph.checkpoint_storage import CHECKPOINT_STORAGES
+
+    storage = CHECKPOINT_STORAGES.make_instance(str(checkpoint))
+    state, _ = storage.load_model(storage.load_version())
+    out: dict[str, np.ndarray] = {}
+    for i, name in enumerate(relations):
+        if operator == "none":
+            out[name] = np.zeros(dimension, np.float32)
+            continue
+        prefix = f"relations/{i}/operator/rhs/"
+        hits = [k for k in (state or {}) if k.startswith(prefix)]
+        if len(hits) != 1:
+            raise RuntimeError(f"{checkpoint}: no rhs operator parameter {prefix}* in the model file")
+        out[name] = state[hits[0]].numpy().astype(np.float32)
+    return out
+
+
+def _apply_operator(u: np.ndarray, r: np.ndarray, operator: str) -> np.ndarray:
+    if operator == "translation":
+        return u + r
+    if operator == "diagonal":
+        return u * r
+    if operator == "linear":
+        d = u.shape[-1]
+        return u @ r.reshape(d, d).T
+    return u
+
+
+def _compare(query: "Any", cands: "Any", comparator: str) -> "Any":
+    """Scores ``cands [E, K, d]`` against ``query [E, d]`` (torch), higher = better."""
+    import torch
+
+    if comparator == "cos":
+        query = torch.nn.functional.normalize(query, dim=-1)
+        cands = torch.nn.functional.normalize(cands, dim=-1)
+    if comparator in ("dot", "cos"):
+        return torch.einsum("ed,ekd->ek", query, cands)
+    sq = ((cands - query[:, None, :]) ** 2).sum(-1)
+    return -sq if comparator == "squared_l2" else -sq.sqrt()
+
+
+def read_split(graph: Path, meta: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One split's edges as global rows: ``(user_row, tweet_row, relation)``."""
+    from torchbiggraph.graph_storages import EDGE_STORAGES
+
+    p = int(meta["num_partitions"])
+    base = {
+        e: np.concatenate([[0], np.cumsum(meta["entities"][e]["partition_counts"])])
+        for e in (USER, TWEET)
+    }
+    storage = EDGE_STORAGES.make_instance(str(graph / meta["paths"][split]))
+    us, ts, rs = [], [], []
+    for lp in range(p):
+        for rp in range(p):
+            edges = storage.load_edges(lp, rp)
+            ts.append(edges.lhs.to_tensor().numpy() + base[TWEET][lp])
+            us.append(edges.rhs.to_tensor().numpy() + base[USER][rp])
+            rs.append(edges.get_relation_type_as_vector().numpy())
+    return np.concatenate(us), np.concatenate(ts), np.concatenate(rs)
+
+
+def _ranks(pos: Any, cand: Any, valid: Any) -> Any:
+    """Rank of each positive among its valid candidates; ties count half (random tie-break)."""
+    greater = ((cand > pos[:, None]) & valid).sum(1)
+    equal = ((cand == pos[:, None]) & valid).sum(1)
+    return 1.0 + greater + 0.5 * equal
+
+
+def link_prediction(
+    users: np.ndarray,
+    tweets: np.ndarray,
+    rel_vectors: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    known: np.ndarray,
+    train_degree: np.ndarray,
+    cfg: EmbedGraphConfig,
+    relations: list[str],
+) -> dict[str, Any]:
+    """MRR / Hits@1 / Hits@10 of the embeddings and of popularity on the same candidates.
+
+    Args:
+        users: User embeddings ``[U, d]``.
+        tweets: Tweet embeddings ``[T, d]``.
+        rel_vectors: Relation operator parameters ``[R, ...]`` (index = relation id).
+        test: Held-out ``(user_row, tweet_row, relation)``.
+        known: Sorted int64 keys ``user_row * T + tweet_row`` of every known edge (filtered
+            out of the candidates).
+        train_degree: Train-split degree of each tweet (the popularity score).
+        cfg: Evaluation knobs (candidates, max edges, seed, operator, comparator).
+        relations: Relation names (for the per-relation breakdown).
+
+    Returns:
+        Flat metrics: ``mrr``, ``hits@1``, ``hits@10`` and ``popularity_*`` twins, the count
+        of evaluated edges, and ``by_relation``.
+    """
+    import torch
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    u, t, r = test
+    if u.size > cfg.eval_max_edges:
+        pick = rng.choice(u.size, cfg.eval_max_edges, replace=False)
+        u, t, r = u[pick], t[pick], r[pick]
+    n_tweets = tweets.shape[0]
+    cand = rng.integers(0, n_tweets, size=(u.size, cfg.eval_candidates))
+    keys = u[:, None].astype(np.int64) * n_tweets + cand
+    pos_in_known = np.searchsorted(known, keys).clip(max=max(known.size - 1, 0))
+    valid = known[pos_in_known] != keys if known.size else np.ones_like(keys, bool)
+
+    tw = torch.from_numpy(tweets)
+    query = torch.from_numpy(_apply_operator(users[u], rel_vectors[r], cfg.operator))
+    chunk = max(1, 2**22 // (cfg.eval_candidates * tweets.shape[1]))
+    model_rank = np.empty(u.size)
+    for s in range(0, u.size, chunk):
+        q = query[s : s + chunk]
+        pos = _compare(q, tw[torch.from_numpy(t[s : s + chunk])][:, None, :], cfg.comparator)[:, 0]
+        sc = _compare(q, tw[torch.from_numpy(cand[s : s + chunk])], cfg.comparator)
+        model_rank[s : s + chunk] = _ranks(
+            pos.numpy(), sc.numpy(), valid[s : s + chunk]
+        )
+    pop_rank = _ranks(train_degree[t].astype(np.float64), train_degree[cand].astype(np.float64), valid)
+
+    def summary(rank: np.ndarray) -> dict[str, float]:
+        return {
+            "mrr": float(np.mean(1.0 / rank)) if rank.size else float("nan"),
+            "hits@1": float(np.mean(rank <= 1)) if rank.size else float("nan"),
+            "hits@10": float(np.mean(rank <= 10)) if rank.size else float("nan"),
+        }
+
+    model, pop = summary(model_rank), summary(pop_rank)
+    by_relation = {
+        name: {"edges": int((r == i).sum()), "mrr": summary(model_rank[r == i])["mrr"],
+               "popularity_mrr": summary(pop_rank[r == i])["mrr"]}
+        for i, name in enumerate(relations)
+        if (r == i).any()
+    }
+    return {
+        **model,
+        **{f"popularity_{k}": v for k, v in pop.items()},
+        "mrr_lift_over_popularity": model["mrr"] - pop["mrr"],
+        "eval_edges": int(u.size),
+        "eval_candidates": cfg.eval_candidates,
+        "eval_filtered_share": float(1.0 - valid.mean()) if valid.size else 0.0,
+        "by_relation": by_relation,
+    }
+
+
+def export(
+    out: Path, graph: Path, meta: dict[str, Any], cfg: EmbedGraphConfig, checkpoint: Path
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Writes users/tweets ``.npy`` + ``.ids.parquet``, ``relations.json``, ``model.json``."""
+    p = int(meta["num_partitions"])
+    entities = read_table(graph / meta["paths"]["entities"], "entities", columns=["entity_type", "id"])
+    arrays = {}
+    for entity, stem in ((USER, "users"), (TWEET, "tweets")):
+        emb = load_embeddings(checkpoint, entity, p)
+        ids = pc.filter(entities.column("id"), pc.equal(entities.column("entity_type"), entity))
+        if len(ids) != emb.shape[0]:
+            raise RuntimeError(
+                f"{checkpoint}: {emb.shape[0]} {entity} embeddings but {len(ids)} {entity} "
+                f"rows in {graph / meta['paths']['entities']}"
+            )
+        np.save(out / f"{stem}.npy", emb)
+        write_table(pa.table({"id": ids}), out / f"{stem}.ids.parquet", "ids")
+        arrays[entity] = emb
+    rel = load_relation_vectors(checkpoint, meta["relations"], cfg.operator, cfg.dimension)
+    (out / "relations.json").write_text(
+        json.dumps({k: [float(x) for x in v] for k, v in rel.items()}) + "\n"
+    )
+    model = {
+        "dimension": cfg.dimension,
+        "operator": cfg.operator,
+        "operator_side": USER,
+        "comparator": cfg.comparator,
+        "score": "comparator(tweet, op_r(user)); translation + dot: (u + r)ᵀt",
+        "relations": meta["relations"],
+        "files": {"users": "users.npy", "tweets": "tweets.npy", "relations": "relations.json"},
+    }
+    (out / "model.json").write_text(json.dumps(model, indent=2) + "\n")
+    return arrays[USER], arrays[TWEET], rel
+
+
+@stage("embed_graph")
+def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dict[str, Any]:
+    """Trains PBG embeddings of a build_graph folder, evaluates and exports them.
+
+    Args:
+        cfg: The stage config.
+        out_dir: Staging output folder; PBG's checkpoint lives in ``out_dir/checkpoint`` so a
+            rerun after a crash resumes from it.
+        graph: The build_graph stage's folder.
+
+    Returns:
+        Metrics: link prediction (model and popularity baseline), training figures (edges/s,
+        loss per epoch, resumed checkpoint version) and the time spent outside PBG training.
+    """
+    t_start = time.perf_counter()
+    _import_pbg()
+    out = Path(out_dir)
+    graph = Path(graph).resolve()
+    meta = read_graph(graph)
+    checkpoint = (out / CHECKPOINT_DIR).resolve()
+    pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
+    resumed = prepare_checkpoint(checkpoint, _fingerprint(pbg, meta, cfg.seed))
+    if resumed:
+        log.info(
+            "embed_graph: resuming from PBG checkpoint version %d in %s", resumed, checkpoint
+        )
+    t_setup = time.perf_counter() - t_start
+
+    train = train_pbg(cfg, pbg, resumed)
+    version = checkpoint_version(checkpoint)
+
+    t0 = time.perf_counter()
+    users, tweets, rel = export(out, graph, meta, cfg, checkpoint)
+    t_export = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    known_parts = [read_split(graph, meta, s) for s in ("train", "valid", "test")]
+    n_tweets = tweets.shape[0]
+    known = np.unique(
+        np.concatenate([u.astype(np.int64) * n_tweets + t for u, t, _ in known_parts])
+    )
+    train_degree = np.bincount(known_parts[0][1], minlength=n_tweets)
+    split = known_parts[("train", "valid", "test").index(cfg.eval_split)]
+    rel_matrix = np.stack([rel[name] for name in meta["relations"]])
+    lp = link_prediction(users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"])
+    t_eval = time.perf_counter() - t0
+
+    if not cfg.keep_checkpoint:
+        shutil.rmtree(checkpoint)
+    outside = t_setup + t_export + t_eval
+    # PBG's default chunking: as many chunks as needed for <= 1e9 edges per chunk.
+    chunks = cfg.num_edge_chunks or max(1, -(-int(meta["buckets"]["train"][0]) // 1_000_000_000))
+    log.info(
+        "embed_graph: MRR %.4f (popularity %.4f), Hits@10 %.4f (popularity %.4f)",
+        lp["mrr"], lp["popularity_mrr"], lp["hits@10"], lp["popularity_hits@10"],
+    )
+    return {
+        **lp,
+        "users": int(users.shape[0]),
+        "tweets": int(tweets.shape[0]),
+        "dimension": cfg.dimension,
+        "pbg_resumed_from_version": resumed,
+        "pbg_checkpoint_version": version,
+        "pbg_iterations_run": version - resumed,
+        "pbg_edges_trained": train["edges_trained"],
+        "pbg_edges_per_second": train["edges_trained"] / max(train["seconds"], 1e-9),
+        "pbg_final_loss": (
+            train["loss_by_iteration"][max(train["loss_by_iteration"])]
+            if train["loss_by_iteration"] else float("nan")
+        ),
+        "pbg_first_loss": (
+            train["loss_by_iteration"][min(train["loss_by_iteration"])]
+            if train["loss_by_iteration"] else float("nan")
+        ),
+        "seconds": {
+            "setup": t_setup,
+            "pbg_train": train["seconds"],
+            "export": t_export,
+            "evaluate": t_eval,
+        },
+        "outside_pbg_share": outside / max(train["seconds"], 1e-9),
+        "epochs_completed": version // chunks,
+    }

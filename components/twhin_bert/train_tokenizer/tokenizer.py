@@ -1,0 +1,307 @@
+"""The train_tokenizer stage: a SentencePiece-style Unigram tokenizer on language-resampled tweets.
+
+The tokenizer follows XLM-R's design (SPEC 2.4): NFKC normalisation, whitespace split plus
+Metaspace (``▁`` marks a word start), a Unigram subword model, special tokens ``<s>``,
+``<pad>``, ``</s>``, ``<unk>``, ``<mask>`` (ids 0-4, so ``[CLS] = <s>`` and ``[SEP] = </s>``)
+and a post-processor that wraps every text as ``<s> text </s>``.
+
+Languages are re-sampled before training as in XLM-R and TwHIN-BERT: a language of share
+``f_l`` is drawn with probability ``q_l = f_l^alpha / sum_k f_k^alpha``. We do it by giving each
+tweet of language ``l`` an expected number of copies ``r_l = M q_l / n_l`` (``M`` = corpus size,
+``n_l`` = tweets of ``l``): ``floor(r_l)`` copies plus one more with probability ``frac(r_l)``.
+Rare languages are repeated, frequent ones sub-sampled, and the whole thing streams.
+
+The output is a Hugging Face fast-tokenizer folder that ``AutoTokenizer.from_pretrained``
+loads offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from twhin_bert.common import io, schemas
+from twhin_bert.common.progress import progress
+from twhin_bert.common.stage import stage
+from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
+
+log = logging.getLogger(__name__)
+
+BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
+#: In XLM-R's order: <s>=0, <pad>=1, </s>=2, <unk>=3; <mask> follows.
+SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)
+TWEETS_FILE = "tweets.parquet"
+
+
+def tweets_file(path: str | Path) -> Path:
+    """The tweets Parquet of an ingest folder, or ``path`` itself when it is a file."""
+    p = Path(path)
+    f = p / TWEETS_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise FileNotFoundError(f"{f}: no tweets Parquet (expected an ingest folder or a file)")
+    return f
+
+
+def language_probabilities(counts: Mapping[str, int], alpha: float) -> dict[str, float]:
+    """Re-sampling probabilities ``q_l = f_l^alpha / sum_k f_k^alpha`` with ``f_l = n_l / N``.
+
+    Args:
+        counts: Tweets per language (languages with no tweets are ignored).
+        alpha: The exponent (1 keeps the natural mix, 0 makes all languages equal).
+
+    Returns:
+        Probability per language, summing to 1.
+    """
+    total = sum(n for n in counts.values() if n > 0)
+    if total == 0:
+        raise ValueError("language_probabilities: no tweets to re-sample")
+    weights = {lang: (n / total) ** alpha for lang, n in counts.items() if n > 0}
+    z = sum(weights.values())
+    return {lang: w / z for lang, w in weights.items()}
+
+
+def copy_rates(counts: Mapping[str, int], alpha: float, corpus_tweets: int) -> dict[str, float]:
+    """Expected copies per tweet of each language so that the corpus follows the re-sampling.
+
+    Args:
+        counts: Tweets per language in the input.
+        alpha: Re-sampling exponent.
+        corpus_tweets: Target corpus size ``M``.
+
+    Returns:
+        ``r_l = M q_l / n_l`` per language.
+    """
+    q = language_probabilities(counts, alpha)
+    return {lang: corpus_tweets * p / counts[lang] for lang, p in q.items()}
+
+
+def count_languages(path: Path) -> Counter[str]:
+    """Tweets per language of a tweets Parquet (reads only the ``lang`` column)."""
+    f = schemas.check(path, "tweets")
+    counts: Counter[str] = Counter()
+    for batch in f.iter_batches(columns=["lang"], batch_size=65536):
+        vc = pc.value_counts(batch.column(0))
+        for item in vc.to_pylist():
+            counts[item["values"] or "und"] += item["counts"]
+    return counts
+
+
+class ResampledCorpus:
+    """Streams re-sampled training texts in batches and sets a held-out sample aside.
+
+    Iterating it once yields lists of texts for ``Tokenizer.train_from_iterator``; afterwards
+    ``heldout`` holds the held-out tweets and ``emitted`` the language mix actually produced.
+    """
+
+    def __init__(self, path: Path, cfg: TrainTokenizerConfig, counts: Mapping[str, int]) -> None:
+        self.path = path
+        self.cfg = cfg
+        self.n_input = sum(counts.values())
+        self.corpus_target = cfg.corpus_tweets or self.n_input
+        self.rates = copy_rates(counts, cfg.alpha, self.corpus_target)
+        self.heldout: list[str] = []
+        self.emitted: Counter[str] = Counter()
+
+    def __iter__(self) -> Iterator[list[str]]:
+        cfg = self.cfg
+        rng = np.random.default_rng(cfg.seed)
+        f = pq.ParquetFile(str(self.path))
+        row = 0
+        bar = progress(total=self.n_input, desc="train_tokenizer: corpus", unit="tweet")
+        for batch in f.iter_batches(columns=["text", "lang"], batch_size=cfg.batch_size):
+            texts = batch.column(0).to_pylist()
+            langs = [lang or "und" for lang in batch.column(1).to_pylist()]
+            n = len(texts)
+            for i, t in enumerate(texts):
+                if t is None:
+                    raise ValueError(f"{self.path}: row {row + i + 1}: text is null (expected a string)")
+            # Held-out draw first, then the copies: both from one seeded stream, in file order.
+            held = rng.random(n) < cfg.heldout_fraction
+            rates = np.fromiter((self.rates[lang] for lang in langs), dtype=np.float64, count=n)
+            copies = np.floor(rates).astype(np.int64) + (rng.random(n) < rates % 1.0)
+            for i in np.flatnonzero(held):
+                if len(self.heldout) < cfg.heldout_max:
+                    self.heldout.append(texts[i])
+                copies[i] = 0
+            out = [t for t, c in zip(texts, copies.tolist(), strict=True) for _ in range(c)]
+            for lang, c in zip(langs, copies.tolist(), strict=True):
+                self.emitted[lang] += c
+            row += n
+            bar.update(n)
+            if out:
+                yield out
+        bar.close()
+
+
+def new_tokenizer() -> Any:
+    """An untrained XLM-R-style pipeline: NFKC, whitespace + Metaspace, Unigram, <s> $A </s>."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ]
+    )
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    return tok
+
+
+def add_post_processor(tok: Any) -> None:
+    """Wraps single texts as ``<s> A </s>`` and pairs as ``<s> A </s></s> B </s>`` (RoBERTa)."""
+    from tokenizers import processors
+
+    bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}",
+        pair=f"{BOS} $A {EOS} {EOS} $B:1 {EOS}:1",
+        special_tokens=[(BOS, bos), (EOS, eos)],
+    )
+
+
+def train_unigram(corpus: ResampledCorpus, cfg: TrainTokenizerConfig) -> Any:
+    """Trains the Unigram model on the streamed corpus.
+
+    Returns:
+        The trained ``tokenizers.Tokenizer`` with its post-processor.
+    """
+    from tokenizers import AddedToken, trainers
+
+    tok = new_tokenizer()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=cfg.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        unk_token=UNK,
+        max_piece_length=cfg.max_piece_length,
+        shrinking_factor=cfg.shrinking_factor,
+        n_sub_iterations=cfg.n_sub_iterations,
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer=trainer, length=corpus.corpus_target)
+    # As in XLM-R, "<mask>" swallows the space before it ("a <mask>" masks the word "▁x").
+    tok.add_special_tokens([AddedToken(MASK, lstrip=True, special=True, normalized=False)])
+    add_post_processor(tok)
+    return tok
+
+
+def to_transformers(tok: Any, model_max_length: int) -> Any:
+    """Wraps a ``tokenizers.Tokenizer`` as a transformers fast tokenizer with XLM-R's roles."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=BOS,
+        eos_token=EOS,
+        cls_token=BOS,
+        sep_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        mask_token=MASK,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+
+
+def load_pretrained(uri: str, model_max_length: int) -> Any:
+    """Loads an existing tokenizer folder (local or gs://) offline and checks its roles.
+
+    Raises:
+        ValueError: The tokenizer is not a fast one or lacks a CLS/SEP/PAD/MASK/UNK token.
+    """
+    from transformers import AutoTokenizer
+
+    with io.local_path(uri) as local:
+        if not Path(local).is_dir():
+            raise FileNotFoundError(f"{uri}: pretrained tokenizer must be a folder")
+        tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"{uri}: expected a fast (tokenizer.json) tokenizer, got {type(tok).__name__}")
+    for role in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token"):
+        if getattr(tok, role, None) is None:
+            raise ValueError(f"{uri}: tokenizer has no {role} (needed by pretrain and embed)")
+    tok.model_max_length = model_max_length
+    return tok
+
+
+def heldout_stats(tok: Any, texts: list[str]) -> dict[str, float]:
+    """Tokens per tweet (special tokens excluded) and the share of ``<unk>`` tokens."""
+    if not texts:
+        return {"tokens_per_tweet": math.nan, "unk_rate": math.nan, "chars_per_token": math.nan}
+    enc = tok(texts, add_special_tokens=False, truncation=False)["input_ids"]
+    n_tokens = sum(len(ids) for ids in enc)
+    unk = tok.unk_token_id
+    n_unk = sum(1 for ids in enc for i in ids if i == unk)
+    return {
+        "tokens_per_tweet": n_tokens / len(texts),
+        "unk_rate": n_unk / max(n_tokens, 1),
+        "chars_per_token": sum(len(t) for t in texts) / max(n_tokens, 1),
+    }
+
+
+def _shares(counts: Mapping[str, int]) -> dict[str, float]:
+    total = sum(counts.values()) or 1
+    return {lang: round(n / total, 6) for lang, n in sorted(counts.items())}
+
+
+@stage("train_tokenizer")
+def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: Path) -> dict:
+    """Trains (or loads) the tokenizer and saves it as a Hugging Face fast-tokenizer folder.
+
+    Args:
+        cfg: The stage config.
+        out_dir: Output folder (the staging folder when called through the stage wrapper).
+        ingested: The ingest folder (or its ``tweets.parquet``).
+
+    Returns:
+        Metrics: vocab size, corpus tweets, tokens per tweet and unk rate on held-out tweets,
+        language shares before and after re-sampling.
+    """
+    path = tweets_file(ingested)
+    counts = count_languages(path)
+    if not counts:
+        raise ValueError(f"{path}: no tweets to train the tokenizer on")
+    corpus = ResampledCorpus(path, cfg, counts)
+    if cfg.pretrained:
+        log.info("train_tokenizer: using the pretrained tokenizer %s", cfg.pretrained)
+        hf = load_pretrained(cfg.pretrained, cfg.model_max_length)
+        for _ in corpus:  # only to draw the same held-out sample for the metrics
+            pass
+    else:
+        tok = train_unigram(corpus, cfg)
+        hf = to_transformers(tok, cfg.model_max_length)
+        if len(hf) < cfg.vocab_size:
+            log.warning(
+                "train_tokenizer: corpus too small for %d pieces, got %d", cfg.vocab_size, len(hf)
+            )
+    hf.save_pretrained(str(out_dir))
+    metrics: dict[str, Any] = {
+        "vocab_size": len(hf),
+        "pretrained": bool(cfg.pretrained),
+        "input_tweets": corpus.n_input,
+        "corpus_tweets": sum(corpus.emitted.values()),
+        "heldout_tweets": len(corpus.heldout),
+        "languages": len(counts),
+        **heldout_stats(hf, corpus.heldout),
+        "lang_share_before": _shares(counts),
+        "lang_share_after": _shares(corpus.emitted),
+    }
+    log.info(
+        "train_tokenizer: vocab %d, %d corpus tweets, %.2f tokens/tweet, unk rate %.4f",
+        metrics["vocab_size"],
+        metrics["corpus_tweets"],
+        metrics["tokens_per_tweet"],
+        metrics["unk_rate"],
+    )
+    return metrics

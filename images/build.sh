@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds (and with --push, pushes) both images, tagged with the package version from pyproject.toml.
+#   images/build.sh [--push] [--registry ghcr.io/twhin-bert]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+registry="ghcr.io/twhin-bert"
+push=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --push) push=1 ;;
+    --registry) registry="$2"; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+version=$(python3 -c "import tomllib;print(tomllib.load(open('pyproject.toml','rb'))['project']['version'])")
+sha=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+for kind in cpu gpu; do
+  tag="${registry}/twhin-bert-${kind}:${version}"
+  docker build -f "images/Dockerfile.${kind}" --build-arg "VERSION=${version}" --build-arg "GIT_SHA=${sha}" -t "${tag}" .
+  [ "$push" = 1 ] && docker push "${tag}"
+done
