@@ -166,7 +166,7 @@ def add_post_processor(tok: Any) -> None:
     bos, eos = tok.token_to_id(BOS), tok.token_to_id(EOS)
     tok.post_processor = processors.TemplateProcessing(
         single=f"{BOS} $A {EOS}",
-        pair=f"{BOS} $A {EOS} {EOS} $B:1 {EOS}:1",
+        pair=f"{BOS} $A {EOS} {EOS} $B {EOS}",
         special_tokens=[(BOS, bos), (EOS, eos)],
     )
 
@@ -290,13 +290,15 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
         "vocab_size": len(hf),
         "pretrained": bool(cfg.pretrained),
         "input_tweets": corpus.n_input,
-        "corpus_tweets": sum(corpus.emitted.values()),
+        # A pretrained tokenizer is not trained: its corpus is empty (the held-out set is drawn).
+        "corpus_tweets": 0 if cfg.pretrained else sum(corpus.emitted.values()),
         "heldout_tweets": len(corpus.heldout),
         "languages": len(counts),
         **heldout_stats(hf, corpus.heldout),
         "lang_share_before": _shares(counts),
-        "lang_share_after": _shares(corpus.emitted),
     }
+    if not cfg.pretrained:
+        metrics["lang_share_after"] = _shares(corpus.emitted)
     log.info(
         "train_tokenizer: vocab %d, %d corpus tweets, %.2f tokens/tweet, unk rate %.4f",
         metrics["vocab_size"],
