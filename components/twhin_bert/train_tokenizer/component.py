@@ -1,7 +1,5 @@
 """KFP component of the train_tokenizer stage (thin: typed artifacts -> ``run_train_tokenizer``)."""
 
-from __future__ import annotations
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 

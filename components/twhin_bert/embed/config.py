@@ -1,0 +1,42 @@
+"""Config of the embed stage (defaults: tiny CPU settings)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from twhin_bert.common.config import StrictModel
+
+
+class EmbedConfig(StrictModel):
+    """How to batch-embed tweets with an encoder into CLS, mean and Combined vectors."""
+
+    batch_size: int = Field(
+        64, ge=1, description="Sequences per forward pass (neighbours in length order)."
+    )
+    max_length: int = Field(
+        128, ge=3, description="Longest tokenized tweet, special tokens included (longer are cut)."
+    )
+    chunk_size: int = Field(
+        8192,
+        ge=1,
+        description=(
+            "Tweets read from Parquet, sorted by length and embedded at a time; larger chunks "
+            "mean less padding, more memory. Progress is saved after each chunk (resume)."
+        ),
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the encoder runs; auto = CUDA when available."
+    )
+    num_threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (None: torch's default)."
+    )
+
+    @model_validator(mode="after")
+    def _chunk_holds_a_batch(self) -> EmbedConfig:
+        if self.chunk_size < self.batch_size:
+            raise ValueError(
+                f"chunk_size ({self.chunk_size}) must be >= batch_size ({self.batch_size})"
+            )
+        return self
