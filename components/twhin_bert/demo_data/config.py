@@ -86,7 +86,9 @@ class DemoDataConfig(StrictModel):
                 f"type_rates: expected exactly the keys {list(types)}, got {sorted(self.type_rates)}"
             )
         if any(v < 0 for v in self.type_rates.values()) or sum(self.type_rates.values()) <= 0:
-            raise ValueError(f"type_rates: rates must be >= 0 with a positive sum: {self.type_rates}")
+            raise ValueError(
+                f"type_rates: rates must be >= 0 with a positive sum: {self.type_rates}"
+            )
         if self.group_phrase + self.neighbour_phrase > 1:
             raise ValueError(
                 f"group_phrase + neighbour_phrase must be <= 1, "

@@ -157,10 +157,11 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
     t0 = time.perf_counter()
     try:
         for index, _before, stats, _after in train_and_report_stats(config, subprocess_init=init):
-            if index < first_new:
+            # PBG numbers buckets 1.. per iteration i as i * n_buckets + 1 ..(i + 1) * n_buckets.
+            if index <= first_new:
                 continue  # replayed stats of iterations done before a restart
             trained += stats.count
-            losses.setdefault(index // n_buckets, []).append((stats.metrics["loss"], stats.count))
+            losses.setdefault((index - 1) // n_buckets, []).append((stats.metrics["loss"], stats.count))
             tracking.log_metrics({"pbg_bucket_loss": stats.metrics["loss"]}, step=index)
     finally:
         torch.set_num_threads(threads)

@@ -66,7 +66,7 @@ class EngagementConfig(StrictModel):
         5, ge=1, description="Per-language HITS@k is reported only for languages with this many test users."
     )
     tfidf_dim: int = Field(
-        128, ge=2, description="TF-IDF floor: SVD size of the TF-IDF tweet vectors fed to the same model."
+        128, ge=2, description="TF-IDF floor: random-projection size of the TF-IDF tweet vectors fed to the same model."
     )
 
 

@@ -33,7 +33,9 @@ class SocialSourceConfig(StrictModel):
         0.5, ge=-1.0, le=1.0, description="Cosine similarity a neighbour needs to become a pair."
     )
     max_pairs_per_tweet: int | None = Field(
-        None, ge=1, description="Keep at most this many (best-scoring) pairs per tweet; None = no cap."
+        None,
+        ge=1,
+        description="Keep at most this many (best-scoring) pairs per tweet; None = no cap.",
     )
     train_size: int = Field(
         50_000, ge=1, description="Vectors sampled (seeded) to train the index."

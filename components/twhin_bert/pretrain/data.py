@@ -184,28 +184,24 @@ def pack_first_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
     return bins
 
 
-def collate(
+def pack_rows(
     rows: Sequence[Sequence[Sequence[int]]],
     specials: Specials,
     *,
     position_offset: int,
-    mask_prob: float,
-    generator: torch.Generator,
     cls_order: Sequence[tuple[int, int]] | None = None,
-) -> Batch:
-    """Builds a masked :class:`Batch` from packed rows of tweets.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lays packed rows of tweets out as tensors (no masking).
 
     Args:
         rows: Each row a list of tweets, each tweet a list of token ids (no specials).
         specials: Special token ids.
         position_offset: Position id of a tweet's first token (XLM-R: ``pad_id + 1``).
-        mask_prob: Share of tweet tokens to mask (80% ``<mask>``, 10% random, 10% kept).
-        generator: Seeded generator for the masking.
         cls_order: ``(row, tweet-in-row)`` of each tweet, in the order the CLS indices are
             wanted; default: row-major.
 
     Returns:
-        The batch (rows trimmed to the longest).
+        ``(input_ids, position_ids, segment_ids, cls_index)`` (rows trimmed to the longest).
     """
     width = max(sum(len(t) + 2 for t in row) for row in rows)
     n_rows = len(rows)
@@ -227,6 +223,23 @@ def collate(
     if cls_order is None:
         cls_order = [(r, k) for r, row in enumerate(rows) for k in range(len(row))]
     cls_index = torch.tensor([cls_at[rk] for rk in cls_order], dtype=torch.long)
+    return ids, pos, seg, cls_index
+
+
+def collate(
+    rows: Sequence[Sequence[Sequence[int]]],
+    specials: Specials,
+    *,
+    position_offset: int,
+    mask_prob: float,
+    generator: torch.Generator,
+    cls_order: Sequence[tuple[int, int]] | None = None,
+) -> Batch:
+    """Builds a masked :class:`Batch` from packed rows of tweets (see :func:`pack_rows`;
+    ``mask_prob`` and ``generator`` drive :func:`mask_tokens`)."""
+    ids, pos, seg, cls_index = pack_rows(
+        rows, specials, position_offset=position_offset, cls_order=cls_order
+    )
     masked, mlm_index, mlm_labels = mask_tokens(ids, specials, mask_prob, generator)
     return Batch(
         input_ids=masked,

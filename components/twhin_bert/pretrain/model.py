@@ -168,10 +168,16 @@ class PretrainModel(nn.Module):
         )
 
     @torch.no_grad()
-    def cls_embeddings(self, batch: Batch) -> torch.Tensor:
-        """``[N, H]`` CLS vectors of the batch's tweets (``batch.cls_index`` order)."""
-        h = self.hidden_states(batch.input_ids, batch.position_ids, batch.segment_ids)
-        return h.reshape(-1, h.shape[-1]).index_select(0, batch.cls_index)
+    def cls_embeddings(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor,
+        segment_ids: torch.Tensor,
+        cls_index: torch.Tensor,
+    ) -> torch.Tensor:
+        """``[N, H]`` CLS vectors of packed tweets (``cls_index`` order), as in training."""
+        h = self.hidden_states(input_ids, position_ids, segment_ids)
+        return h.reshape(-1, h.shape[-1]).index_select(0, cls_index)
 
 
 def build_model(

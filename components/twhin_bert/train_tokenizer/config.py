@@ -62,5 +62,7 @@ class TrainTokenizerConfig(StrictModel):
     @model_validator(mode="after")
     def _heldout_possible(self) -> TrainTokenizerConfig:
         if self.heldout_fraction > 0 and self.heldout_max == 0:
-            raise ValueError("heldout_fraction > 0 needs heldout_max > 0 (or set the fraction to 0)")
+            raise ValueError(
+                "heldout_fraction > 0 needs heldout_max > 0 (or set the fraction to 0)"
+            )
         return self

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,9 @@ class ResampledCorpus:
             n = len(texts)
             for i, t in enumerate(texts):
                 if t is None:
-                    raise ValueError(f"{self.path}: row {row + i + 1}: text is null (expected a string)")
+                    raise ValueError(
+                        f"{self.path}: row {row + i + 1}: text is null (expected a string)"
+                    )
             # Held-out draw first, then the copies: both from one seeded stream, in file order.
             held = rng.random(n) < cfg.heldout_fraction
             rates = np.fromiter((self.rates[lang] for lang in langs), dtype=np.float64, count=n)
@@ -171,8 +173,15 @@ def add_post_processor(tok: Any) -> None:
     )
 
 
-def train_unigram(corpus: ResampledCorpus, cfg: TrainTokenizerConfig) -> Any:
-    """Trains the Unigram model on the streamed corpus.
+def train_unigram(
+    batches: Iterable[list[str]], cfg: TrainTokenizerConfig, length: int | None = None
+) -> Any:
+    """Trains the Unigram model on streamed batches of texts.
+
+    Args:
+        batches: Lists of training texts (e.g. a :class:`ResampledCorpus`), read once.
+        cfg: Vocabulary size and trainer settings.
+        length: Expected number of texts (for progress only).
 
     Returns:
         The trained ``tokenizers.Tokenizer`` with its post-processor.
@@ -189,7 +198,7 @@ def train_unigram(corpus: ResampledCorpus, cfg: TrainTokenizerConfig) -> Any:
         n_sub_iterations=cfg.n_sub_iterations,
         show_progress=False,
     )
-    tok.train_from_iterator(corpus, trainer=trainer, length=corpus.corpus_target)
+    tok.train_from_iterator(batches, trainer=trainer, length=length)
     # As in XLM-R, "<mask>" swallows the space before it ("a <mask>" masks the word "▁x").
     tok.add_special_tokens([AddedToken(MASK, lstrip=True, special=True, normalized=False)])
     add_post_processor(tok)
@@ -227,7 +236,9 @@ def load_pretrained(uri: str, model_max_length: int) -> Any:
             raise FileNotFoundError(f"{uri}: pretrained tokenizer must be a folder")
         tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"{uri}: expected a fast (tokenizer.json) tokenizer, got {type(tok).__name__}")
+        raise ValueError(
+            f"{uri}: expected a fast (tokenizer.json) tokenizer, got {type(tok).__name__}"
+        )
     for role in ("cls_token", "sep_token", "pad_token", "mask_token", "unk_token"):
         if getattr(tok, role, None) is None:
             raise ValueError(f"{uri}: tokenizer has no {role} (needed by pretrain and embed)")
@@ -279,7 +290,7 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
         for _ in corpus:  # only to draw the same held-out sample for the metrics
             pass
     else:
-        tok = train_unigram(corpus, cfg)
+        tok = train_unigram(corpus, cfg, corpus.corpus_target)
         hf = to_transformers(tok, cfg.model_max_length)
         if len(hf) < cfg.vocab_size:
             log.warning(

@@ -1,0 +1,42 @@
+"""KFP component of the embed stage (thin: typed artifacts -> ``run_embed``)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from twhin_bert.common.kfp_utils import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def embed(
+    config: str,
+    model: Input[Model],
+    ingested: Input[Dataset],
+    pipeline_run_id: str,
+    embeddings: Output[Dataset],
+    metrics: Output[Metrics],
+):
+    """Batch-embeds tweets into CLS, mean (non-special tokens) and Combined (CLS ‖ mean) vectors.
+
+    Args:
+        config: The embed section of the pipeline config, as JSON.
+        model: A Hugging Face encoder folder (pretrain's output, or any BERT/XLM-R-style one).
+        ingested: The ingest folder (``tweets.parquet``) or a tweets Parquet file.
+        pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
+        embeddings: Folder with ``cls.npy``, ``mean.npy``, ``combined.npy`` (float32) and
+            ``ids.parquet`` (row i of each array is tweet ``id[i]``).
+        metrics: Tweets, tweets per second, padding share.
+    """
+    from pathlib import Path
+
+    from twhin_bert.common.kfp_utils import log_kfp_metrics
+    from twhin_bert.embed.config import EmbedConfig
+    from twhin_bert.embed.embed import run_embed
+
+    result = run_embed(
+        EmbedConfig.model_validate_json(config),
+        embeddings.path,
+        pipeline_run_id=pipeline_run_id,
+        model=Path(model.path),
+        tweets=Path(ingested.path),
+    )
+    log_kfp_metrics(metrics, result)

@@ -1,0 +1,380 @@
+"""Social engagement prediction (SPEC 2.5), frozen encoder.
+
+Protocol, as in the TwHIN-BERT paper, with our documented choices:
+
+- Data: engaged (user, tweet) pairs from the ingest folder, deduplicated over engagement
+  types. Users without a graph embedding (embed_graph ``users.npy``) are skipped and
+  counted; engagements with unknown tweets are dropped and counted.
+- Split: the engaged tweets are split 0.8/0.1/0.1 *by tweet* (seeded with ``cfg.seed``); each
+  engagement follows its tweet, so no test tweet is ever seen in training.
+- Model: ``h_u = W_uᵀ e_u``, ``h_t = W_tᵀ e_t`` (both linear, to 128-d, no bias),
+  ``P(t|u) = σ(h_uᵀ h_t)``. User and tweet features are z-scored with train statistics first
+  (the frozen encoders' features have arbitrary scale; this makes one LR fit every model).
+- Loss: negative sampling, ``-log σ(s⁺) - Σ log σ(-s⁻)`` with ``negatives`` tweets per positive
+  drawn from train tweets ∝ (train engagement count)^0.75; Adam, LR 1e-3, batch 512; the
+  epoch with the best validation HITS@k is kept.
+- Test: each test user (≥1 engagement with a test tweet) gets one of its engaged test tweets
+  (seeded) + ``candidates - 1`` random tweets from the pool (the test split by default), never
+  a tweet the user engaged with; when the pool is smaller the user gets all of it
+  (``mean_candidates`` is reported). HITS@k with random tie-breaking in expectation.
+- Seeds: ``seeds`` runs (initialisation, negatives, candidate draws); the median is reported,
+  overall, per language of the positive tweet, and as a HITS@k curve.
+- Floors on the same candidates: random (k / n), popularity (leave-one-out engagement count of
+  each candidate within the evaluated split — transductive, hence a strong floor) and the same
+  projection model over TF-IDF (char 2-4-gram, SVD-reduced) tweet vectors.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from twhin_bert.common.schemas import read_table
+from twhin_bert.evaluate.config import EngagementConfig
+from twhin_bert.evaluate.features import zscore
+from twhin_bert.evaluate.scoring import hits_curve_from_ranks, positive_ranks
+
+log = logging.getLogger(__name__)
+
+TRAIN, VAL, TEST = 0, 1, 2
+
+
+class EngagementDataError(ValueError):
+    """Inputs of the engagement task that do not fit together (names the file)."""
+
+
+@dataclass
+class EngagementData:
+    """Engaged pairs as indices into ``tweet_ids`` / ``user_ids``, and the tweet split."""
+
+    tweet_ids: np.ndarray
+    texts: list[str]
+    langs: np.ndarray
+    split: np.ndarray  # per tweet: TRAIN / VAL / TEST
+    user_ids: np.ndarray
+    user_emb: np.ndarray
+    pairs: np.ndarray  # [n, 2] (user index, tweet index), unique
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """Assigns each of ``n_tweets`` tweets to TRAIN / VAL / TEST in the given fractions (seeded).
+
+    Returns:
+        ``int8[n_tweets]`` split ids; exactly ``round(f_train * n)`` train and
+        ``round(f_val * n)`` validation tweets, the rest test.
+    """
+    rng = np.random.default_rng([seed, 11])
+    perm = rng.permutation(n_tweets)
+    n_tr = int(round(fractions[0] * n_tweets))
+    n_va = int(round(fractions[1] * n_tweets))
+    out = np.full(n_tweets, TEST, dtype=np.int8)
+    out[perm[:n_tr]] = TRAIN
+    out[perm[n_tr : n_tr + n_va]] = VAL
+    return out
+
+
+def load_engagement_data(
+    ingested: Path, graph_embeddings: Path, cfg: EngagementConfig, seed: int
+) -> EngagementData:
+    """Reads the ingest and embed_graph folders and splits the engaged tweets by tweet."""
+    ingested, graph_embeddings = Path(ingested), Path(graph_embeddings)
+    tweets = read_table(ingested / "tweets.parquet", "tweets", ["tweet_id", "text", "lang"]).to_pandas()
+    eng = read_table(ingested / "engagements.parquet", "engagements", ["user_id", "tweet_id"]).to_pandas()
+    upath, uids_path = graph_embeddings / "users.npy", graph_embeddings / "users.ids.parquet"
+    for p in (upath, uids_path):
+        if not p.exists():
+            raise EngagementDataError(f"{p}: missing (embed_graph writes users.npy + users.ids.parquet)")
+    user_emb = np.load(upath).astype(np.float32)
+    user_ids = pq.read_table(str(uids_path), columns=["id"]).column("id").to_numpy(zero_copy_only=False)
+    if user_emb.ndim != 2 or user_emb.shape[0] != len(user_ids):
+        raise EngagementDataError(
+            f"{upath}: shape {user_emb.shape} does not match the {len(user_ids)} ids of {uids_path}"
+        )
+    n_raw = len(eng)
+    eng = eng.drop_duplicates(["user_id", "tweet_id"])
+    counts = {"engagements": n_raw, "engaged_pairs": len(eng)}
+    tweet_index = {t: i for i, t in enumerate(tweets["tweet_id"])}
+    user_index = {u: i for i, u in enumerate(user_ids)}
+    t_idx = eng["tweet_id"].map(tweet_index)
+    u_idx = eng["user_id"].map(user_index)
+    counts["pairs_unknown_tweet"] = int(t_idx.isna().sum())
+    no_user = u_idx.isna() & t_idx.notna()
+    counts["pairs_user_without_embedding"] = int(no_user.sum())
+    counts["users_without_embedding"] = int(eng.loc[u_idx.isna(), "user_id"].nunique())
+    ok = t_idx.notna() & u_idx.notna()
+    pairs_all = np.stack([u_idx[ok].to_numpy(np.int64), t_idx[ok].to_numpy(np.int64)], axis=1)
+    if pairs_all.shape[0] == 0:
+        raise EngagementDataError(
+            f"{ingested / 'engagements.parquet'}: no engagement joins a tweet of tweets.parquet and a "
+            f"user of {uids_path}"
+        )
+    # Keep the engaged tweets only, renumbered.
+    used = np.unique(pairs_all[:, 1])
+    remap = np.full(len(tweets), -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    pairs = np.stack([pairs_all[:, 0], remap[pairs_all[:, 1]]], axis=1)
+    sub = tweets.iloc[used]
+    split = split_by_tweet(used.size, cfg.split, seed)
+    counts |= {
+        "pairs": int(pairs.shape[0]),
+        "tweets": int(used.size),
+        "users": int(np.unique(pairs[:, 0]).size),
+        **{f"tweets_{n}": int((split == s).sum()) for s, n in ((TRAIN, "train"), (VAL, "val"), (TEST, "test"))},
+    }
+    return EngagementData(
+        tweet_ids=sub["tweet_id"].to_numpy(),
+        texts=sub["text"].tolist(),
+        langs=sub["lang"].to_numpy(),
+        split=split,
+        user_ids=user_ids,
+        user_emb=user_emb,
+        pairs=pairs,
+        counts=counts,
+    )
+
+
+class NegativeSampler:
+    """Draws tweet indices with probability ∝ frequency^power among ``candidates``."""
+
+    def __init__(self, candidates: np.ndarray, freq: np.ndarray, power: float) -> None:
+        w = np.asarray(freq, dtype=np.float64) ** power
+        if w.sum() <= 0:
+            raise ValueError("negative sampler: all weights are zero")
+        self.candidates = np.asarray(candidates)
+        self.p = w / w.sum()
+        self._cdf = np.cumsum(self.p)
+
+    def sample(self, size: int | tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+        """``size`` draws (with replacement)."""
+        u = rng.random(size)
+        pos = np.minimum(np.searchsorted(self._cdf, u, side="right"), self.candidates.size - 1)
+        return self.candidates[pos]
+
+
+@dataclass
+class EvalSet:
+    """Candidates per evaluated user; column 0 is the positive, -1 pads short rows."""
+
+    users: np.ndarray
+    candidates: np.ndarray  # [n_users, n_cand] tweet indices, -1 = padding
+    langs: np.ndarray  # language of each user's positive tweet
+    popularity: np.ndarray  # [n_users, n_cand] leave-one-out popularity scores (padding -inf)
+
+
+def build_eval_set(
+    data: EngagementData, which: int, cfg: EngagementConfig, rng: np.random.Generator
+) -> EvalSet:
+    """One positive per user of split ``which`` + up to ``candidates - 1`` random negatives."""
+    in_split = data.split[data.pairs[:, 1]] == which
+    pairs = data.pairs[in_split]
+    pool = np.flatnonzero(data.split == which) if cfg.candidate_pool == "split" else np.arange(data.split.size)
+    engaged: dict[int, set[int]] = {}
+    for u, t in data.pairs:
+        engaged.setdefault(int(u), set()).add(int(t))
+    split_count = np.bincount(pairs[:, 1], minlength=data.split.size).astype(np.float64)
+    users = np.unique(pairs[:, 0])
+    order = rng.permutation(pairs.shape[0])  # random positive per user: first in shuffled order
+    first: dict[int, int] = {}
+    for i in order:
+        first.setdefault(int(pairs[i, 0]), int(pairs[i, 1]))
+    n_neg = cfg.candidates - 1
+    cand = np.full((users.size, n_neg + 1), -1, dtype=np.int64)
+    for r, u in enumerate(users):
+        pos = first[int(u)]
+        mine = engaged[int(u)]
+        cand[r, 0] = pos
+        if pool.size <= 4 * n_neg + len(mine):
+            avail = np.fromiter((t for t in pool if int(t) not in mine), dtype=np.int64)
+            negs = rng.choice(avail, size=min(n_neg, avail.size), replace=False)
+        else:  # rejection sampling from a large pool
+            got: list[int] = []
+            seen: set[int] = set()
+            while len(got) < n_neg:
+                for t in rng.choice(pool, size=2 * n_neg):
+                    t = int(t)
+                    if t not in mine and t not in seen:
+                        seen.add(t)
+                        got.append(t)
+                        if len(got) == n_neg:
+                            break
+            negs = np.asarray(got, dtype=np.int64)
+        cand[r, 1 : 1 + negs.size] = negs
+    cand = cand[:, : int((cand >= 0).sum(1).max())]  # drop all-padding columns (small pools)
+    pop = np.where(cand >= 0, split_count[np.maximum(cand, 0)], -np.inf)
+    pop[:, 0] -= 1.0  # leave the user's own engagement out
+    return EvalSet(users=users, candidates=cand, langs=data.langs[cand[:, 0]], popularity=pop)
+
+
+def _ranks(scores: np.ndarray, ev: EvalSet) -> tuple[np.ndarray, np.ndarray]:
+    s = np.where(ev.candidates >= 0, scores, -np.inf)
+    return positive_ranks(s, np.zeros(s.shape[0], dtype=np.int64))
+
+
+def _train_projection(
+    xu: np.ndarray,
+    xt: np.ndarray,
+    data: EngagementData,
+    val: EvalSet,
+    cfg: EngagementConfig,
+    seed: int,
+) -> tuple[Any, list[dict[str, float]]]:
+    """Trains W_u, W_t; returns the best-on-validation model and the per-epoch curve."""
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 5])
+    wu = torch.nn.Linear(xu.shape[1], cfg.dim, bias=False)
+    wt = torch.nn.Linear(xt.shape[1], cfg.dim, bias=False)
+    model = torch.nn.ModuleDict({"user": wu, "tweet": wt})
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    XU, XT = torch.from_numpy(xu), torch.from_numpy(xt)
+    train = data.pairs[data.split[data.pairs[:, 1]] == TRAIN]
+    train_tweets = np.flatnonzero(data.split == TRAIN)
+    freq = np.bincount(train[:, 1], minlength=data.split.size)[train_tweets]
+    sampler = NegativeSampler(train_tweets[freq > 0], freq[freq > 0], cfg.negative_power)
+    logsig = torch.nn.functional.logsigmoid
+    best_state, best_val, curve = None, -1.0, []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total, n = 0.0, 0
+        shuffled = train[rng.permutation(train.shape[0])]
+        for i in range(0, shuffled.shape[0], cfg.batch_size):
+            batch = shuffled[i : i + cfg.batch_size]
+            neg = torch.from_numpy(sampler.sample((batch.shape[0], cfg.negatives), rng))
+            hu = wu(XU[torch.from_numpy(batch[:, 0])])  # [B, d]
+            hp = wt(XT[torch.from_numpy(batch[:, 1])])  # [B, d]
+            hn = wt(XT[neg])  # [B, K, d]
+            s_pos = (hu * hp).sum(-1)
+            s_neg = torch.einsum("bd,bkd->bk", hu, hn)
+            loss = -(logsig(s_pos) + logsig(-s_neg).sum(-1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * batch.shape[0]
+            n += batch.shape[0]
+        val_hits = _evaluate(model, XU, XT, val, [cfg.k])[0][0]
+        curve.append({"epoch": epoch, "loss": total / max(n, 1), "val_hits": float(val_hits)})
+        if val_hits > best_val:
+            best_val, best_state = val_hits, copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return model, curve
+
+
+def _evaluate(model: Any, XU: Any, XT: Any, ev: EvalSet, ks: list[int]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        hu = model["user"](XU[torch.from_numpy(ev.users)])
+        used = np.unique(ev.candidates[ev.candidates >= 0])
+        pos = np.zeros(XT.shape[0], dtype=np.int64)
+        pos[used] = np.arange(used.size)
+        ht_used = model["tweet"](XT[torch.from_numpy(used)])  # each candidate tweet once
+        ht = ht_used[torch.from_numpy(pos[np.maximum(ev.candidates, 0)])]
+        scores = torch.einsum("ud,ucd->uc", hu, ht).double().numpy()
+    g, t = _ranks(scores, ev)
+    return hits_curve_from_ranks(g, t, ks), (g, t)
+
+
+def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarray:
+    """The floor's tweet vectors: TF-IDF (fit on train tweets) through a sparse random
+    projection to ``dim`` (Johnson-Lindenstrauss: dot products are kept in expectation; far
+    cheaper than an SVD and just as good a floor)."""
+    from sklearn.random_projection import SparseRandomProjection
+
+    from twhin_bert.evaluate.classify import tfidf_vectorizer
+
+    train_texts = [t for t, s in zip(data.texts, data.split, strict=True) if s == TRAIN]
+    vec = tfidf_vectorizer().fit(train_texts)
+    x = vec.transform(data.texts)
+    proj = SparseRandomProjection(n_components=dim, dense_output=True, random_state=seed).fit(x)
+    return np.asarray(proj.transform(x), dtype=np.float32)
+
+
+def _summarise(results: list[dict[str, Any]], cfg: EngagementConfig, langs: list[np.ndarray]) -> dict[str, Any]:
+    """Median over seeds of HITS@k, the curve and per-language HITS@k."""
+    ks = list(range(1, cfg.curve_max_k + 1))
+    curves = np.stack([r["curve"] for r in results])
+    out: dict[str, Any] = {
+        f"hits@{cfg.k}": float(np.median([r["curve"][cfg.k - 1] for r in results])),
+        f"hits@{cfg.k}_seeds": [float(r["curve"][cfg.k - 1]) for r in results],
+        "hits_curve": {str(k): float(v) for k, v in zip(ks, np.median(curves, axis=0), strict=True)},
+    }
+    by_lang: dict[str, float] = {}
+    all_langs = sorted(set(np.concatenate(langs).tolist()))
+    for lang in all_langs:
+        vals = []
+        for r, lg in zip(results, langs, strict=True):
+            m = lg == lang
+            if m.sum() >= cfg.min_users_per_lang:
+                vals.append(float(hits_curve_from_ranks(r["g"][m], r["t"][m], [cfg.k])[0]))
+        if vals:
+            by_lang[lang] = float(np.median(vals))
+    out[f"hits@{cfg.k}_by_lang"] = by_lang
+    if "train_curve" in results[0]:
+        out["train_curve"] = results[0]["train_curve"]
+        out["best_epochs"] = [int(np.argmax([c["val_hits"] for c in r["train_curve"]]) + 1) for r in results]
+    return out
+
+
+def run_engagement(
+    data: EngagementData, tweet_features: Mapping[str, np.ndarray], cfg: EngagementConfig, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Trains and tests the projection model on each feature set, plus the floors.
+
+    Args:
+        data: From :func:`load_engagement_data`.
+        tweet_features: ``name -> [n_tweets, d]`` tweet features aligned with ``data.texts``
+            (the models' Combined embeddings; ``tfidf`` is added here as a floor).
+        cfg: Engagement settings.
+        seed: Base seed (seed ``s`` of the run uses ``seed + s``).
+
+    Returns:
+        ``(per_features, info)``: per feature set ``hits@k``, its seeds, ``hits_curve``,
+        ``hits@k_by_lang``, ``train_curve``; info has the floors (``random``, ``popularity``,
+        ``tfidf``) and counts.
+    """
+    feats = dict(tweet_features)
+    feats["tfidf"] = tfidf_tweet_features(data, cfg.tfidf_dim, seed)
+    train_mask = data.split[data.pairs[:, 1]] == TRAIN
+    train_users = np.unique(data.pairs[train_mask, 0])
+    ks = list(range(1, cfg.curve_max_k + 1))
+    raw: dict[str, list[dict[str, Any]]] = {n: [] for n in [*feats, "popularity", "random"]}
+    test_langs: list[np.ndarray] = []
+    n_users = n_cands = 0
+    for s in range(cfg.seeds):
+        rng = np.random.default_rng([seed + s, 3])
+        val = build_eval_set(data, VAL, cfg, rng)
+        test = build_eval_set(data, TEST, cfg, rng)
+        test_langs.append(test.langs)
+        n_users, n_cands = test.users.size, float((test.candidates >= 0).sum(1).mean())
+        for name, xt_raw in feats.items():
+            import torch
+
+            train_tweets = np.flatnonzero(data.split == TRAIN)
+            (xt_tr, xt) = zscore(xt_raw[train_tweets], xt_raw)
+            (xu_tr, xu) = zscore(data.user_emb[train_users], data.user_emb)
+            model, curve = _train_projection(xu, xt, data, val, cfg, seed + s)
+            curve_vals, (g, t) = _evaluate(model, torch.from_numpy(xu), torch.from_numpy(xt), test, ks)
+            raw[name].append({"curve": curve_vals, "g": g, "t": t, "train_curve": curve})
+            log.info("engagement %s seed %d: HITS@%d %.4f", name, s, cfg.k, curve_vals[cfg.k - 1])
+        g, t = positive_ranks(test.popularity, np.zeros(test.users.size, dtype=np.int64))
+        raw["popularity"].append({"curve": hits_curve_from_ranks(g, t, ks), "g": g, "t": t})
+        const = np.where(test.candidates >= 0, 0.0, -np.inf)
+        g, t = positive_ranks(const, np.zeros(test.users.size, dtype=np.int64))
+        raw["random"].append({"curve": hits_curve_from_ranks(g, t, ks), "g": g, "t": t})
+    summary = {n: _summarise(r, cfg, test_langs) for n, r in raw.items()}
+    per_features = {n: summary[n] for n in tweet_features}
+    info = {
+        "floors": {n: summary[n] for n in ("tfidf", "popularity", "random")},
+        "counts": data.counts | {"test_users": int(n_users), "mean_candidates": n_cands},
+    }
+    return per_features, info

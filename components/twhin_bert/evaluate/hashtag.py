@@ -1,0 +1,164 @@
+"""Hashtag prediction (SPEC 2.5): per language, the most frequent hashtags are the classes;
+tweets carrying exactly one of them are the examples, with that hashtag removed from the text.
+
+Languages with too few usable tweets (or fewer than two classes left) are skipped and counted.
+Scores are macro-F1 per language; the task's headline is their unweighted mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from twhin_bert.evaluate.benchmarks import score_splits
+from twhin_bert.evaluate.classify import Splits
+from twhin_bert.evaluate.config import EvaluateConfig, HashtagConfig
+from twhin_bert.evaluate.features import FrozenEncoder
+
+log = logging.getLogger(__name__)
+
+_HASHTAG = re.compile(r"#(\w+)", re.UNICODE)
+_SPACES = re.compile(r"\s+")
+METRIC = "macro_f1"
+
+
+def norm_tag(tag: str) -> str:
+    """Hashtag key: NFKC, case-folded, without a leading '#'."""
+    return unicodedata.normalize("NFKC", tag.lstrip("#")).casefold()
+
+
+def remove_hashtag(text: str, tag: str) -> str:
+    """Removes every ``#tag`` occurrence (case-insensitive, whole hashtag only) from ``text``."""
+    key = norm_tag(tag)
+    out = _HASHTAG.sub(lambda m: "" if norm_tag(m.group(1)) == key else m.group(0), text)
+    return _SPACES.sub(" ", out).strip()
+
+
+def build_hashtag_sets(
+    tweets: pd.DataFrame, cfg: HashtagConfig, seed: int
+) -> tuple[dict[str, Splits], dict[str, Any]]:
+    """Builds the per-language hashtag classification sets.
+
+    Args:
+        tweets: Columns ``text``, ``lang``, ``hashtags`` (list of hashtags without '#').
+        cfg: Hashtag settings.
+        seed: Drives the cap sample and the split.
+
+    Returns:
+        ``(sets, stats)``: ``sets[lang]`` train/val/test splits (labels = hashtag ids, names =
+        hashtags); ``stats`` with ``skipped`` ({lang: reason}) and per-language counts.
+    """
+    sets: dict[str, Splits] = {}
+    skipped: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for lang in sorted(tweets["lang"].unique()):
+        if lang in cfg.skip_langs:
+            continue
+        sub = tweets[tweets["lang"] == lang]
+        tag_lists = [sorted({norm_tag(t) for t in tags}) for tags in sub["hashtags"]]
+        freq = Counter(t for tags in tag_lists for t in tags)
+        top = {t for t, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.top_n]}
+        texts: list[str] = []
+        labels: list[str] = []
+        multi = empty = 0
+        for text, tags in zip(sub["text"], tag_lists, strict=True):
+            hit = [t for t in tags if t in top]
+            if len(hit) != 1:
+                multi += len(hit) > 1
+                continue
+            clean = remove_hashtag(text, hit[0])
+            if not clean:
+                empty += 1
+                continue
+            texts.append(clean)
+            labels.append(hit[0])
+        per_class = Counter(labels)
+        keep = {t for t, c in per_class.items() if c >= cfg.min_tweets_per_hashtag}
+        pairs = [(x, y) for x, y in zip(texts, labels, strict=True) if y in keep]
+        counts[lang] = {
+            "tweets": len(sub),
+            "with_one_frequent_hashtag": len(texts),
+            "with_several": multi,
+            "empty_after_removal": empty,
+            "usable": len(pairs),
+            "classes": len(keep),
+        }
+        if len(pairs) < cfg.min_examples or len(keep) < 2:
+            skipped[lang] = f"{len(pairs)} usable tweets in {len(keep)} classes (need {cfg.min_examples} and 2)"
+            continue
+        rng = np.random.default_rng([seed, 29, len(sets)])
+        order = rng.permutation(len(pairs))[: cfg.max_examples_per_lang]
+        names = [t for t, _ in sorted(Counter(y for _, y in pairs).items(), key=lambda kv: (-kv[1], kv[0]))]
+        ids = {t: i for i, t in enumerate(names)}
+        x = [pairs[i][0] for i in order]
+        y = np.array([ids[pairs[i][1]] for i in order], dtype=np.int64)
+        n_tr = int(round(cfg.split[0] * len(x)))
+        n_va = int(round(cfg.split[1] * len(x)))
+        sets[lang] = Splits(
+            x[:n_tr], y[:n_tr], x[n_tr : n_tr + n_va], y[n_tr : n_tr + n_va],
+            x[n_tr + n_va :], y[n_tr + n_va :], names,
+        )  # fmt: skip
+    return sets, {"skipped": skipped, "by_lang": counts}
+
+
+def run_hashtag(
+    tweets: pd.DataFrame,
+    *,
+    encoders: Mapping[str, FrozenEncoder],
+    model_dirs: Mapping[str, Path],
+    cfg: EvaluateConfig,
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Runs hashtag prediction for every model and the TF-IDF floor.
+
+    Returns:
+        ``(per_model, floor, info)``: per model ``macro_f1`` (primary mode, mean over
+        languages), ``feature_macro_f1``, ``finetune_macro_f1`` and ``by_lang``; the floor's
+        ``macro_f1`` and ``by_lang``; info with ``languages``, ``languages_skipped`` and counts.
+    """
+    sets, stats = build_hashtag_sets(tweets, cfg.hashtag, cfg.seed)
+    per_lang_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
+    per_lang_floor: dict[str, dict[str, Any]] = {}
+    for lang, splits in sets.items():
+        log.info("hashtag %s: %s, %d classes", lang, splits.counts(), len(splits.label_names))
+        pm, floor, _ = score_splits(
+            splits, metric=METRIC, encoders=encoders, model_dirs=model_dirs, cfg=cfg, few_shot=False
+        )
+        for m, r in pm.items():
+            per_lang_model[m][lang] = r
+        per_lang_floor[lang] = floor
+
+    def mean(rows: dict[str, dict[str, Any]], key: str) -> float | None:
+        vals = [r[key] for r in rows.values() if key in r]
+        return float(np.mean(vals)) if vals else None
+
+    per_model: dict[str, dict[str, Any]] = {}
+    for m, rows in per_lang_model.items():
+        res: dict[str, Any] = {
+            METRIC: mean(rows, METRIC),
+            f"feature_{METRIC}": mean(rows, f"feature_{METRIC}"),
+            "by_lang": {lang: r[METRIC] for lang, r in rows.items()},
+        }
+        if cfg.finetune.enabled:
+            res[f"finetune_{METRIC}"] = mean(rows, f"finetune_{METRIC}")
+            res["finetune_curves"] = {lang: r["finetune_curve"] for lang, r in rows.items()}
+        per_model[m] = res
+    floor = {
+        METRIC: mean(per_lang_floor, METRIC),
+        "by_lang": {lang: r[METRIC] for lang, r in per_lang_floor.items()},
+    }
+    info = {
+        "languages": len(sets),
+        "languages_skipped": len(stats["skipped"]),
+        "skipped": stats["skipped"],
+        "counts": {lang: s.counts() | {"classes": len(s.label_names)} for lang, s in sets.items()},
+        "by_lang": stats["by_lang"],
+    }
+    return per_model, floor, info

@@ -1,0 +1,221 @@
+"""Plots (matplotlib, Agg) and the Markdown + HTML report of the evaluate stage.
+
+The report is built as a list of blocks (headings, paragraphs, tables, images) rendered
+twice: Markdown with PNG links beside it, and a self-contained HTML page with the PNGs
+embedded as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Block:
+    """One report element: ``kind`` in h1/h2/h3/p/table/img."""
+
+    kind: str
+    text: str = ""
+    header: Sequence[str] = ()
+    rows: Sequence[Sequence[Any]] = ()
+    path: Path | None = None
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+    return path
+
+
+def plot_hits_curve(curves: Mapping[str, Mapping[str, float]], path: Path, k: int) -> Path:
+    """HITS@k against k (1..max) for each model and floor."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, curve in curves.items():
+        ks = [int(x) for x in curve]
+        style = "--" if name.startswith("floor:") else "-"
+        ax.plot(ks, list(curve.values()), style, label=name)
+    ax.axvline(k, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("k")
+    ax.set_ylabel("HITS@k")
+    ax.set_title("Engagement prediction: HITS@k (median over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_grouped_bars(
+    series: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str
+) -> Path:
+    """Grouped bars: one group per key (e.g. language), one bar per series (model / floor)."""
+    plt = _plt()
+    keys = sorted({k for s in series.values() for k in s})
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(keys) * max(1, len(series))), 4.2))
+    width = 0.8 / max(1, len(series))
+    for i, (name, vals) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(keys))]
+        ax.bar(xs, [vals.get(k, 0.0) for k in keys], width=width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(keys))])
+    ax.set_xticklabels(keys, rotation=45 if len(keys) > 8 else 0)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_few_shot(curves: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str) -> Path:
+    """Score against examples per class (log2 x axis)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, c in curves.items():
+        if not c:
+            continue
+        style = "--" if name.startswith("floor:") else "-o"
+        ax.plot([int(x) for x in c], list(c.values()), style, label=name)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_projection_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path, k: int) -> Path:
+    """The engagement projection model's train loss and validation HITS@k per epoch."""
+    plt = _plt()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    for name, c in curves.items():
+        ep = [r["epoch"] for r in c]
+        a1.plot(ep, [r["loss"] for r in c], "-o", label=name, ms=3)
+        a2.plot(ep, [r["val_hits"] for r in c], "-o", label=name, ms=3)
+    a1.set_title("projection model: train loss")
+    a2.set_title(f"projection model: validation HITS@{k}")
+    for a in (a1, a2):
+        a.set_xlabel("epoch")
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def read_training_log(model_dir: Path) -> list[dict[str, Any]]:
+    """The ``training_log.json`` of a model folder (pretrain writes one): entries with ``step``
+    and loss keys; a dict holding such a list under any key is accepted too. Empty if absent."""
+    p = Path(model_dir) / "training_log.json"
+    if not p.exists():
+        return []
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        log.warning("%s: not valid JSON (%s); training curve skipped", p, e)
+        return []
+    if isinstance(data, dict):
+        data = next((v for v in data.values() if isinstance(v, list)), [])
+    return [r for r in data if isinstance(r, dict) and "step" in r]
+
+
+def plot_pretrain_logs(logs: Mapping[str, list[dict[str, Any]]], path: Path) -> Path | None:
+    """Pretraining loss curves (every ``*loss`` key) of each model that has a training log."""
+    logs = {n: rows for n, rows in logs.items() if rows}
+    if not logs:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, rows in logs.items():
+        keys = sorted({k for r in rows for k, v in r.items() if k.endswith("loss") and isinstance(v, int | float)})
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=f"{name}: {key}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title("Pretraining curves (training_log.json)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fmt(v: Any) -> str:
+    """Numbers to 4 decimals; None as a dash."""
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def render_markdown(blocks: Sequence[Block]) -> str:
+    """Markdown; images link to the PNG files beside the report."""
+    out: list[str] = []
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            out.append("#" * int(b.kind[1]) + " " + b.text)
+        elif b.kind == "p":
+            out.append(b.text)
+        elif b.kind == "table":
+            out.append("| " + " | ".join(b.header) + " |")
+            out.append("|" + "---|" * len(b.header))
+            out.extend("| " + " | ".join(fmt(c) for c in r) + " |" for r in b.rows)
+        elif b.kind == "img" and b.path is not None:
+            out.append(f"![{b.text}]({b.path.name})")
+        out.append("")
+    return "\n".join(out)
+
+
+def render_html(blocks: Sequence[Block], title: str) -> str:
+    """A self-contained HTML page (PNGs embedded as base64)."""
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}th{background:#f3f3f3}img{max-width:100%}</style></head><body>",
+    ]
+    for b in blocks:
+        if b.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{b.kind}>{html.escape(b.text)}</{b.kind}>")
+        elif b.kind == "p":
+            parts.append(f"<p>{html.escape(b.text)}</p>")
+        elif b.kind == "table":
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in b.rows
+            )
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        elif b.kind == "img" and b.path is not None:
+            data = base64.b64encode(b.path.read_bytes()).decode()
+            parts.append(
+                f"<figure><img alt='{html.escape(b.text)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption>{html.escape(b.text)}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: Path, blocks: Sequence[Block], title: str) -> tuple[Path, Path]:
+    """Writes ``report.md`` and ``report.html`` into ``out_dir``."""
+    md = out_dir / "report.md"
+    md.write_text(render_markdown(blocks), encoding="utf-8")
+    page = out_dir / "report.html"
+    page.write_text(render_html(blocks, title), encoding="utf-8")
+    return md, page

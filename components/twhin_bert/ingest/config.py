@@ -1,0 +1,104 @@
+"""Configuration of the ingest stage."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from twhin_bert.common.config import StrictModel
+from twhin_bert.common.schemas import ENGAGEMENT_TYPES
+
+#: Engagement type spellings accepted besides the canonical ones (matched case-insensitively,
+#: surrounding whitespace ignored). Canonical types map to themselves implicitly.
+DEFAULT_ENGAGEMENT_ALIASES: dict[str, str] = {
+    "like": "fave",
+    "liked": "fave",
+    "favorite": "fave",
+    "favourite": "fave",
+    "fav": "fave",
+    "favorited": "fave",
+    "rt": "retweet",
+    "retweeted": "retweet",
+    "repost": "retweet",
+    "replied": "reply",
+    "comment": "reply",
+    "quote_tweet": "quote",
+    "quote-tweet": "quote",
+    "quotetweet": "quote",
+    "quoted": "quote",
+    "qt": "quote",
+}
+
+
+class IngestConfig(StrictModel):
+    """How raw tweets and engagements are read, validated, normalised and quarantined."""
+
+    batch_size: int = Field(
+        8192,
+        ge=1,
+        le=1_000_000,
+        description="Rows parsed, validated and written per batch (bounds memory; one Parquet "
+        "row group per batch).",
+    )
+    read_chunk_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Bytes read from an input at a time when splitting line-based files.",
+    )
+    max_line_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Longest accepted line/row; longer ones are quarantined as unparseable_line "
+        "without being held in memory.",
+    )
+    raw_max_chars: int = Field(
+        4000,
+        ge=16,
+        description="The raw row text kept in quarantine.parquet is cut to this many characters.",
+    )
+    csv_delimiter: str = Field(
+        ",", min_length=1, max_length=1, description="Field delimiter of CSV inputs."
+    )
+    engagement_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ENGAGEMENT_ALIASES),
+        description="Accepted engagement type spellings -> canonical type (fave|retweet|reply|"
+        "quote); matched case-insensitively. The canonical names are always accepted.",
+    )
+    trust_input_lang: bool = Field(
+        True,
+        description="Use an input row's `lang` when it is a language code the language "
+        "identifier knows; detect otherwise.",
+    )
+    langid_min_confidence: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Detected languages with a lower (normalised) probability become 'und'.",
+    )
+    langid_min_letters: int = Field(
+        5,
+        ge=0,
+        description="Texts with fewer letters (after removing mentions, URLs and '#') are "
+        "'und' without detection.",
+    )
+    langid_languages: list[str] | None = Field(
+        None,
+        description="Restrict language identification to these ISO 639 codes (None: all the "
+        "model knows).",
+    )
+
+    @field_validator("engagement_aliases")
+    @classmethod
+    def _aliases_map_to_known_types(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = {k: t for k, t in v.items() if t not in ENGAGEMENT_TYPES}
+        if bad:
+            raise ValueError(
+                f"engagement_aliases must map to one of {list(ENGAGEMENT_TYPES)}; got {bad}"
+            )
+        return {k.strip().lower(): t for k, t in v.items()}
+
+    @field_validator("langid_languages")
+    @classmethod
+    def _languages_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("langid_languages must name at least one language (or be null)")
+        return v

@@ -1,0 +1,534 @@
+"""The ingest stage: raw tweets and engagements -> validated, normalised, deduplicated Parquet.
+
+Read top to bottom:
+
+1. plan: expand every input (files, folders, globs; local or gs://), tell each file's format
+   from its name, check CSV headers and Parquet schemas for the required columns — all
+   before anything is written, so a bad input fails fast and leaves nothing behind;
+2. tweets, file by file and batch by batch: parse, validate, normalise the text, extract
+   hashtags, drop duplicate ids, identify the language, write ``tweets.parquet``;
+3. engagements likewise, checked against the set of tweet ids kept in step 2, written to
+   ``engagements.parquet``;
+4. every rejected row goes to ``quarantine.parquet`` with its raw text, file, line/row and
+   reason; the metrics count rows in, out and quarantined by reason, and the stage refuses
+   to finish unless ``rows_in == rows_out + sum(quarantined)`` for both kinds.
+
+Memory stays bounded: one batch of rows at a time, plus 8 bytes per tweet id and per
+engagement key (:mod:`twhin_bert.ingest.dedup`).
+
+Input fields. Tweets: ``tweet_id``, ``author_id``, ``text``, ``created_at`` (required),
+``lang`` (optional). Engagements: ``user_id``, ``tweet_id``, ``engagement_type``,
+``engaged_at``. Ids may be strings or integers. Text files (``*.txt``, TweetEval / UMSAB
+style, one tweet per line) give ``tweet_id = "<name>:<line>"`` where ``<name>`` is the
+file's path relative to the folder or glob it was found by (its stem when named directly),
+without ``.txt``; no author, ``created_at`` null, language detected. When a folder is
+given, only its ``*_text.txt`` files are read as text and files of unknown formats are
+skipped (logged and counted in ``files_skipped``); a file named directly or matched by a
+glob must have a supported format.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from twhin_bert.common import schemas
+from twhin_bert.common.io import expand_uris, is_gcs
+from twhin_bert.common.progress import progress
+from twhin_bert.common.stage import stage
+from twhin_bert.ingest.config import IngestConfig
+from twhin_bert.ingest.dedup import HashSet, hash_keys
+from twhin_bert.ingest.langid import LanguageDetector
+from twhin_bert.ingest.normalise import (
+    DUPLICATE_ENGAGEMENT,
+    DUPLICATE_TWEET,
+    EMPTY_TEXT,
+    ENGAGEMENT_REASONS,
+    MISSING_FIELD,
+    TWEET_REASONS,
+    UNKNOWN_TWEET,
+    WRONG_TYPE,
+    EngagementTypes,
+    FieldError,
+    coerce_id,
+    extract_hashtags,
+    normalise_text,
+    parse_timestamp,
+)
+from twhin_bert.ingest.readers import (
+    SUPPORTED,
+    TEXT,
+    FileReader,
+    InputError,
+    RawBatch,
+    UnreadableInputError,
+    UnsupportedFormatError,
+    detect_format,
+    raw_text,
+)
+
+log = logging.getLogger(__name__)
+
+TWEETS, ENGAGEMENTS = "tweets", "engagements"
+TWEET_REQUIRED = ("tweet_id", "author_id", "text", "created_at")
+TWEET_OPTIONAL = ("lang",)
+ENGAGEMENT_REQUIRED = ("user_id", "tweet_id", "engagement_type", "engaged_at")
+OUTPUT_FILES = ("tweets.parquet", "engagements.parquet", "quarantine.parquet")
+
+__all__ = ["IngestAccountingError", "InputError", "plan", "run_ingest", "summarise"]
+
+
+class IngestAccountingError(RuntimeError):
+    """Rows were lost or double-counted: rows_in != rows_out + quarantined (a bug)."""
+
+
+@dataclass
+class KindStats:
+    """Row accounting of one kind (tweets or engagements)."""
+
+    reasons: tuple[str, ...]
+    files: int = 0
+    rows_in: int = 0
+    rows_out: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": self.files,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "quarantined": {r: self.quarantined.get(r, 0) for r in self.reasons},
+            "quarantined_total": sum(self.quarantined.values()),
+        }
+
+    def check(self, kind: str) -> None:
+        """Raises :class:`IngestAccountingError` unless every row is accounted for once."""
+        q = sum(self.quarantined.values())
+        if self.rows_in != self.rows_out + q:
+            raise IngestAccountingError(
+                f"{kind}: rows_in={self.rows_in} != rows_out={self.rows_out} + "
+                f"quarantined={q} ({dict(self.quarantined)})"
+            )
+
+
+class _Quarantine:
+    """Buffers rejected rows and writes them to ``quarantine.parquet`` in batches."""
+
+    def __init__(self, path: Path, batch_size: int, raw_max_chars: int) -> None:
+        self._writer = schemas.writer(path, "quarantine")
+        self._batch_size = batch_size
+        self._raw_max_chars = raw_max_chars
+        self._cols: dict[str, list[Any]] = {n: [] for n in schemas.schema("quarantine").names}
+        self.written = 0
+
+    def add(self, kind: str, source: str, row: int, reason: str, raw: Any) -> None:
+        c = self._cols
+        c["kind"].append(kind)
+        c["source"].append(source)
+        c["row"].append(row)
+        c["reason"].append(reason)
+        c["raw"].append(raw_text(raw, self._raw_max_chars))
+        if len(c["row"]) >= self._batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._cols["row"]:
+            table = pa.table(self._cols, schema=schemas.schema("quarantine"))
+            self._writer.write_table(table)
+            self.written += table.num_rows
+            self._cols = {n: [] for n in self._cols}
+
+    def close(self) -> None:
+        self.flush()
+        self._writer.close()
+
+
+# --- planning -------------------------------------------------------------------------
+def _has_glob(s: str) -> bool:
+    return any(c in s for c in "*?[")
+
+
+def _base_of(pattern: str, files: list[str]) -> tuple[str | None, bool]:
+    """The root that text-file ids are relative to, and whether ``pattern`` is a folder."""
+    if _has_glob(pattern):
+        head = pattern[: min(pattern.index(c) for c in "*?[" if c in pattern)]
+        return head.rsplit("/", 1)[0] if "/" in head else "", False
+    is_folder = files != [pattern] if is_gcs(pattern) else Path(pattern).expanduser().is_dir()
+    return (pattern.rstrip("/") if is_folder else None), is_folder
+
+
+def _text_prefix(uri: str, base: str | None) -> str:
+    path = PurePosixPath(uri.split("://", 1)[-1] if is_gcs(uri) else Path(uri).as_posix())
+    if base is None:
+        rel = PurePosixPath(path.name)
+    else:
+        root = base.split("://", 1)[-1] if is_gcs(base) else Path(base).expanduser().as_posix()
+        try:
+            rel = path.relative_to(root) if root else path
+        except ValueError:
+            rel = PurePosixPath(path.name)
+    name = rel.as_posix()
+    for suffix in (".gz", ".txt"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileReader], list[str]]:
+    """Expands ``patterns`` into one reader per file and checks them before any reading.
+
+    Args:
+        patterns: Paths, folders, globs or gs:// URIs.
+        kind: ``tweets`` or ``engagements``.
+        cfg: The stage config.
+
+    Returns:
+        The readers, and the files skipped in folders (unknown formats).
+
+    Raises:
+        UnreadableInputError: A pattern matches nothing or a file cannot be opened.
+        UnsupportedFormatError: A named or globbed file has an unknown format, or a text
+            file is given as engagements.
+        MissingColumnsError: A CSV/Parquet file lacks required columns.
+    """
+    required = TWEET_REQUIRED if kind == TWEETS else ENGAGEMENT_REQUIRED
+    optional = TWEET_OPTIONAL if kind == TWEETS else ()
+    readers: list[FileReader] = []
+    skipped: list[str] = []
+    for pattern in patterns:
+        try:
+            files = expand_uris([pattern])
+        except FileNotFoundError as e:
+            raise UnreadableInputError(f"{pattern}: {kind} input not found ({e})") from e
+        base, is_folder = _base_of(pattern, files)
+        for uri in files:
+            det = detect_format(uri)
+            if det is not None and is_folder and det[0] == TEXT:
+                name = PurePosixPath(uri).name.lower()
+                if not (name.endswith("_text.txt") or name.endswith("_text.txt.gz")):
+                    det = None  # e.g. *_labels.txt and mapping.txt beside the texts
+            if det is None:
+                if is_folder:
+                    log.warning("%s: skipped (not a supported %s input: %s)", uri, kind, SUPPORTED)
+                    skipped.append(uri)
+                    continue
+                raise UnsupportedFormatError(
+                    f"{uri}: unsupported {kind} input format; expected {SUPPORTED}"
+                )
+            fmt, gz = det
+            if fmt == TEXT and kind == ENGAGEMENTS:
+                raise UnsupportedFormatError(
+                    f"{uri}: text files hold tweets only; engagements need columns "
+                    f"{list(ENGAGEMENT_REQUIRED)} in JSONL, CSV or Parquet"
+                )
+            reader = FileReader(
+                uri,
+                fmt,
+                gz,
+                required=required if fmt != TEXT else (),
+                optional=optional,
+                batch_size=cfg.batch_size,
+                chunk_bytes=cfg.read_chunk_bytes,
+                max_line_bytes=cfg.max_line_bytes,
+                text_id_prefix=_text_prefix(uri, base) if fmt == TEXT else "",
+                csv_delimiter=cfg.csv_delimiter,
+            )
+            reader.check_columns()
+            readers.append(reader)
+    return readers, skipped
+
+
+# --- the stage ------------------------------------------------------------------------
+@stage("ingest")
+def run_ingest(
+    cfg: IngestConfig, out_dir: Path, *, tweets: list[str], engagements: list[str]
+) -> dict[str, Any]:
+    """Validates, normalises and deduplicates raw tweets and engagements.
+
+    Args:
+        cfg: The stage config.
+        out_dir: The (staging) output folder; receives ``tweets.parquet``,
+            ``engagements.parquet`` and ``quarantine.parquet``.
+        tweets: Tweet inputs (local paths or gs:// URIs of files, folders or globs).
+        engagements: Engagement inputs (same forms; may be empty for text-only corpora).
+
+    Returns:
+        Metrics: per kind rows_in / rows_out / quarantined by reason, the language
+        histogram, files read and skipped, rows per second.
+
+    Raises:
+        InputError: An input is missing, unreadable, corrupt, of unknown format or lacks
+            required columns (the message names the file and what was expected). The
+            output folder is removed: no partial output is left.
+        IngestAccountingError: A row was lost (a bug; nothing is published).
+    """
+    out_dir = Path(out_dir)
+    try:
+        return _ingest(cfg, out_dir, list(tweets), list(engagements))
+    except BaseException:
+        # Ingest keeps no checkpoints, so a half-written staging folder is worthless and
+        # misleading: remove it (the @stage wrapper then publishes nothing).
+        shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+
+
+def _ingest(
+    cfg: IngestConfig, out_dir: Path, tweets: list[str], engagements: list[str]
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    if not tweets:
+        raise InputError("ingest needs at least one tweets input (engagements may be empty)")
+    tweet_readers, skipped_t = plan(tweets, TWEETS, cfg)
+    engagement_readers, skipped_e = plan(engagements, ENGAGEMENTS, cfg)
+    detector = LanguageDetector(
+        min_confidence=cfg.langid_min_confidence,
+        min_letters=cfg.langid_min_letters,
+        languages=cfg.langid_languages,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_stats = KindStats(TWEET_REASONS)
+    e_stats = KindStats(ENGAGEMENT_REASONS)
+    languages: Counter[str] = Counter()
+    tweet_ids = HashSet()
+    engagement_keys = HashSet()
+    types = EngagementTypes(cfg.engagement_aliases)
+
+    quarantine = _Quarantine(out_dir / "quarantine.parquet", cfg.batch_size, cfg.raw_max_chars)
+    t_writer = schemas.writer(out_dir / "tweets.parquet", "tweets")
+    e_writer = schemas.writer(out_dir / "engagements.parquet", "engagements")
+    try:
+        t_tweets = time.perf_counter()
+        for reader, batch in _batches(tweet_readers, t_stats, TWEETS):
+            table = _tweet_batch(
+                batch, reader, cfg, detector, tweet_ids, quarantine, t_stats, languages
+            )
+            t_writer.write_table(table)
+            t_stats.rows_out += table.num_rows
+        t_engagements = time.perf_counter()
+        for reader, batch in _batches(engagement_readers, e_stats, ENGAGEMENTS):
+            table = _engagement_batch(
+                batch, reader, types, tweet_ids, engagement_keys, quarantine, e_stats
+            )
+            e_writer.write_table(table)
+            e_stats.rows_out += table.num_rows
+        t_end = time.perf_counter()
+    finally:
+        t_writer.close()
+        e_writer.close()
+        quarantine.close()
+
+    t_stats.check(TWEETS)
+    e_stats.check(ENGAGEMENTS)
+    if quarantine.written != sum(t_stats.quarantined.values()) + sum(e_stats.quarantined.values()):
+        raise IngestAccountingError(
+            f"quarantine.parquet holds {quarantine.written} rows, counters say otherwise"
+        )
+    elapsed = max(time.perf_counter() - t0, 1e-9)
+    metrics: dict[str, Any] = {
+        TWEETS: t_stats.as_dict(),
+        ENGAGEMENTS: e_stats.as_dict(),
+        "languages": dict(languages.most_common()),
+        "files_read": t_stats.files + e_stats.files,
+        "files_skipped": len(skipped_t) + len(skipped_e),
+        "rows_in": t_stats.rows_in + e_stats.rows_in,
+        "rows_out": t_stats.rows_out + e_stats.rows_out,
+        "quarantined_total": quarantine.written,
+        "rows_per_second": round((t_stats.rows_in + e_stats.rows_in) / elapsed, 1),
+        "tweet_rows_per_second": round(t_stats.rows_in / max(t_engagements - t_tweets, 1e-9), 1),
+        "engagement_rows_per_second": round(e_stats.rows_in / max(t_end - t_engagements, 1e-9), 1),
+        "dedup_bytes": tweet_ids.nbytes + engagement_keys.nbytes,
+    }
+    log.info("ingest: %s", summarise(metrics).replace("\n", "; "))
+    return metrics
+
+
+def _batches(
+    readers: list[FileReader], stats: KindStats, kind: str
+) -> Iterator[tuple[FileReader, RawBatch]]:
+    """(reader, batch) over all files of one kind, with a progress bar over files and rows."""
+    bar = progress(total=len(readers), desc=f"ingest {kind}", unit="file")
+    try:
+        for reader in readers:
+            for batch in reader.batches():
+                stats.rows_in += len(batch)
+                yield reader, batch
+                bar.set_postfix(rows=f"{stats.rows_in:,}", refresh=False)
+            stats.files += 1
+            bar.update(1)
+    finally:
+        bar.close()
+
+
+def _reject(
+    q: _Quarantine, stats: KindStats, kind: str, src: str, row: int, reason: str, raw: Any
+) -> None:
+    stats.quarantined[reason] += 1
+    q.add(kind, src, row, reason, raw)
+
+
+def _tweet_batch(
+    batch: RawBatch,
+    reader: FileReader,
+    cfg: IngestConfig,
+    detector: LanguageDetector,
+    tweet_ids: HashSet,
+    q: _Quarantine,
+    stats: KindStats,
+    languages: Counter[str],
+) -> pa.Table:
+    """Validates one batch of tweets; returns the table of the accepted ones."""
+    structured = reader.fmt != TEXT
+    src = reader.uri
+    keep: list[int] = []
+    ids: list[str] = []
+    authors: list[str | None] = []
+    originals: list[str] = []
+    texts: list[str] = []
+    created: list[int | None] = []
+    given_langs: list[Any] = []
+    for i, rec in enumerate(batch.records):
+        reason = batch.errors[i]
+        if rec is not None:
+            try:
+                tid = coerce_id(rec.get("tweet_id"), "tweet_id")
+                author = coerce_id(rec.get("author_id"), "author_id") if structured else None
+                text = rec.get("text")
+                if not isinstance(text, str):
+                    raise FieldError(MISSING_FIELD if text is None else WRONG_TYPE, "text")
+                norm = normalise_text(text)
+                if not norm:
+                    raise FieldError(EMPTY_TEXT, "text")
+                ts = parse_timestamp(rec.get("created_at"), "created_at") if structured else None
+                lang = rec.get("lang")
+                if lang is not None and not isinstance(lang, str):
+                    raise FieldError(WRONG_TYPE, "lang")
+            except FieldError as e:
+                reason = e.reason
+            else:
+                keep.append(i)
+                ids.append(tid)
+                authors.append(author)
+                originals.append(text)
+                texts.append(norm)
+                created.append(ts)
+                given_langs.append(lang)
+                continue
+        _reject(q, stats, TWEETS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
+
+    new = tweet_ids.add_new(hash_keys(ids, len(ids)))
+    for j in np.flatnonzero(~new):
+        i = keep[j]
+        _reject(q, stats, TWEETS, src, batch.rows[i], DUPLICATE_TWEET, batch.raws[i])
+    sel = np.flatnonzero(new).tolist()
+    langs: list[str] = []
+    for j in sel:
+        lang = detector.valid_code(given_langs[j]) if cfg.trust_input_lang else None
+        langs.append(lang or detector.detect(texts[j]))
+    languages.update(langs)
+    return pa.table(
+        {
+            "tweet_id": [ids[j] for j in sel],
+            "author_id": [authors[j] for j in sel],
+            "text": [texts[j] for j in sel],
+            "lang": langs,
+            "hashtags": [extract_hashtags(originals[j]) for j in sel],
+            "created_at": [created[j] for j in sel],
+        },
+        schema=schemas.schema("tweets"),
+    )
+
+
+def _engagement_batch(
+    batch: RawBatch,
+    reader: FileReader,
+    types: EngagementTypes,
+    tweet_ids: HashSet,
+    engagement_keys: HashSet,
+    q: _Quarantine,
+    stats: KindStats,
+) -> pa.Table:
+    """Validates one batch of engagements; returns the table of the accepted ones."""
+    src = reader.uri
+    keep: list[int] = []
+    users: list[str] = []
+    tweets: list[str] = []
+    kinds: list[str] = []
+    times: list[int] = []
+    canonical = types.canonical
+    for i, rec in enumerate(batch.records):
+        reason = batch.errors[i]
+        if rec is not None:
+            try:
+                user = rec.get("user_id")
+                tid = rec.get("tweet_id")
+                # Fast path for the common clean ids; coerce_id decides everything else.
+                if type(user) is not str or not user or user[0].isspace() or user[-1].isspace():
+                    user = coerce_id(user, "user_id")
+                if type(tid) is not str or not tid or tid[0].isspace() or tid[-1].isspace():
+                    tid = coerce_id(tid, "tweet_id")
+                kind = canonical(rec.get("engagement_type"))
+                ts = parse_timestamp(rec.get("engaged_at"), "engaged_at")
+            except FieldError as e:
+                reason = e.reason
+            else:
+                keep.append(i)
+                users.append(user)
+                tweets.append(tid)
+                kinds.append(kind)
+                times.append(ts)
+                continue
+        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
+
+    n = len(keep)
+    known = tweet_ids.contains(hash_keys(tweets, n))
+    for j in np.flatnonzero(~known):
+        i = keep[j]
+        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], UNKNOWN_TWEET, batch.raws[i])
+    cand = np.flatnonzero(known).tolist()
+    keys = (f"{users[j]}\x1f{tweets[j]}\x1f{kinds[j]}" for j in cand)
+    new = engagement_keys.add_new(hash_keys(keys, len(cand)))
+    sel: list[int] = []
+    for c, is_new in zip(cand, new.tolist(), strict=True):
+        if is_new:
+            sel.append(c)
+        else:
+            i = keep[c]
+            _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], DUPLICATE_ENGAGEMENT, batch.raws[i])
+    return pa.table(
+        {
+            "user_id": [users[j] for j in sel],
+            "tweet_id": [tweets[j] for j in sel],
+            "engagement_type": [kinds[j] for j in sel],
+            "engaged_at": [times[j] for j in sel],
+        },
+        schema=schemas.schema("engagements"),
+    )
+
+
+def summarise(metrics: dict[str, Any]) -> str:
+    """A few lines for the CLI: rows in/out, quarantine by reason, top languages, speed."""
+    lines = []
+    for kind in (TWEETS, ENGAGEMENTS):
+        m = metrics[kind]
+        reasons = ", ".join(f"{r}={n:,}" for r, n in m["quarantined"].items() if n)
+        lines.append(
+            f"{kind}: {m['rows_in']:,} in, {m['rows_out']:,} out, "
+            f"{m['quarantined_total']:,} quarantined" + (f" ({reasons})" if reasons else "")
+        )
+    top = list(metrics["languages"].items())[:8]
+    if top:
+        lines.append("languages: " + ", ".join(f"{lang}={n:,}" for lang, n in top))
+    lines.append(
+        f"files: {metrics['files_read']} read, {metrics['files_skipped']} skipped; "
+        f"{metrics['rows_per_second']:,.0f} rows/s"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""The mine_pairs stage: positive tweet pairs for the contrastive (social) objective.
+
+Reads top to bottom:
+1. social — L2-normalise the graph's tweet embeddings, build the FAISS index (trained on a
+   seeded sample, filled in batches), search every tweet's k nearest neighbours (cosine),
+   keep the pairs above the threshold, drop self-pairs, deduplicate, cap per tweet; measure
+   recall@k against exact ``IndexFlatIP`` search on random queries;
+2. hashtag (HICL) — tweets sharing a frequent hashtag, the hashtag removed/noised;
+3. translation (TPP) — pairs from a parallel-tweets file, when one is given;
+4. mix the sources by their weights, write ``pairs.parquet`` (schema ``pairs``);
+5. with a planted-truth file (demo data): precision of social pairs vs random pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from twhin_bert.common import schemas
+from twhin_bert.common.io import local_path
+from twhin_bert.common.stage import stage
+from twhin_bert.mine_pairs import index as faiss_index
+from twhin_bert.mine_pairs.config import MinePairsConfig
+from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, hashtag_pairs, read_parallel
+
+log = logging.getLogger(__name__)
+
+PAIRS_FILE = "pairs.parquet"
+SOURCES = ("social", "hashtag", "translation")
+
+
+@stage("mine_pairs")
+def run_mine_pairs(
+    cfg: MinePairsConfig,
+    out_dir: Path,
+    *,
+    ingested: Path,
+    embeddings: Path,
+    parallel: str | None = None,
+    truth: str | None = None,
+) -> dict[str, Any]:
+    """Mines social, hashtag and translation pairs and writes ``pairs.parquet``.
+
+    Args:
+        cfg: Stage config.
+        out_dir: Output (staging) folder.
+        ingested: The ingest folder (``tweets.parquet``).
+        embeddings: The embed_graph folder (``tweets.npy`` + ``tweets.ids.parquet``).
+        parallel: Optional parallel-tweets JSONL file (local or gs://) for the translation source.
+        truth: Optional planted-truth Parquet ``(tweet_id, topic)`` (demo data) to score pairs.
+
+    Returns:
+        Metrics: pairs per source, index used, recall@k vs exact search, truth precision.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    threads = faiss_index.set_threads(cfg.social.num_threads)
+    tweets_path = Path(ingested) / "tweets.parquet"
+    tweets = schemas.read_table(tweets_path, "tweets", columns=["tweet_id", "text", "hashtags"])
+    tweet_ids = tweets.column("tweet_id").combine_chunks()
+    texts: list[str] = tweets.column("text").to_pylist()
+    metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
+
+    parts: dict[str, dict[str, Any]] = {}  # source -> columns of its candidate pairs
+
+    # 1. social
+    social_rows: tuple[np.ndarray, np.ndarray] | None = None
+    indexed_rows = np.zeros(0, np.int64)
+    if cfg.social.enabled and cfg.weights.social > 0:
+        a, b, scores, indexed_rows, social_metrics = _social_pairs(
+            cfg, Path(embeddings), tweet_ids, rng
+        )
+        metrics["social"] = social_metrics
+        social_rows = (a, b)
+        parts["social"] = {
+            "tweet_a": tweet_ids.take(pa.array(a)),
+            "tweet_b": tweet_ids.take(pa.array(b)),
+            "score": scores,
+            "text_a": [texts[i] for i in a.tolist()],
+            "text_b": [texts[i] for i in b.tolist()],
+        }
+
+    # 2. hashtag (HICL)
+    if cfg.hashtag.enabled and cfg.weights.hashtag > 0:
+        hp = hashtag_pairs(texts, tweets.column("hashtags").to_pylist(), cfg.hashtag, rng)
+        metrics["hashtag"] = {**hp.stats, "pairs": len(hp.rows_a)}
+        parts["hashtag"] = {
+            "tweet_a": tweet_ids.take(pa.array(hp.rows_a)),
+            "tweet_b": tweet_ids.take(pa.array(hp.rows_b)),
+            "score": np.ones(len(hp.rows_a), np.float32),
+            "text_a": hp.text_a,
+            "text_b": hp.text_b,
+        }
+
+    # 3. translation (TPP)
+    if parallel and cfg.translation.enabled and cfg.weights.translation > 0:
+        tp = read_parallel(parallel, cfg.translation.max_pairs)
+        n = len(tp.text_a)
+        metrics["translation"] = {"rows_read": tp.rows_read, "pairs": n, "invalid": tp.invalid}
+        parts["translation"] = {
+            "tweet_a": [f"tpp:{i}:a" for i in range(n)],
+            "tweet_b": [f"tpp:{i}:b" for i in range(n)],
+            "score": np.ones(n, np.float32),
+            "text_a": tp.text_a,
+            "text_b": tp.text_b,
+        }
+
+    # 4. mix and write
+    available = {s: len(parts[s]["score"]) for s in parts}
+    weights = cfg.weights.model_dump()
+    take = allocate(available, weights, cfg.total_pairs)
+    tables = []
+    chosen: dict[str, np.ndarray] = {}
+    for s in parts:
+        n_avail = available[s]
+        pick = (
+            np.sort(rng.choice(n_avail, size=take[s], replace=False))
+            if take[s] < n_avail
+            else np.arange(n_avail)
+        )
+        chosen[s] = pick
+        cols = parts[s]
+        idx = pa.array(pick, pa.int64())
+        tables.append(
+            pa.table(
+                {
+                    "tweet_a": pa.array(cols["tweet_a"], pa.string()).take(idx),
+                    "tweet_b": pa.array(cols["tweet_b"], pa.string()).take(idx),
+                    "score": pa.array(np.asarray(cols["score"], np.float32)).take(idx),
+                    "source": pa.array([s] * len(pick), pa.string()),
+                    "text_a": pa.array(cols["text_a"], pa.string()).take(idx),
+                    "text_b": pa.array(cols["text_b"], pa.string()).take(idx),
+                }
+            )
+        )
+    if tables:
+        table = pa.concat_tables(tables)
+        table = table.take(pa.array(rng.permutation(table.num_rows)))
+    else:
+        table = schemas.schema("pairs").empty_table()
+    if table.num_rows == 0:
+        log.warning("mine_pairs: no pair mined from any source (check thresholds and inputs)")
+    schemas.write_table(table, Path(out_dir) / PAIRS_FILE, "pairs")
+    metrics["available"] = {s: available.get(s, 0) for s in SOURCES}
+    metrics["pairs"] = {"total": table.num_rows, **{s: len(chosen.get(s, ())) for s in SOURCES}}
+    metrics["weights"] = weights
+
+    # 5. planted truth (demo data)
+    if truth:
+        kept = None
+        if social_rows is not None:
+            kept = (social_rows[0][chosen["social"]], social_rows[1][chosen["social"]])
+        metrics["truth"] = _truth_precision(truth, tweet_ids, kept, indexed_rows, rng)
+    log.info("mine_pairs: %s", metrics["pairs"])
+    return metrics
+
+
+def _social_pairs(
+    cfg: MinePairsConfig, emb_dir: Path, tweet_ids: pa.Array, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """FAISS k-NN pairs. Returns ``(tweet_rows_a, tweet_rows_b, scores, indexed_tweet_rows, metrics)``."""
+    sc = cfg.social
+    vec_path, ids_path = emb_dir / "tweets.npy", emb_dir / "tweets.ids.parquet"
+    try:
+        emb = np.load(vec_path, mmap_mode="r")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{vec_path}: cannot read tweet embeddings ({e})") from e
+    if emb.ndim != 2:
+        raise ValueError(f"{vec_path}: expected a 2-D [tweets, dim] array, got shape {emb.shape}")
+    ids = schemas.read_table(ids_path, "ids").column("id").combine_chunks()
+    if len(ids) != emb.shape[0]:
+        raise ValueError(
+            f"{ids_path}: {len(ids)} ids for {emb.shape[0]} rows of {vec_path} (expected one id per row)"
+        )
+    # Only tweets with a text can be trained on: index those.
+    to_tweet = pc.index_in(ids, value_set=tweet_ids)
+    has_text = pc.is_valid(to_tweet).to_numpy(zero_copy_only=False)
+    emb_rows = np.flatnonzero(has_text)
+    tweet_rows = to_tweet.filter(pa.array(has_text)).to_numpy(zero_copy_only=False).astype(np.int64)
+    n, d = len(emb_rows), int(emb.shape[1])
+    contiguous = n == emb.shape[0]
+    zero_vectors = 0
+
+    def batches(size: int) -> Iterator[np.ndarray]:
+        nonlocal zero_vectors
+        for i in range(0, n, size):
+            raw = emb[i : i + size] if contiguous else emb[emb_rows[i : i + size]]
+            bad = ~np.isfinite(raw).all(axis=1)
+            if bad.any():
+                row = int(emb_rows[i + int(np.flatnonzero(bad)[0])])
+                raise ValueError(f"{vec_path}: row {row} (id {ids[row]}) holds NaN/inf values")
+            x, zeros = faiss_index.normalize(raw)
+            zero_vectors += zeros
+            yield x
+
+    metrics: dict[str, Any] = {
+        "vectors": n,
+        "dim": d,
+        "embeddings_without_text": int(emb.shape[0] - n),
+    }
+    if n < 2:
+        log.warning("%s: fewer than 2 embedded tweets with text; no social pairs", vec_path)
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32), tweet_rows, {**metrics, "pairs": 0}
+
+    index_string = faiss_index.derive_index_string(n, d) if sc.index == "auto" else sc.index
+    nprobe = sc.nprobe if sc.nprobe is not None else faiss_index.derive_nprobe(index_string, n)
+    sample = np.sort(rng.choice(n, size=min(sc.train_size, n), replace=False))
+    train_raw = emb[sample] if contiguous else emb[emb_rows[sample]]
+    train_x, _ = faiss_index.normalize(train_raw)
+    built = faiss_index.build_index(
+        lambda: batches(sc.add_batch_size),
+        n,
+        d,
+        train_x,
+        index_string=index_string,
+        nprobe=nprobe,
+        search_params=sc.search_params,
+        use_gpu=sc.use_gpu,
+    )
+    del train_x
+    k = min(sc.k, n)
+    n_recall = min(sc.recall_queries, n)
+    recall_rows = np.sort(rng.choice(n, size=n_recall, replace=False))
+    approx_recall = np.full((n_recall, k), -1, np.int64)
+    acc = PairAccumulator(n, sc.min_similarity)
+
+    def on_batch(first: int, scores: np.ndarray, found: np.ndarray) -> None:
+        acc.add(first, scores, found)
+        lo, hi = np.searchsorted(recall_rows, [first, first + len(found)])
+        if hi > lo:
+            approx_recall[lo:hi] = found[recall_rows[lo:hi] - first]
+
+    search_seconds = faiss_index.search_all(
+        built.index, lambda: batches(sc.query_batch_size), n, k, on_batch
+    )
+    zero_vectors_seen = zero_vectors
+    del built.index
+    a, b, scores = acc.finish(sc.max_pairs_per_tweet)
+
+    recall = None
+    if n_recall:
+        q_raw = emb[recall_rows] if contiguous else emb[emb_rows[recall_rows]]
+        queries, _ = faiss_index.normalize(q_raw)
+        _, exact_ids = faiss_index.exact_knn(queries, lambda: batches(sc.add_batch_size), d, k)
+        recall = faiss_index.recall_at_k(approx_recall, exact_ids, k)
+        log.info("mine_pairs: %s nprobe=%s recall@%d=%.4f", index_string, nprobe, k, recall)
+
+    metrics.update(
+        {
+            "index": index_string,
+            "nprobe": nprobe,
+            "device": built.device,
+            "k": k,
+            f"recall@{k}": recall,
+            "recall_at_k": recall,
+            "recall_queries": n_recall,
+            "train_size": built.train_size,
+            "train_seconds": round(built.train_seconds, 3),
+            "add_seconds": round(built.add_seconds, 3),
+            "search_seconds": round(search_seconds, 3),
+            "queries_per_second": round(n / max(search_seconds, 1e-9), 1),
+            "zero_vectors": zero_vectors_seen,
+            "candidates": acc.candidates,
+            "self_pairs_dropped": acc.self_pairs,
+            "below_threshold": acc.below_threshold,
+            "duplicates_dropped": acc.duplicates,
+            "capped": acc.capped,
+            "pairs": len(a),
+            "mean_score": float(scores.mean()) if len(scores) else None,
+        }
+    )
+    return tweet_rows[a], tweet_rows[b], scores, tweet_rows, metrics
+
+
+def _truth_precision(
+    truth: str,
+    tweet_ids: pa.Array,
+    social: tuple[np.ndarray, np.ndarray] | None,
+    indexed_rows: np.ndarray,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
+    """Share of social pairs whose tweets share a planted topic, beside random pairs'."""
+    with local_path(truth) as p:
+        try:
+            t = pq.read_table(str(p))
+        except (OSError, pa.ArrowInvalid) as e:
+            raise ValueError(f"{truth}: not a readable Parquet truth file ({e})") from e
+    missing = {"tweet_id", "topic"} - set(t.column_names)
+    if missing:
+        raise ValueError(
+            f"{truth}: truth file lacks columns {sorted(missing)} (expected tweet_id, topic)"
+        )
+    truth_ids = pc.cast(t.column("tweet_id"), pa.string()).combine_chunks()
+    topics = pc.cast(t.column("topic"), pa.string()).to_numpy(zero_copy_only=False)
+    _, codes = np.unique(topics, return_inverse=True)
+    pos = pc.fill_null(pc.index_in(tweet_ids, value_set=truth_ids), -1).to_numpy()
+    topic_of = np.where(pos >= 0, codes[np.maximum(pos, 0)], -1)  # topic code per tweet row
+
+    def precision(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
+        ta, tb = topic_of[a], topic_of[b]
+        known = (ta >= 0) & (tb >= 0)
+        if not known.any():
+            return None, 0
+        return float(np.mean(ta[known] == tb[known])), int(known.sum())
+
+    out: dict[str, Any] = {}
+    n_social = 0
+    if social is not None and len(social[0]):
+        out["social_precision"], out["social_pairs_evaluated"] = precision(*social)
+        n_social = len(social[0])
+    pool = indexed_rows if len(indexed_rows) >= 2 else np.arange(len(tweet_ids))
+    n_rand = max(n_social, 1000)
+    ra = pool[rng.integers(0, len(pool), n_rand)]
+    rb = pool[rng.integers(0, len(pool), n_rand)]
+    ok = ra != rb
+    out["random_precision"], out["random_pairs_evaluated"] = precision(ra[ok], rb[ok])
+    if out.get("social_precision") is not None and out["random_precision"]:
+        out["lift"] = out["social_precision"] / out["random_precision"]
+    return out

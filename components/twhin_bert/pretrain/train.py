@@ -1,0 +1,545 @@
+"""The pretrain stage: DeepSpeed training of the encoder for one objective, then export.
+
+Read top to bottom: :func:`run_pretrain` (the stage) decides how to run — in this process
+(one CPU process locally, or one GPU) or re-launched under ``torchrun`` with one process per
+GPU of the node (``cfg.num_gpus > 1``); :func:`train` is the recipe: data, model, DeepSpeed
+engine, resume from the latest checkpoint, the loop, export.
+
+Resume: every ``checkpoint_every`` steps ``engine.save_checkpoint`` stores weights, optimizer,
+LR schedule and, in ``client_state``, the data position ``(epoch, next batch)`` and the log.
+A rerun into the same output folder (its ``.partial`` staging folder survives a crash) finds
+the latest checkpoint and continues with exactly the batches the uninterrupted run would have
+seen: batches, masks and dropout are pure functions of ``(seed, epoch, batch, step)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from twhin_bert.common import tracking
+from twhin_bert.common.progress import progress
+from twhin_bert.common.stage import stage
+from twhin_bert.pretrain.config import OBJECTIVES, PretrainConfig
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+RESULT_FILE = "_pretrain_result.json"
+LAUNCHED_ENV = "TWHIN_BERT_PRETRAIN_LAUNCHED"
+MLFLOW_RUN_ENV = "TWHIN_BERT_MLFLOW_RUN_ID"
+
+
+@stage("pretrain")
+def run_pretrain(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    *,
+    objective: str,
+    ingested: Path,
+    tokenizer: Path,
+    pairs: Path | None = None,
+    init_from: Path | None = None,
+) -> dict[str, Any]:
+    """Pretrains the encoder with ``objective`` and exports it as a Hugging Face model folder.
+
+    Args:
+        cfg: The stage config.
+        out_dir: The (staging) output folder: model files, ``training_log.json``; checkpoints
+            live in ``out_dir/checkpoints`` unless ``cfg.checkpoint_dir`` is set.
+        objective: ``mlm`` (stage 1, from scratch unless ``init_from``) or ``mlm_social``
+            (stage 2: MLM + NT-Xent on ``pairs``, normally from stage 1's model).
+        ingested: The ingest folder (``tweets.parquet``).
+        tokenizer: A Hugging Face fast-tokenizer folder.
+        pairs: The mine_pairs folder (``pairs.parquet``); required for ``mlm_social``.
+        init_from: An exported model folder to start from (stage 1's, or a champion's).
+
+    Returns:
+        Final losses, steps, tokens/s, non-padding tokens and more.
+    """
+    _check_inputs(objective, pairs)
+    if cfg.num_gpus > 1 and not os.environ.get(LAUNCHED_ENV):
+        return _launch(cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from)
+    return train(
+        cfg,
+        Path(out_dir),
+        objective=objective,
+        ingested=Path(ingested),
+        tokenizer=Path(tokenizer),
+        pairs=Path(pairs) if pairs else None,
+        init_from=Path(init_from) if init_from else None,
+    )
+
+
+def _check_inputs(objective: str, pairs: Path | None) -> None:
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective == "mlm_social" and pairs is None:
+        raise ValueError("objective mlm_social needs pairs (the mine_pairs output folder)")
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+def train(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    *,
+    objective: str,
+    ingested: Path,
+    tokenizer: Path,
+    pairs: Path | None = None,
+    init_from: Path | None = None,
+) -> dict[str, Any]:
+    """Trains and exports in this process (one rank of a launch, or the only process).
+
+    Args and Returns: as :func:`run_pretrain`.
+    """
+    _check_inputs(objective, pairs)
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device, world, rank = _init_distributed()
+    import deepspeed
+    from deepspeed.utils import logger as ds_logger
+
+    from twhin_bert.pretrain import data as D
+    from twhin_bert.pretrain.export import export_model
+    from twhin_bert.pretrain.model import build_model
+
+    ds_logger.setLevel(logging.WARNING)
+    tc = cfg.training(objective)
+    social = objective == "mlm_social"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+    # --- data
+    tok, specials = D.load_tokenizer(tokenizer)
+    position_offset = specials.pad + 1  # XLM-R numbering (see model.encoder_config)
+    stream: Any
+    if social:
+        assert pairs is not None
+        texts_a, texts_b = D.load_pair_texts(pairs, ingested)
+        stream = D.PairStream(
+            texts_a,
+            texts_b,
+            tok,
+            specials,
+            pairs_per_batch=tc.micro_batch_size,
+            max_seq_len=cfg.max_seq_len,
+            max_tweet_tokens=cfg.max_pair_tweet_tokens,
+            position_offset=position_offset,
+            mask_prob=cfg.mask_prob,
+            seed=cfg.seed,
+        )
+    else:
+        stream = D.TweetStream(
+            D.tweets_file(ingested),
+            tok,
+            specials,
+            rows_per_batch=tc.micro_batch_size,
+            max_seq_len=cfg.max_seq_len,
+            position_offset=position_offset,
+            mask_prob=cfg.mask_prob,
+            alpha=cfg.lang_alpha,
+            shuffle_buffer=cfg.shuffle_buffer,
+            read_rows=cfg.read_batch_rows,
+            seed=cfg.seed,
+        )
+
+    # --- model and engine
+    torch.manual_seed(cfg.seed)
+    model = build_model(
+        cfg.arch,
+        specials,
+        max_seq_len=cfg.max_seq_len,
+        projection_dims=cfg.projection_dims,
+        init_from=str(init_from) if init_from else None,
+    )
+    if tc.grad_checkpointing:
+        model.encoder.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    n_params = sum(p.numel() for p in model.parameters())
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        model_parameters=_param_groups(model, cfg.weight_decay),
+        config=deepspeed_config(cfg, objective, bf16=bf16),
+    )
+
+    # --- resume
+    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out_dir / CHECKPOINTS
+    fingerprint = _fingerprint(cfg, objective)
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0}
+    resumed_from = 0
+    if (ckpt_dir / "latest").is_file():
+        _, client = engine.load_checkpoint(str(ckpt_dir))
+        if client is None:
+            raise RuntimeError(f"{ckpt_dir}: 'latest' names a checkpoint that cannot be loaded")
+        if client.get("fingerprint") != fingerprint:
+            raise RuntimeError(
+                f"{ckpt_dir}: checkpoint was written by another config or objective; "
+                "delete it or use another output folder"
+            )
+        state = {k: client[k] for k in state}
+        resumed_from = state["step"]
+        log.info("pretrain: resumed from step %d (%s)", resumed_from, ckpt_dir)
+
+    # --- tracking in a launched child (the parent process holds the MLflow run)
+    tracking_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if rank == 0 and os.environ.get(MLFLOW_RUN_ENV):
+        import mlflow
+
+        tracking.configure()
+        tracking_ctx = mlflow.start_run(run_id=os.environ[MLFLOW_RUN_ENV])
+
+    # --- the loop
+    batches = _rank_batches(stream(state["epoch"], state["next_batch"]), world, rank)
+    step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
+    train_log: list[dict[str, Any]] = list(state["log"])
+    total_tokens = int(state["tokens"])
+    timed_tokens, timed_seconds = 0, 0.0  # excludes each process's first (warm-up) step
+    window_tokens, window_t0 = 0, time.perf_counter()
+    bar = progress(total=tc.steps, initial=step, desc=f"pretrain {objective}", disable=None)
+    bar = bar if rank == 0 else progress(total=tc.steps, disable=True)
+    engine.train()
+    with tracking_ctx:
+        while step < tc.steps:
+            t0 = time.perf_counter()
+            # Dropout depends only on (seed, step): a resumed run draws what the original would.
+            torch.manual_seed(_derive(cfg.seed, step))
+            losses = torch.zeros(3)
+            step_tokens = 0
+            for _ in range(tc.grad_accum_steps):
+                epoch, index, batch = next(batches)
+                next_batch = index + world  # this rank consumed up to here (all ranks agree)
+                batch = batch.to(engine.device)
+                loss, mlm, soc = _forward(engine, batch, social, cfg.tau, cfg.lam)
+                engine.backward(loss)
+                engine.step()
+                losses += torch.stack([loss.detach(), mlm, soc]).float().cpu()
+                step_tokens += batch.tokens
+            step += 1
+            step_tokens = _all_sum(step_tokens, world)
+            losses = losses / tc.grad_accum_steps
+            total_tokens += step_tokens
+            dt = time.perf_counter() - t0
+            if step > resumed_from + 1:
+                timed_tokens += step_tokens
+                timed_seconds += dt
+            window_tokens += step_tokens
+            if step % cfg.log_every == 0 or step == tc.steps:
+                now = time.perf_counter()
+                entry = {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": float(losses[0]),
+                    "mlm_loss": float(losses[1]),
+                    "social_loss": float(losses[2]) if social else None,
+                    "lr": float(scheduler.get_last_lr()[0]) if scheduler else tc.peak_lr,
+                    "tokens_per_s": window_tokens / max(now - window_t0, 1e-9),
+                    "tokens": total_tokens,
+                }
+                window_tokens, window_t0 = 0, now
+                train_log.append(entry)
+                if rank == 0:
+                    tracking.log_metrics({k: v for k, v in entry.items() if v is not None}, step=step)
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
+            bar.update(1)
+            # The last step is saved too: a crash during export resumes straight to export.
+            if step % cfg.checkpoint_every == 0 or step == tc.steps:
+                client = {
+                    "step": step,
+                    "epoch": epoch,
+                    "next_batch": next_batch,
+                    "log": train_log,
+                    "tokens": total_tokens,
+                    "fingerprint": fingerprint,
+                }
+                engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
+                if rank == 0:
+                    _prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+        bar.close()
+
+        # --- metrics and export
+        last = train_log[-1]
+        tail = train_log[-max(1, len(train_log) // 10) :]
+        metrics: dict[str, Any] = {
+            "objective": objective,
+            "steps": step,
+            "resumed_from_step": resumed_from,
+            "final_loss": last["loss"],
+            "final_mlm_loss": last["mlm_loss"],
+            "tail_mean_loss": sum(e["loss"] for e in tail) / len(tail),
+            "first_loss": train_log[0]["loss"],
+            "non_padding_tokens": total_tokens,
+            "tokens_per_second": timed_tokens / timed_seconds if timed_seconds else math.nan,
+            "parameters": n_params,
+            "world_size": world,
+            "precision": "bf16" if bf16 else "fp32",
+        }
+        if social:
+            metrics["final_social_loss"] = last["social_loss"]
+        if rank == 0:
+            export_model(
+                engine.module,
+                tok,
+                out_dir,
+                objective=objective,
+                metrics=metrics,
+                config=cfg.model_dump(mode="json"),
+                training_log=train_log,
+            )
+            if not cfg.keep_checkpoints_after and ckpt_dir.is_dir():
+                shutil.rmtree(ckpt_dir)
+        if world > 1:
+            torch.distributed.barrier()
+    return metrics
+
+
+def _forward(engine: Any, batch: Any, social: bool, tau: float, lam: float) -> Any:
+    """One forward through the DeepSpeed engine (so its hooks — ZeRO, bf16 — apply)."""
+    return engine(
+        batch.input_ids,
+        batch.position_ids,
+        batch.segment_ids,
+        batch.cls_index,
+        batch.mlm_index,
+        batch.mlm_labels,
+        social,
+        tau,
+        lam,
+    )
+
+
+# --------------------------------------------------------------------------- engine pieces
+
+
+def deepspeed_config(cfg: PretrainConfig, objective: str, *, bf16: bool) -> dict[str, Any]:
+    """The DeepSpeed config dict built from ours (per-process micro-batch, ZeRO, precision,
+    AdamW, linear warmup then linear decay to 0 over the run)."""
+    tc = cfg.training(objective)
+    return {
+        "train_micro_batch_size_per_gpu": tc.micro_batch_size,
+        "gradient_accumulation_steps": tc.grad_accum_steps,
+        "gradient_clipping": cfg.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        "bf16": {"enabled": bf16},
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": tc.peak_lr,
+                "betas": list(cfg.adam_betas),
+                "eps": cfg.adam_eps,
+                "weight_decay": cfg.weight_decay,
+            },
+        },
+        "scheduler": {
+            "type": "WarmupDecayLR",
+            "params": {
+                "warmup_min_lr": 0.0,
+                "warmup_max_lr": tc.peak_lr,
+                "warmup_num_steps": tc.warmup_steps,
+                "total_num_steps": tc.steps,
+                "warmup_type": "linear",
+            },
+        },
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases and LayerNorm weights (as RoBERTa)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() < 2 or "layer_norm" in name or "LayerNorm" in name else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _init_distributed() -> tuple[Any, int, int]:
+    """Joins (or, alone, creates) the process group; returns ``(device, world, rank)``.
+
+    Under a launcher the environment names rank and world. Alone, this process becomes a
+    world of one (gloo on CPU, NCCL on GPU) on a free local port, so DeepSpeed runs in-process.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # before deepspeed is imported
+    import deepspeed
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "RANK" not in os.environ or "MASTER_PORT" not in os.environ:
+            os.environ.update(
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=str(_free_port()),
+                RANK="0",
+                WORLD_SIZE="1",
+                LOCAL_RANK="0",
+            )
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    else:
+        device = torch.device("cpu")
+    return device, dist.get_world_size(), dist.get_rank()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_batches(
+    stream: Iterator[tuple[int, int, Any]], world: int, rank: int
+) -> Iterator[tuple[int, int, Any]]:
+    """This rank's share of the global batch sequence (batch ``i`` goes to rank ``i % world``,
+    counted from the resume position)."""
+    while True:
+        group = [next(stream) for _ in range(world)]
+        epoch, index, batch = group[rank]
+        # Report the group's first index: the data position is the same on every rank.
+        yield epoch, group[0][1], batch
+
+
+def _all_sum(n: int, world: int) -> int:
+    if world == 1:
+        return n
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([n], dtype=torch.long)
+    if dist.get_backend() == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return int(t.item())
+
+
+def _derive(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
+
+
+def _fingerprint(cfg: PretrainConfig, objective: str) -> str:
+    """What must match for a checkpoint to be resumed (not the bookkeeping fields)."""
+    keep = cfg.model_dump(
+        mode="json",
+        exclude={"checkpoint_every", "keep_checkpoints", "checkpoint_dir", "log_every", "threads",
+                 "keep_checkpoints_after", "num_gpus"},
+    )
+    return hashlib.sha256(json.dumps([objective, keep], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    tags = sorted(
+        (int(m.group(1)), p)
+        for p in ckpt_dir.iterdir()
+        if p.is_dir() and (m := re.fullmatch(r"step(\d+)", p.name))
+    )
+    for _, p in tags[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- multi-GPU launch
+
+
+def _launch(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    objective: str,
+    ingested: Path,
+    tokenizer: Path,
+    pairs: Path | None,
+    init_from: Path | None,
+) -> dict[str, Any]:
+    """Re-runs this stage under ``torchrun`` with ``cfg.num_gpus`` processes on this node.
+
+    The children run :func:`train` (via this module's ``__main__``); rank 0 exports into
+    ``out_dir``, logs to this process's MLflow run and leaves its metrics in a result file.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file = out_dir / "_pretrain_config.json"
+    cfg_file.write_text(cfg.model_dump_json())
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={cfg.num_gpus}",
+        "-m", "twhin_bert.pretrain.train",
+        "--config", str(cfg_file), "--out", str(out_dir), "--objective", objective,
+        "--ingested", str(ingested), "--tokenizer", str(tokenizer),
+    ]  # fmt: skip
+    if pairs:
+        cmd += ["--pairs", str(pairs)]
+    if init_from:
+        cmd += ["--init-from", str(init_from)]
+    env = dict(os.environ, **{LAUNCHED_ENV: "1"})
+    with contextlib.suppress(ImportError):
+        import mlflow
+
+        if mlflow.active_run() is not None:
+            env[MLFLOW_RUN_ENV] = mlflow.active_run().info.run_id
+    log.info("pretrain: launching %s", " ".join(cmd))
+    done = subprocess.run(cmd, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pretrain: torchrun exited with {done.returncode} ({' '.join(cmd)})")
+    result = out_dir / RESULT_FILE
+    metrics = json.loads(result.read_text())
+    result.unlink()
+    cfg_file.unlink()
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of one launched process: ``python -m twhin_bert.pretrain.train ...``."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="PretrainConfig as a JSON file")
+    p.add_argument("--out", required=True, help="output (staging) folder")
+    p.add_argument("--objective", required=True, choices=OBJECTIVES)
+    p.add_argument("--ingested", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--pairs")
+    p.add_argument("--init-from")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    cfg = PretrainConfig.model_validate_json(Path(a.config).read_text())
+    out = Path(a.out)
+    metrics = train(
+        cfg,
+        out,
+        objective=a.objective,
+        ingested=Path(a.ingested),
+        tokenizer=Path(a.tokenizer),
+        pairs=Path(a.pairs) if a.pairs else None,
+        init_from=Path(a.init_from) if a.init_from else None,
+    )
+    import torch.distributed as dist
+
+    if dist.get_rank() == 0:
+        (out / RESULT_FILE).write_text(json.dumps(metrics))
+
+
+if __name__ == "__main__":
+    main()

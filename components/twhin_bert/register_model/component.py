@@ -1,0 +1,80 @@
+"""KFP components of the register_model stage (thin: typed artifacts -> the logic).
+
+``register_model`` registers, tags and gates the pipeline's model; ``resolve_champion`` fetches
+the current champion as a Hugging Face folder for the retrain pipeline's warm start.
+"""
+
+from __future__ import annotations
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from twhin_bert.common.kfp_utils import BASE_IMAGE
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def register_model(
+    config: str,
+    model: Input[Model],
+    evaluation: Input[Dataset],
+    pipeline_run_id: str,
+    pipeline_config: str,
+    data_window: str,
+    registration: Output[Artifact],
+    metrics: Output[Metrics],
+):
+    """Registers the model in the MLflow Model Registry as `challenger` and runs the promotion gate.
+
+    Args:
+        config: The register_model section of the pipeline config, as JSON.
+        model: The exported Hugging Face model folder (weights, config, tokenizer).
+        evaluation: The evaluate stage's folder; its metrics.json `primary` feeds the gate.
+        pipeline_run_id: The pipeline run's id (groups the stage's MLflow run, tags the version).
+        pipeline_config: The whole resolved pipeline config, as JSON (logged with the model).
+        data_window: The engagement window the model was trained on.
+        registration: Folder with registration.json (name, version, aliases, gate verdict).
+        metrics: Version, gate passed (0/1), promoted (0/1) and the key metrics.
+    """
+    import json
+    from pathlib import Path
+
+    from twhin_bert.common.kfp_utils import log_kfp_metrics
+    from twhin_bert.register_model.config import RegisterModelConfig
+    from twhin_bert.register_model.register import run_register_model
+
+    result = run_register_model(
+        RegisterModelConfig.model_validate_json(config),
+        registration.path,
+        pipeline_run_id=pipeline_run_id,
+        model=Path(model.path),
+        evaluation=Path(evaluation.path),
+        pipeline_config=json.loads(pipeline_config),
+        data_window=data_window,
+    )
+    info = json.loads((Path(registration.path) / "registration.json").read_text())
+    registration.metadata.update(
+        {k: info[k] for k in ("name", "version", "model_uri", "verdict", "promoted")}
+    )
+    log_kfp_metrics(metrics, result)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def resolve_champion(model_name: str, champion: Output[Model]) -> str:
+    """Downloads the registered model's current `champion` as a Hugging Face folder.
+
+    Args:
+        model_name: Registered model name in the MLflow Model Registry.
+        champion: Folder loadable by AutoModel / AutoTokenizer (the warm start of retraining).
+
+    Returns:
+        The champion's version.
+    """
+    from pathlib import Path
+
+    from twhin_bert.register_model.registry import resolve_champion as fetch_champion
+
+    info = fetch_champion(model_name, Path(champion.path))
+    champion.metadata.update(
+        {k: info[k] for k in ("name", "version", "run_id", "model_uri")}
+    )
+    return info["version"]

@@ -1,0 +1,231 @@
+"""The register_model stage: log the exported model, register a version, gate it.
+
+Order of work: read evaluate's key metrics (fail fast), load the model and tokenizer, log them
+with the ``mlflow.transformers`` flavor beside the resolved pipeline config, register a new
+version, tag it (git SHA, data window, pipeline run, key metrics), run the promotion gate
+against the champion and record the verdict, point ``challenger`` at it, and -- when
+``auto_promote`` is on and the gate passed -- promote it through the same code path as
+``twhin-bert registry approve``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from twhin_bert import __version__
+from twhin_bert.common import tracking
+from twhin_bert.common.config import flatten
+from twhin_bert.common.stage import stage
+from twhin_bert.register_model import registry
+from twhin_bert.register_model.config import RegisterModelConfig
+from twhin_bert.register_model.gate import evaluate_gate, metrics_to_tags
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_FILE = "registration.json"
+MODEL_ARTIFACT = "model"
+#: Small files of the exported folder logged beside the model (model card, training curves).
+EXTRA_FILES = ("README.md", "training_log.json")
+
+
+def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
+    """Reads evaluate's ``metrics.json`` ``primary`` mapping (the candidate's key metrics).
+
+    Args:
+        evaluation: The evaluate stage's output folder.
+
+    Returns:
+        ``{metric: value}``, None for a metric evaluate could not compute.
+
+    Raises:
+        ValueError: The file is missing or ``primary`` is absent or not a flat numeric mapping.
+    """
+    path = Path(evaluation) / "metrics.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; expected the evaluate stage's output folder")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    primary = data.get("primary") if isinstance(data, dict) else None
+    if not isinstance(primary, dict) or not primary:
+        raise ValueError(f"{path}: expected a non-empty 'primary' mapping of key metrics")
+    out: dict[str, float | None] = {}
+    for k, v in primary.items():
+        if v is None:
+            out[k] = None
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = float(v) if math.isfinite(float(v)) else None
+        else:
+            raise ValueError(f"{path}: primary.{k} = {v!r}; expected a number or null")
+    return out
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model (MLflow's own inference would import
+    torchvision, which the images do not ship, and costs a model reload)."""
+    import tokenizers
+    import torch
+    import transformers
+
+    return [
+        f"transformers=={transformers.__version__}",
+        f"tokenizers=={tokenizers.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+    ]
+
+
+def _log_pipeline_config(pipeline_config: dict[str, Any]) -> None:
+    """The resolved pipeline config as an artifact and as ``pipeline.*`` params."""
+    import mlflow
+
+    mlflow.log_text(yaml.safe_dump(pipeline_config, sort_keys=False), "pipeline_config.yaml")
+    params = {
+        "pipeline." + re.sub(r"[^\w.\- /:]", "_", k.replace("@", "_at_")): str(v)[:500]
+        for k, v in flatten(pipeline_config).items()
+    }
+    items = list(params.items())
+    for i in range(0, len(items), 90):  # MLflow takes at most 100 params per call
+        mlflow.log_params(dict(items[i : i + 90]))
+
+
+def _load_model(model: Path) -> tuple[Any, Any]:
+    """The exported HF folder as in-memory model + tokenizer (logging from a path crashes
+    with transformers > 5.17 in mlflow 3.17)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    if not (model / "config.json").is_file():
+        raise ValueError(f"{model}: no config.json; expected an exported Hugging Face model folder")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{model}: no loadable tokenizer in the model folder ({e})") from e
+    return AutoModel.from_pretrained(str(model)), tokenizer
+
+
+@stage("register_model")
+def run_register_model(
+    cfg: RegisterModelConfig,
+    out_dir: Path,
+    *,
+    model: Path,
+    evaluation: Path,
+    pipeline_config: dict[str, Any],
+    data_window: str,
+) -> dict[str, Any]:
+    """Registers the exported model as a new version, gates it and writes ``registration.json``.
+
+    Args:
+        cfg: Registered model name, task, gate, auto-promotion.
+        out_dir: Output folder (the staging folder under ``@stage``).
+        model: The exported Hugging Face model folder (weights, config, tokenizer).
+        evaluation: The evaluate stage's folder (its ``metrics.json`` ``primary`` mapping).
+        pipeline_config: The resolved pipeline config (logged with the model).
+        data_window: The engagement window the model was trained on (e.g. ``2026-10-01/2026-10-31``).
+
+    Returns:
+        ``version``, ``gate_passed``, ``promoted`` and the key metrics (``primary.<name>``).
+    """
+    import mlflow
+
+    model, evaluation, out_dir = Path(model), Path(evaluation), Path(out_dir)
+    primary = read_primary_metrics(evaluation)
+    hf_model, tokenizer = _load_model(model)
+
+    own_run = mlflow.active_run() is None  # tracking switched off for the stages
+    if own_run:
+        tracking.configure()
+        mlflow.start_run(run_name="register_model", tags=tracking.run_tags("register_model", None))
+    try:
+        run = mlflow.active_run()
+        run_tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
+        pipeline_run = run_tags.get(tracking.PIPELINE_RUN_TAG) or f"run-{run.info.run_id}"
+
+        _log_pipeline_config(pipeline_config)
+        mlflow.log_param("data_window", data_window)
+        tracking.log_artifact(evaluation / "metrics.json", "evaluation")
+        for name in EXTRA_FILES:
+            if (model / name).is_file():
+                tracking.log_artifact(model / name, "export")
+        info = mlflow.transformers.log_model(
+            transformers_model={"model": hf_model, "tokenizer": tokenizer},
+            name=MODEL_ARTIFACT,
+            task=cfg.task,
+            pip_requirements=_pip_requirements(),
+        )
+    finally:
+        if own_run:
+            mlflow.end_run()
+
+    client = registry.connect()
+    champion_version, champion_metrics = registry.champion_metrics(cfg.model_name)
+    verdict = evaluate_gate(cfg.gate, primary, champion_metrics, champion_version)
+
+    tags = {
+        "git_sha": tracking.git_sha(),
+        "twhin_bert_version": __version__,
+        "data_window": data_window,
+        "pipeline_run_id": pipeline_run,
+        "model_folder": str(model),
+        **metrics_to_tags(primary),
+        **verdict.to_tags(),
+    }
+    mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
+    version = str(mv.version)
+    log.info("registered %s v%s: gate %s", cfg.model_name, version, verdict.verdict)
+    for line in verdict.reasons:
+        log.info("  gate: %s", line)
+
+    old_challenger = registry.get_aliases(client, cfg.model_name).get(registry.CHALLENGER)
+    client.set_registered_model_alias(cfg.model_name, registry.CHALLENGER, version)
+    registry.record_alias_move(
+        client,
+        cfg.model_name,
+        action="register",
+        alias=registry.CHALLENGER,
+        from_version=old_challenger,
+        to_version=version,
+        actor=f"register_model:{pipeline_run}",
+        reason=f"new version, gate {verdict.verdict}",
+    )
+
+    promoted = False
+    if cfg.auto_promote and verdict.passed:
+        registry.approve(
+            cfg.model_name,
+            version,
+            actor=f"auto:{pipeline_run}",
+            reason="auto_promote: gate passed",
+        )
+        promoted = True
+
+    aliases = registry.get_aliases(client, cfg.model_name)
+    registration = {
+        "name": cfg.model_name,
+        "version": version,
+        "model_uri": f"models:/{cfg.model_name}/{version}",
+        "logged_model_uri": info.model_uri,
+        "run_id": mv.run_id,
+        "aliases": sorted(a for a, v in aliases.items() if v == version),
+        "champion": aliases.get(registry.CHAMPION),
+        "promoted": promoted,
+        "data_window": data_window,
+        "pipeline_run_id": pipeline_run,
+        "metrics": primary,
+        **verdict.to_dict(),
+    }
+    (out_dir / REGISTRATION_FILE).write_text(json.dumps(registration, indent=2) + "\n")
+    result: dict[str, Any] = {
+        "version": int(version),
+        "gate_passed": verdict.passed,
+        "promoted": promoted,
+    }
+    result.update({f"primary.{k}": v for k, v in primary.items() if v is not None})
+    return result

@@ -1,0 +1,149 @@
+"""embed_graph: PBG training beats popularity, exports line up, 2 partitions, kill -9 resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from twhin_bert.build_graph.config import BuildGraphConfig
+from twhin_bert.build_graph.graph import run_build_graph
+from twhin_bert.build_graph.synthetic import write_synthetic_ingest
+from twhin_bert.common.schemas import read_table
+from twhin_bert.common.stage import partial_dir, read_metrics
+from twhin_bert.embed_graph.config import EmbedGraphConfig
+from twhin_bert.embed_graph.embed import checkpoint_version, prepare_checkpoint, run_embed_graph
+
+TINY = {"workers": 1, "dimension": 32}
+
+
+@pytest.fixture(scope="module")
+def ingest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eg-ingest")
+    write_synthetic_ingest(out, users=400, tweets=2000, edges=20_000, seed=11)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph1(ingest_dir: Path) -> Path:
+    out = ingest_dir.parent / "graph1"
+    run_build_graph(BuildGraphConfig(), out, ingested=ingest_dir)
+    return out
+
+
+@pytest.fixture(scope="module")
+def graph2(ingest_dir: Path) -> Path:
+    out = ingest_dir.parent / "graph2"
+    run_build_graph(BuildGraphConfig(num_partitions=2), out, ingested=ingest_dir)
+    return out
+
+
+def _check_exports(out: Path, graph: Path, dim: int) -> None:
+    ent = read_table(graph / "entities.parquet", "entities").to_pandas()
+    for entity, stem in (("user", "users"), ("tweet", "tweets")):
+        emb = np.load(out / f"{stem}.npy")
+        ids = read_table(out / f"{stem}.ids.parquet", "ids").column("id").to_pylist()
+        assert emb.dtype == np.float32 and emb.shape == (len(ids), dim)
+        assert ids == ent[ent.entity_type == entity].id.tolist()
+        assert np.isfinite(emb).all() and np.abs(emb).sum() > 0
+    rel = json.loads((out / "relations.json").read_text())
+    assert set(rel) == {"fave", "retweet", "reply", "quote"}
+    assert all(len(v) == dim and np.linalg.norm(v) > 0 for v in rel.values())
+
+
+def test_pbg_embeddings_beat_popularity(graph1: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb"
+    m = run_embed_graph(EmbedGraphConfig(**TINY), out, graph=graph1)
+    g = read_metrics(graph1)
+    assert (m["users"], m["tweets"]) == (g["users"], g["tweets"])
+    assert m["pbg_edges_trained"] == 10 * g["edges_train"]  # every train edge, every epoch
+    assert m["pbg_checkpoint_version"] == m["epochs_completed"] == 10
+    assert m["pbg_final_loss"] < 0.7 * m["pbg_first_loss"]
+    assert m["eval_edges"] == g["edges_test"]
+    # The planted communities are what the embeddings must find; popularity cannot.
+    assert m["mrr"] > m["popularity_mrr"] + 0.1, m
+    assert m["hits@10"] > m["popularity_hits@10"] + 0.1, m
+    assert 0 < m["popularity_mrr"] < m["mrr"] <= 1
+    _check_exports(out, graph1, 32)
+    # The exported vectors reproduce the score PBG trained: (u + r)·t ranks held-out tweets
+    # of a user above random ones.
+    users, tweets = np.load(out / "users.npy"), np.load(out / "tweets.npy")
+    r = np.asarray(json.loads((out / "relations.json").read_text())["fave"], np.float32)
+    pos = (users[:50] + r) @ tweets.T
+    assert np.isfinite(pos).all()
+    assert (out / "checkpoint" / "checkpoint_version.txt").read_text().strip() == "10"
+
+
+def test_two_partitions(graph2: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb"
+    m = run_embed_graph(EmbedGraphConfig(**TINY, num_epochs=6), out, graph=graph2)
+    assert m["mrr"] > m["popularity_mrr"] + 0.05, m
+    names = {p.name for p in (out / "checkpoint").glob("embeddings_*.h5")}
+    assert names == {f"embeddings_{e}_{i}.v6.h5" for e in ("user", "tweet") for i in (0, 1)}
+    _check_exports(out, graph2, 32)
+
+
+def test_foreign_checkpoint_is_not_resumed(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint"
+    assert prepare_checkpoint(ckpt, "A") == 0
+    (ckpt / "checkpoint_version.txt").write_text("3\n")
+    (ckpt / "model.v3.h5").write_bytes(b"x")
+    assert prepare_checkpoint(ckpt, "A") == 3  # same model and graph: resume
+    assert prepare_checkpoint(ckpt, "B") == 0  # another config/graph: start over
+    assert not (ckpt / "model.v3.h5").exists()
+
+
+def test_kill_9_mid_epoch_resumes_from_pbg_checkpoint(graph1: Path, tmp_path: Path) -> None:
+    epochs = 20
+    cfg = EmbedGraphConfig(**TINY, num_epochs=epochs)
+    cfg_file = tmp_path / "embed_graph.json"
+    cfg_file.write_text(cfg.model_dump_json())
+    out = tmp_path / "emb"
+    ckpt = partial_dir(out) / "checkpoint"
+    env = {**os.environ, "TWHIN_BERT_TRACKING": "0"}
+    cmd = [sys.executable, "-m", "twhin_bert.embed_graph", "--config", str(cfg_file),
+           "--out", str(out), "--graph", str(graph1)]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while checkpoint_version(ckpt) < 1:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no PBG checkpoint within 120 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole job: trainer and its PBG workers
+        proc.wait()
+    killed_at = checkpoint_version(ckpt)
+    assert 1 <= killed_at < epochs
+    assert not out.exists() and partial_dir(out).is_dir()  # nothing half-published
+
+    m = run_embed_graph(cfg, out, graph=graph1)
+    assert m["pbg_resumed_from_version"] >= killed_at
+    assert m["pbg_checkpoint_version"] == m["epochs_completed"] == epochs
+    assert m["pbg_iterations_run"] == epochs - m["pbg_resumed_from_version"]
+    assert m["pbg_edges_trained"] == m["pbg_iterations_run"] * read_metrics(graph1)["edges_train"]
+    assert m["mrr"] > m["popularity_mrr"] + 0.1
+    assert not partial_dir(out).exists()
+    stats = (out / "checkpoint" / "training_stats.json").read_text().splitlines()
+    assert len(stats) == epochs  # PBG's own per-epoch log: every epoch exactly once
+
+
+def test_on_demo_data(request: pytest.FixtureRequest) -> None:
+    """The shared demo chain (once demo_data and ingest exist): MRR beats popularity."""
+    pytest.importorskip("twhin_bert.demo_data.generate")
+    pytest.importorskip("twhin_bert.ingest.ingest")
+    out: Path = request.getfixturevalue("graph_embeddings_dir")
+    m = read_metrics(out)
+    assert m["mrr"] > m["popularity_mrr"] + 0.05, m
+    g = read_metrics(request.getfixturevalue("graph_dir"))
+    assert (m["users"], m["tweets"]) == (g["users"], g["tweets"])
+    assert pq.read_metadata(out / "tweets.ids.parquet").num_rows == g["tweets"]

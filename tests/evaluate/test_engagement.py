@@ -1,0 +1,119 @@
+"""Engagement task: negative sampler, split by tweet, planted learning, data loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twhin_bert.evaluate.config import EngagementConfig
+from twhin_bert.evaluate.engagement import (
+    TEST,
+    TRAIN,
+    VAL,
+    EngagementData,
+    NegativeSampler,
+    build_eval_set,
+    load_engagement_data,
+    run_engagement,
+    split_by_tweet,
+)
+
+
+def test_negative_sampler_follows_freq_power() -> None:
+    freq = np.array([1, 2, 4, 8, 16, 0])
+    cands = np.arange(10, 16)
+    sampler = NegativeSampler(cands, freq, 0.75)
+    draws = sampler.sample(200_000, np.random.default_rng(0))
+    assert set(np.unique(draws)) <= set(cands[:5].tolist())  # frequency 0 is never drawn
+    emp = np.bincount(draws - 10, minlength=6) / draws.size
+    expected = freq**0.75 / (freq**0.75).sum()
+    np.testing.assert_allclose(emp, expected, atol=0.005)
+    # and clearly not proportional to raw frequency (16/31 = 0.516 vs 0.430)
+    assert abs(emp[4] - 16 / 31) > 0.05
+    # shapes for [batch, negatives]
+    assert sampler.sample((7, 3), np.random.default_rng(1)).shape == (7, 3)
+
+
+def test_split_by_tweet_fractions_and_seed() -> None:
+    s = split_by_tweet(1000, (0.8, 0.1, 0.1), seed=3)
+    assert (s == TRAIN).sum() == 800 and (s == VAL).sum() == 100 and (s == TEST).sum() == 100
+    np.testing.assert_array_equal(s, split_by_tweet(1000, (0.8, 0.1, 0.1), seed=3))
+    assert (s != split_by_tweet(1000, (0.8, 0.1, 0.1), seed=4)).any()
+
+
+def test_load_counts_skipped_users_and_split_has_no_leakage(eval_inputs: tuple[Path, Path]) -> None:
+    ingested, graph = eval_inputs
+    cfg = EngagementConfig(candidates=50)
+    data = load_engagement_data(ingested, graph, cfg, seed=0)
+    assert data.counts["users_without_embedding"] == 5
+    assert data.counts["pairs_user_without_embedding"] == 5
+    assert data.counts["pairs"] == 120 * 12
+    # every engaged pair's tweet has one split; test candidates are test tweets only
+    test = build_eval_set(data, TEST, cfg, np.random.default_rng(0))
+    cands = test.candidates[test.candidates >= 0]
+    assert (data.split[cands] == TEST).all()
+    assert (data.split[test.candidates[:, 0]] == TEST).all()
+    # test users are exactly the users with a test engagement; negatives never engaged by them
+    test_pairs = data.pairs[data.split[data.pairs[:, 1]] == TEST]
+    assert set(test.users.tolist()) == set(test_pairs[:, 0].tolist())
+    engaged = {(int(u), int(t)) for u, t in data.pairs}
+    for row, u in zip(test.candidates, test.users, strict=True):
+        assert (int(u), int(row[0])) in engaged
+        assert not any((int(u), int(t)) in engaged for t in row[1:] if t >= 0)
+
+
+def _planted(n_users: int = 160, n_tweets: int = 1200, topics: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t_topic = rng.integers(topics, size=n_tweets)
+    u_topic = np.arange(n_users) % topics
+    pairs = []
+    for u in range(n_users):
+        same = np.flatnonzero(t_topic == u_topic[u])
+        for t in rng.choice(same, size=min(15, same.size), replace=False):
+            pairs.append((u, t))
+    pairs = np.unique(np.asarray(pairs), axis=0)
+    used = np.unique(pairs[:, 1])
+    remap = np.full(n_tweets, -1)
+    remap[used] = np.arange(used.size)
+    pairs[:, 1] = remap[pairs[:, 1]]
+    t_topic = t_topic[used]
+    user_emb = np.eye(topics, dtype=np.float32)[u_topic] * 2 + rng.normal(0, 0.3, (n_users, topics)).astype(np.float32)
+    tweet_feat = np.eye(topics, dtype=np.float32)[t_topic] * 2 + rng.normal(0, 0.3, (used.size, topics)).astype(np.float32)
+    data = EngagementData(
+        tweet_ids=np.array([f"t{i}" for i in used]),
+        texts=[f"tweet words w{i % 97} w{i % 13}" for i in used],  # topic-free text
+        langs=np.where(np.arange(used.size) % 2, "en", "es"),
+        split=split_by_tweet(used.size, (0.8, 0.1, 0.1), 0),
+        user_ids=np.array([f"u{u}" for u in range(n_users)]),
+        user_emb=user_emb,
+        pairs=pairs,
+        counts={},
+    )
+    return data, tweet_feat
+
+
+def test_projection_model_learns_planted_structure() -> None:
+    data, feat = _planted()
+    cfg = EngagementConfig(
+        epochs=15, batch_size=128, seeds=2, candidates=1000, negatives=5, min_users_per_lang=5
+    )
+    per, info = run_engagement(data, {"planted": feat}, cfg, seed=0)
+    res = per["planted"]
+    random = info["floors"]["random"]["hits@10"]
+    n_cand = info["counts"]["mean_candidates"]
+    assert n_cand < 1000  # pool is the test split: fewer candidates than asked
+    assert random == pytest.approx(np.mean(10 / n_cand), rel=0.05)
+    assert res["hits@10"] > 0.6 > 3 * random
+    assert len(res["hits@10_seeds"]) == 2
+    assert set(res["hits@10_by_lang"]) == {"en", "es"}
+    # the training loss goes down and the best epoch is recorded
+    losses = [r["loss"] for r in res["train_curve"]]
+    assert losses[-1] < losses[0]
+    assert all(1 <= e <= 15 for e in res["best_epochs"])
+    # the curve is monotone and reaches 1 at k = #candidates or before 100
+    curve = list(res["hits_curve"].values())
+    assert all(a <= b + 1e-12 for a, b in zip(curve, curve[1:], strict=False))
+    # text carries no topic here, so the TF-IDF floor stays near random
+    assert info["floors"]["tfidf"]["hits@10"] < res["hits@10"] - 0.3

@@ -1,0 +1,188 @@
+"""The recipe end to end on CPU (tiny config, real tweets): both objectives learn, the
+export is a drop-in AutoModel with the training model's weights and embeddings, and a run
+killed with SIGKILL resumes to the same result."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from twhin_bert.common.stage import read_metrics
+from twhin_bert.pretrain.config import ObjectiveTraining, PretrainConfig
+from twhin_bert.pretrain.train import run_pretrain
+
+
+def tiny_cfg(**kw: object) -> PretrainConfig:
+    base: dict[str, object] = {
+        "max_seq_len": 64,
+        "max_pair_tweet_tokens": 32,
+        "mlm": ObjectiveTraining(micro_batch_size=4, peak_lr=5e-3, warmup_steps=2, steps=20),
+        "mlm_social": ObjectiveTraining(micro_batch_size=8, peak_lr=1e-3, warmup_steps=2, steps=20),
+        "checkpoint_every": 10,
+        "shuffle_buffer": 256,
+        "read_batch_rows": 256,
+    }
+    base.update(kw)
+    return PretrainConfig.model_validate(base)
+
+
+def head_tail(log: list[dict], key: str, n: int = 4) -> tuple[float, float]:
+    vals = [e[key] for e in log]
+    return sum(vals[:n]) / n, sum(vals[-n:]) / n
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory: pytest.TempPathFactory, pt_ingested: Path, pt_tokenizer: Path) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "mlm"
+    run_pretrain(
+        tiny_cfg(keep_checkpoints_after=True),
+        out,
+        objective="mlm",
+        ingested=pt_ingested,
+        tokenizer=pt_tokenizer,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def stage2(stage1: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path) -> Path:
+    out = stage1.parent / "mlm_social"
+    run_pretrain(
+        tiny_cfg(),
+        out,
+        objective="mlm_social",
+        ingested=pt_ingested,
+        tokenizer=pt_tokenizer,
+        pairs=pt_pairs,
+        init_from=stage1,
+    )
+    return out
+
+
+def test_mlm_loss_decreases(stage1: Path) -> None:
+    m = read_metrics(stage1)
+    assert m["steps"] == 20 and m["objective"] == "mlm"
+    assert m["non_padding_tokens"] > 0.9 * 20 * 4 * 64  # packed rows are nearly full
+    log = json.loads((stage1 / "training_log.json").read_text())
+    first, last = head_tail(log, "loss")
+    assert last < first - 0.4, f"MLM loss did not decrease: {first:.3f} -> {last:.3f}"
+    assert log[1]["lr"] > log[0]["lr"]  # warmup
+    assert log[-1]["lr"] < max(e["lr"] for e in log)  # decay
+
+
+def test_social_loss_decreases_from_stage1(stage1: Path, stage2: Path) -> None:
+    m = read_metrics(stage2)
+    assert m["objective"] == "mlm_social" and m["steps"] == 20
+    log = json.loads((stage2 / "training_log.json").read_text())
+    first, last = head_tail(log, "social_loss")
+    assert last < first - 0.3, f"social loss did not decrease: {first:.3f} -> {last:.3f}"
+    for e in log:  # L = L_social + 0.05 L_MLM
+        assert e["loss"] == pytest.approx(e["social_loss"] + 0.05 * e["mlm_loss"], rel=1e-4)
+    # Stage 2 starts from stage 1's encoder *and* MLM head: its MLM loss starts where
+    # stage 1 ended, far below a fresh model's.
+    s1 = read_metrics(stage1)
+    assert log[0]["mlm_loss"] < s1["first_loss"] - 0.5
+    assert not (stage2 / "checkpoints").exists()  # deleted after the run
+
+
+def test_export_is_drop_in_and_matches_training_weights(stage1: Path, pt_rows: list) -> None:
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer, XLMRobertaModel
+
+    from twhin_bert.pretrain.data import encode, load_tokenizer, pack_rows
+    from twhin_bert.pretrain.model import build_model
+
+    for f in ("config.json", "model.safetensors", "README.md", "training_log.json",
+              "mlm_head.safetensors", "social_head.safetensors", "tokenizer.json"):  # fmt: skip
+        assert (stage1 / f).is_file(), f
+    # Exported weights == the DeepSpeed engine's weights at the last step.
+    ckpt = torch.load(
+        stage1 / "checkpoints" / "step20" / "mp_rank_00_model_states.pt",
+        map_location="cpu",
+        weights_only=False,
+    )["module"]
+    exported = load_file(str(stage1 / "model.safetensors"))
+    assert exported
+    for k, v in exported.items():
+        assert torch.equal(v, ckpt[f"encoder.{k}"].float()), k
+
+    model = AutoModel.from_pretrained(str(stage1)).eval()
+    tok = AutoTokenizer.from_pretrained(str(stage1))
+    assert isinstance(model, XLMRobertaModel)
+    texts = [t for t, _ in pt_rows[:9]]
+    batch = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=64)
+    with torch.no_grad():
+        hf_cls = model(**batch).last_hidden_state[:, 0]
+
+    # The training model sees the same tweets packed 3 per row (block-diagonal attention,
+    # positions restarting per tweet): each CLS must equal the tweet embedded alone.
+    _, sp = load_tokenizer(stage1)
+    ours = build_model(
+        PretrainConfig().arch, sp, max_seq_len=64, projection_dims=[128, 128], init_from=str(stage1)
+    ).eval()
+    toks = encode(tok, texts, 62)
+    rows = [toks[i : i + 3] for i in range(0, 9, 3)]
+    ids, pos, seg, cls = pack_rows(rows, sp, position_offset=sp.pad + 1)
+    packed_cls = ours.cls_embeddings(ids, pos, seg, cls)
+    torch.testing.assert_close(packed_cls, hf_cls, atol=2e-4, rtol=1e-4)
+
+
+RUN = """
+import os, sys
+from pathlib import Path
+os.environ["TWHIN_BERT_TRACKING"] = "0"
+sys.path.insert(0, {tests!r})
+from test_train import tiny_cfg
+from twhin_bert.pretrain.config import ObjectiveTraining
+from twhin_bert.pretrain.train import run_pretrain
+cfg = tiny_cfg(mlm=ObjectiveTraining(micro_batch_size=4, peak_lr=2e-3, warmup_steps=2, steps=24),
+               checkpoint_every=4)
+run_pretrain(cfg, Path({out!r}), objective="mlm", ingested=Path({ing!r}), tokenizer=Path({tok!r}))
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_matches_uninterrupted(
+    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path
+) -> None:
+    def script(out: Path) -> list[str]:
+        code = RUN.format(
+            tests=str(Path(__file__).parent), out=str(out), ing=str(pt_ingested), tok=str(pt_tokenizer)
+        )
+        return [sys.executable, "-c", code]
+
+    env = dict(os.environ, TWHIN_BERT_PROGRESS="0")
+    straight = tmp_path / "straight"
+    subprocess.run(script(straight), env=env, check=True, timeout=900)
+
+    killed = tmp_path / "killed"
+    latest = killed.with_name("killed.partial") / "checkpoints" / "latest"
+    proc = subprocess.Popen(script(killed), env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if latest.is_file() and latest.read_text().strip() in ("step12", "step16"):
+            break
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists() and latest.is_file()
+    subprocess.run(script(killed), env=env, check=True, timeout=900)
+
+    a, b = read_metrics(straight), read_metrics(killed)
+    assert b["resumed_from_step"] >= 12
+    assert a["steps"] == b["steps"] == 24
+    assert b["final_loss"] == pytest.approx(a["final_loss"], abs=0.02)
+    log_a = json.loads((straight / "training_log.json").read_text())
+    log_b = json.loads((killed / "training_log.json").read_text())
+    assert [e["step"] for e in log_b] == list(range(1, 25))
+    for x, y in zip(log_a, log_b, strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], abs=0.02), x["step"]
