@@ -66,6 +66,10 @@ class TaskResources(StrictModel):
     shm_size: str | None = Field(
         None, description="Size of a memory-backed /dev/shm (NCCL needs it for multi-GPU)."
     )
+    pvc_mounts: dict[str, str] = Field(
+        default_factory=dict,
+        description="PersistentVolumeClaims to mount, name -> mount path (e.g. for checkpoints).",
+    )
     retries: int = Field(1, ge=0, description="Retries for transient failures (KFP set_retry).")
     caching: bool = Field(True, description="Let KFP reuse an identical earlier execution.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")

@@ -16,12 +16,21 @@ from twhin_bert.evaluate.component import evaluate
 from twhin_bert.ingest.component import ingest
 from twhin_bert.mine_pairs.component import mine_pairs
 from twhin_bert.pretrain.component import pretrain
+from twhin_bert.pretrain.config import PretrainConfig
 from twhin_bert.register_model.component import register_model
 from twhin_bert.train_tokenizer.component import train_tokenizer
 from twhin_bert_pipelines.config import PipelineConfig
 from twhin_bert_pipelines.runtime import apply_runtime
 
 RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+
+
+def ablation_twin(p: PretrainConfig) -> PretrainConfig:
+    """The MLM-only twin's config: MLM continued from stage 1 with stage 2's schedule (steps,
+    learning rate, warmup), so the twin sees as many optimizer steps as the social model."""
+    twin = p.model_copy(deep=True)
+    twin.mlm = p.mlm_social.model_copy(update={"micro_batch_size": p.mlm.micro_batch_size})
+    return twin
 
 
 def graph_tasks(
@@ -86,7 +95,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
         A ``@dsl.pipeline`` function.
     """
     inputs = cfg.inputs
-    twin_cfg = cfg.pretrain.ablation_twin().model_dump_json()
+    twin_cfg = ablation_twin(cfg.pretrain).model_dump_json()
 
     @dsl.pipeline(
         name=cfg.name,

@@ -61,7 +61,8 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
         )
         ev = apply_runtime(
             evaluate(
-                config=cfg.evaluate.model_dump_json(),
+                # The champion is the model to beat: it stands beside the candidate in the report.
+                config=cfg.evaluate.model_copy(update={"baseline": "champion"}).model_dump_json(),
                 model=social.outputs["model"],
                 ingested=t["ingest"].outputs["ingested"],
                 graph_embeddings=t["embed_graph"].outputs["embeddings"],

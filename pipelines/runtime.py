@@ -51,6 +51,8 @@ def apply_runtime(
             medium="Memory",
             size_limit=res.shm_size,
         )
+    for pvc, mount_path in res.pvc_mounts.items():
+        kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=mount_path)
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(res.caching)

@@ -9,13 +9,14 @@ import os
 import shutil
 import socket
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
 from twhin_bert.common import schemas
 from twhin_bert.common.stage import partial_dir, read_metrics
 from twhin_bert.ingest.config import IngestConfig
@@ -214,7 +215,7 @@ def test_corrupt_gzip_mid_stream_leaves_no_output(tmp_path: Path, fixture_inputs
 
 
 def test_missing_input_and_unreadable_file(tmp_path: Path, fixture_inputs: dict) -> None:
-    with pytest.raises(UnreadableInputError, match="nope.jsonl"):
+    with pytest.raises(UnreadableInputError, match=r"nope\.jsonl"):
         run_ingest(
             IngestConfig(), tmp_path / "o", tweets=[str(tmp_path / "nope.jsonl")], engagements=[]
         )
@@ -226,7 +227,7 @@ def test_missing_input_and_unreadable_file(tmp_path: Path, fixture_inputs: dict)
         locked = tmp_path / "locked.jsonl"
         shutil.copy(fixture_inputs["tweets"], locked)
         locked.chmod(0)
-        with pytest.raises(UnreadableInputError, match="locked.jsonl"):
+        with pytest.raises(UnreadableInputError, match=r"locked\.jsonl"):
             run_ingest(IngestConfig(), tmp_path / "o", tweets=[str(locked)], engagements=[])
     assert not (tmp_path / "o").exists()
 
@@ -307,9 +308,8 @@ def test_demo_data_and_tracking(
 
 
 @pytest.fixture()
-def gcs_emulator(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - yields a client
+def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from gcp_storage_emulator.server import create_server
-
     from twhin_bert.common import io
 
     with socket.socket() as s:
@@ -363,7 +363,6 @@ def test_component_through_kfp_local(
     tmp_path: Path, fixture_inputs: dict, expected_counts: dict
 ) -> None:
     from kfp import local
-
     from twhin_bert.ingest.component import ingest
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
