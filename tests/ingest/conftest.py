@@ -26,7 +26,7 @@ TWEET_LINES: list[bytes] = [
     _line(
         tweet_id="t2",
         author_id="a2",
-        text="Otro tuit en español con @maria y https://t.co/abc #Dos #dos",
+        text="Hoy es un día muy bonito y vamos a la playa con @maria y https://t.co/abc #Dos #dos",
         created_at=1714521600,
     ),  # 2 ok, epoch seconds
     _line(

@@ -63,7 +63,7 @@ def test_fixture_every_reason_counted_exactly(
     by_id = {t["tweet_id"]: t for t in tweets}
     assert set(by_id) == {"t1", "t2", "3"}
     t2 = by_id["t2"]
-    assert t2["text"] == "Otro tuit en español con @user y http #Dos #dos"
+    assert t2["text"] == "Hoy es un día muy bonito y vamos a la playa con @user y http #Dos #dos"
     assert t2["hashtags"] == ["dos"]
     assert t2["lang"] == "es"
     assert by_id["t1"]["lang"] == "en" and by_id["3"]["lang"] == "en"  # given ("EN-us") wins

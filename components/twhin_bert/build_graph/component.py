@@ -1,6 +1,6 @@
 """KFP component of the build_graph stage (thin: typed artifacts -> ``run_build_graph``)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Output

@@ -1,6 +1,6 @@
 """KFP component of the evaluate stage (thin: typed artifacts -> ``run_evaluate``)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
 
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Metrics, Model, Output

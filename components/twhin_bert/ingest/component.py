@@ -1,6 +1,6 @@
 """KFP component of the ingest stage (thin: typed artifacts -> ``run_ingest``)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
 
 from kfp import dsl
 from kfp.dsl import Dataset, Metrics, Output

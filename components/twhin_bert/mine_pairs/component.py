@@ -1,6 +1,6 @@
 """KFP component of the mine_pairs stage (thin: typed artifacts -> ``run_mine_pairs``)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output

@@ -4,7 +4,7 @@
 the current champion as a Hugging Face folder for the retrain pipeline's warm start.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
