@@ -93,9 +93,11 @@ def friendly_errors(fn: F) -> F:
         from twhin_bert.common.config import ConfigError
         from twhin_bert.common.schemas import SchemaError
 
+        from twhin_bert.register_model.registry import RegistryError
+
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, SchemaError, FileNotFoundError, ValidationError, ValueError) as e:
+        except (ConfigError, SchemaError, FileNotFoundError, ValidationError, ValueError, RegistryError) as e:
             if os.environ.get("TWHIN_BERT_DEBUG") == "1":
                 raise
             console.print(f"[bold red]error:[/] {e}")
@@ -583,7 +585,9 @@ ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who acts (default
 
 
 def _actor(actor: str | None) -> str:
-    return actor or os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+    from twhin_bert.register_model.registry import default_actor
+
+    return actor or default_actor()
 
 
 def _registry_setup() -> Any:
@@ -620,6 +624,14 @@ def registry_show(
     """Show one version: tags, metrics, gate comparison, approvals."""
     registry = _registry_setup()
     out_console.print_json(json.dumps(registry.show(name, version), default=str))
+
+
+@registry_app.command("history")
+@friendly_errors
+def registry_history(name: ModelNameOpt = "twhin-bert") -> None:
+    """Every move of the champion alias: who, when, why (MLflow itself keeps no alias history)."""
+    registry = _registry_setup()
+    out_console.print_json(json.dumps(registry.history(name), default=str))
 
 
 @registry_app.command("approve")

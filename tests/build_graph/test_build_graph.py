@@ -11,7 +11,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
-
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import GraphInputError, run_build_graph
 from twhin_bert.build_graph.synthetic import write_synthetic_ingest
@@ -31,9 +30,7 @@ def _edge_set(graph: Path) -> set[tuple[str, str, str]]:
 
     meta = json.loads((graph / "graph.json").read_text())
     ent = read_table(graph / "entities.parquet", "entities").to_pandas()
-    lookup = {
-        (r.entity_type, r.partition, r.offset): r.id for r in ent.itertuples(index=False)
-    }
+    lookup = {(r.entity_type, r.partition, r.offset): r.id for r in ent.itertuples(index=False)}
     p = meta["num_partitions"]
     edges = set()
     for split in ("train", "valid", "test"):
@@ -46,7 +43,9 @@ def _edge_set(graph: Path) -> set[tuple[str, str, str]]:
                 rel = el.get_relation_type_as_vector().tolist()
                 for t, u, r in zip(lhs, rhs, rel, strict=True):
                     # lhs = tweet, rhs = user: the translation operator acts on the user.
-                    edges.add((lookup[("user", rp, u)], lookup[("tweet", lp, t)], meta["relations"][r]))
+                    edges.add(
+                        (lookup[("user", rp, u)], lookup[("tweet", lp, t)], meta["relations"][r])
+                    )
     return edges
 
 
@@ -108,7 +107,9 @@ def test_filters_degree_window_and_relations(ingest_dir: Path, tmp_path: Path) -
     out = tmp_path / "graph"
     m = run_build_graph(cfg, out, ingested=ingest_dir)
     df = pq.read_table(ingest_dir / "engagements.parquet").to_pandas()
-    assert m["dropped"]["relation_not_configured"] == int((~df.engagement_type.isin(["fave", "retweet"])).sum())
+    assert m["dropped"]["relation_not_configured"] == int(
+        (~df.engagement_type.isin(["fave", "retweet"])).sum()
+    )
     kept = df[df.engagement_type.isin(["fave", "retweet"])]
     outside = (kept.engaged_at < start) | (kept.engaged_at >= end)
     assert m["dropped"]["outside_time_window"] == int(outside.sum())
@@ -126,17 +127,25 @@ def test_filters_degree_window_and_relations(ingest_dir: Path, tmp_path: Path) -
 def test_unknown_engagement_type_names_file_and_row(tmp_path: Path) -> None:
     ts = pa.array([0, 0, 0], pa.timestamp("ms", tz="UTC"))
     table = pa.table(
-        {"user_id": ["u1", "u2", "u3"], "tweet_id": ["t1", "t1", "t2"],
-         "engagement_type": ["fave", "fave", "like"], "engaged_at": ts}
+        {
+            "user_id": ["u1", "u2", "u3"],
+            "tweet_id": ["t1", "t1", "t2"],
+            "engagement_type": ["fave", "fave", "like"],
+            "engaged_at": ts,
+        }
     )
     write_table(table, tmp_path / "in" / "engagements.parquet", "engagements")
-    with pytest.raises(GraphInputError, match=r"engagements.parquet: row 3: engagement_type 'like'"):
+    with pytest.raises(
+        GraphInputError, match=r"engagements.parquet: row 3: engagement_type 'like'"
+    ):
         run_build_graph(BuildGraphConfig(), tmp_path / "g", ingested=tmp_path / "in")
 
 
 def test_empty_graph_after_filters_is_an_error(ingest_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(GraphInputError, match="no edge left after filtering"):
-        run_build_graph(BuildGraphConfig(min_user_degree=10_000), tmp_path / "g", ingested=ingest_dir)
+        run_build_graph(
+            BuildGraphConfig(min_user_degree=10_000), tmp_path / "g", ingested=ingest_dir
+        )
 
 
 def test_config_cross_field_validation() -> None:

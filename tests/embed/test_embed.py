@@ -103,10 +103,15 @@ def test_mean_excludes_special_and_padding_tokens(xlmr_dir: Path) -> None:
 
 
 def test_length_batches_group_similar_lengths() -> None:
-    lengths = np.array([5, 30, 6, 29, 7, 31])
-    batches = length_batches(lengths, 2)
-    assert [sorted(lengths[b].tolist()) for b in batches] == [[30, 31], [7, 29], [5, 6]]
-    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    lengths = np.array([5, 30, 6, 29, 7, 31, 12])
+    batches = length_batches(lengths, 2, bucket_width=8)
+    # Buckets of lengths 25-32, 9-16, 1-8, longest first; at most 2 per batch.
+    assert [lengths[b].tolist() for b in batches] == [[31, 30], [29], [12], [7, 6], [5]]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(7))
+    rng = np.random.default_rng(0)
+    many = rng.integers(1, 129, size=1000)
+    for b in length_batches(many, 64):
+        assert len(b) <= 64 and many[b].max() - many[b].min() < 8
 
 
 def test_embed_texts_needs_a_model() -> None:

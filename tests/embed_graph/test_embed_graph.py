@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import run_build_graph
 from twhin_bert.build_graph.synthetic import write_synthetic_ingest
@@ -111,10 +110,20 @@ def test_kill_9_mid_epoch_resumes_from_pbg_checkpoint(graph1: Path, tmp_path: Pa
     out = tmp_path / "emb"
     ckpt = partial_dir(out) / "checkpoint"
     env = {**os.environ, "TWHIN_BERT_TRACKING": "0"}
-    cmd = [sys.executable, "-m", "twhin_bert.embed_graph", "--config", str(cfg_file),
-           "--out", str(out), "--graph", str(graph1)]
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [
+        sys.executable,
+        "-m",
+        "twhin_bert.embed_graph",
+        "--config",
+        str(cfg_file),
+        "--out",
+        str(out),
+        "--graph",
+        str(graph1),
+    ]
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 120
         while checkpoint_version(ckpt) < 1:
@@ -151,3 +160,17 @@ def test_on_demo_data(request: pytest.FixtureRequest) -> None:
     g = read_metrics(request.getfixturevalue("graph_dir"))
     assert (m["users"], m["tweets"]) == (g["users"], g["tweets"])
     assert pq.read_metadata(out / "tweets.ids.parquet").num_rows == g["tweets"]
+
+
+def test_bench_embed_graph_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    from twhin_bert.bench.embed_graph import main
+
+    summary = main(quick=True, edges=20_000, tsv_baseline_edges=2_000, workers=1, dimension=16)
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["bench"] == "embed-graph" and last["met"] == summary["met"]
+    assert last["met"] == (last["outside_pbg_share"] <= 0.15)
+    assert 15_000 < last["edges"] <= 20_000 and last["edges_train"] < last["edges"]
+    assert last["pbg_edges_per_second"] > 0 and last["pbg_train_seconds"] > 0
+    assert last["outside_pbg_share"] > 0
+    assert last["conversion_edges_per_second"] > 0 and last["pbg_tsv_importer_edges_per_second"] > 0
+    assert 0 < last["mrr"] <= 1 and 0 < last["popularity_mrr"] <= 1

@@ -41,12 +41,18 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ]  # fmt: skip
     with log_path.open("w") as log:
         # Own session: the server's worker processes are stopped together with it.
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        # No job runner (huey consumers with dozens of workers): the registry does not need it.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}")
+                pytest.fail(
+                    f"mlflow server exited ({proc.returncode}):\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                     if r.status == 200:
@@ -61,7 +67,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -79,6 +85,7 @@ def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 2-layer, 32-wide XLMRobertaModel with a word-level fast tokenizer (no downloads)."""
     import torch
+    from safetensors.torch import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
@@ -106,6 +113,8 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     XLMRobertaModel(cfg).eval().save_pretrained(out)
     fast.save_pretrained(out)
     (out / "README.md").write_text("# tiny test model\n")
+    # A training head saved beside the encoder, as pretrain's export does (warm start needs it).
+    save_file({"dense.weight": torch.randn(32, 32)}, str(out / "mlm_head.safetensors"))
     return out
 
 

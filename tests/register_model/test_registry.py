@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from twhin_bert.register_model import registry
 from twhin_bert.register_model.config import RegisterModelConfig
 from twhin_bert.register_model.register import run_register_model
@@ -74,7 +73,7 @@ def test_gate_approve_force_rollback_history(
     assert run.data.params["pipeline.pretrain.max_steps"] == "10"
     assert run.data.params["pipeline.evaluate.k_at_x"] == "10"
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(reg1["run_id"])}
-    assert {"pipeline_config.yaml", "evaluation", "export"} <= arts
+    assert {"pipeline_config.yaml", "evaluation", "config.yaml"} <= arts
 
     with pytest.raises(RegistryError, match="no 'champion' alias"):
         registry.resolve_champion(name, tmp_path / "nothing")
@@ -116,7 +115,9 @@ def test_gate_approve_force_rollback_history(
     assert _version_tags(name, "2")["rolled_back_by"] == "carol"
 
     hist = registry.history(name)
-    assert [(h["action"], h["alias"], h["from_version"], h["to_version"], h["actor"]) for h in hist] == [
+    assert [
+        (h["action"], h["alias"], h["from_version"], h["to_version"], h["actor"]) for h in hist
+    ] == [
         ("register", "challenger", None, "1", "register_model:kfp-run-1"),
         ("approve", "champion", None, "1", "alice"),
         ("register", "challenger", None, "2", "register_model:kfp-run-2"),
@@ -167,6 +168,9 @@ def test_auto_promote_reject_and_resolve_champion(
             outs.append((batch["input_ids"], model(**batch).last_hidden_state))
     assert torch.equal(outs[0][0], outs[1][0])
     assert torch.allclose(outs[0][1], outs[1][1], atol=1e-6)
+    # ... with the training head and the model card logged beside the flavor's files.
+    for extra in ("mlm_head.safetensors", "README.md"):
+        assert (tmp_path / "champion" / extra).read_bytes() == (tiny_model_dir / extra).read_bytes()
 
     # A worse scheduled run is not promoted; a human rejects it.
     worse = make_evaluation(engagement_hits_at_10=0.31, hashtag_macro_f1=0.55)
@@ -185,7 +189,9 @@ def test_auto_promote_reject_and_resolve_champion(
 
     # A better one is promoted automatically; the old champion is kept for rollback.
     better = make_evaluation(engagement_hits_at_10=0.33, hashtag_macro_f1=0.595)
-    reg3 = _register(name, tiny_model_dir, better, tmp_path / "r3", run="sched-3", auto_promote=True)
+    reg3 = _register(
+        name, tiny_model_dir, better, tmp_path / "r3", run="sched-3", auto_promote=True
+    )
     assert reg3["passed"] and reg3["promoted"] and reg3["champion_version"] == "1"
     assert _aliases(name) == {"champion": "3", "previous-champion": "1"}
     actions = [(h["action"], h["actor"]) for h in registry.history(name)]

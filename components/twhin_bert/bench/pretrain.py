@@ -67,7 +67,9 @@ def real_tweets(limit: int | None = None, seed: int = 0) -> list[tuple[str, str]
         words = [f"w{i}" for i in range(5000)]
         weights = [1.0 / (i + 1) for i in range(len(words))]
         n = limit or 20000
-        rows = [(" ".join(rng.choices(words, weights, k=rng.randint(4, 30))), "xx") for _ in range(n)]
+        rows = [
+            (" ".join(rng.choices(words, weights, k=rng.randint(4, 30))), "xx") for _ in range(n)
+        ]
     random.Random(seed).shuffle(rows)
     return rows[:limit] if limit else rows
 
@@ -159,7 +161,10 @@ def _baseline(
     need = steps * batch_size
     texts = [t for t, _ in rows[:need]]
     enc = tok(texts, truncation=True, max_length=cfg.max_seq_len, padding="max_length")
-    data = [{"input_ids": i, "attention_mask": m} for i, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)]
+    data = [
+        {"input_ids": i, "attention_mask": m}
+        for i, m in zip(enc["input_ids"], enc["attention_mask"], strict=True)
+    ]
 
     counted: list[int] = []
     base = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=cfg.mask_prob)

@@ -19,8 +19,10 @@ class BuildGraphConfig(StrictModel):
         "Engagements of other (known) types are dropped and counted.",
     )
     min_user_degree: int = Field(
-        1, ge=1, description="Users with fewer edges are dropped (applied with the tweet "
-        "filter repeatedly until both hold: a k-core style filter)."
+        1,
+        ge=1,
+        description="Users with fewer edges are dropped (applied with the tweet "
+        "filter repeatedly until both hold: a k-core style filter).",
     )
     min_tweet_degree: int = Field(
         1, ge=1, description="Tweets with fewer edges are dropped (see min_user_degree)."

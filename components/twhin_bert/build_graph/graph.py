@@ -143,7 +143,9 @@ def degree_filter(
         keep = new
 
 
-def assign_partitions(n: int, num_partitions: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def assign_partitions(
+    n: int, num_partitions: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced random partitions: ``(partition, offset)`` per entity."""
     order = rng.permutation(n)
     part = np.empty(n, dtype=np.int32)
@@ -168,8 +170,8 @@ def split_edges(
     n = u.size
     split = np.zeros(n, dtype=np.int8)
     perm = rng.permutation(n)
-    n_test = int(round(n * cfg.test_fraction))
-    n_valid = int(round(n * cfg.valid_fraction))
+    n_test = round(n * cfg.test_fraction)
+    n_valid = round(n * cfg.valid_fraction)
     split[perm[:n_test]] = 2
     split[perm[n_test : n_test + n_valid]] = 1
     train = split == 0
@@ -323,8 +325,14 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         "num_partitions": p,
         "relations": list(cfg.relations),
         "entities": {
-            RHS: {"count": int(n_users), "partition_counts": np.bincount(u_part, minlength=p).tolist()},
-            LHS: {"count": int(n_tweets), "partition_counts": np.bincount(t_part, minlength=p).tolist()},
+            RHS: {
+                "count": int(n_users),
+                "partition_counts": np.bincount(u_part, minlength=p).tolist(),
+            },
+            LHS: {
+                "count": int(n_tweets),
+                "partition_counts": np.bincount(t_part, minlength=p).tolist(),
+            },
         },
         "edges": edge_counts,
         "buckets": buckets,
@@ -337,7 +345,11 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
     }
     (out / "graph.json").write_text(json.dumps(graph, indent=2) + "\n")
     log.info(
-        "build_graph: %d users, %d tweets, edges %s (dropped %s)", n_users, n_tweets, edge_counts, dropped
+        "build_graph: %d users, %d tweets, edges %s (dropped %s)",
+        n_users,
+        n_tweets,
+        edge_counts,
+        dropped,
     )
     return {
         "rows_read": n_read,

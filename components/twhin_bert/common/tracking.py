@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -95,6 +96,11 @@ def run_tags(stage: str, pipeline_run_id: str | None) -> dict[str, str]:
     return tags
 
 
+def param_key(key: str) -> str:
+    """An MLflow-safe param/metric name (MLflow allows letters, digits, _ - . space : /)."""
+    return re.sub(r"[^\w\-. :/]", lambda m: "_at_" if m.group() == "@" else "_", key)
+
+
 def _parent_run_id(pipeline_run_id: str) -> str:
     import mlflow
 
@@ -151,7 +157,7 @@ def stage_run(
     ) as run:
         if config is not None:
             dumped = config.model_dump(mode="json")
-            params = {k: str(v)[:500] for k, v in flatten(dumped).items()}
+            params = {param_key(k): str(v)[:500] for k, v in flatten(dumped).items()}
             for i in range(0, len(params), 90):  # MLflow takes at most 100 params per call
                 mlflow.log_params(dict(list(params.items())[i : i + 90]))
             mlflow.log_text(yaml.safe_dump(dumped, sort_keys=False), "config.yaml")
@@ -164,7 +170,7 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
 
     if mlflow.active_run() is None:
         return
-    flat = {k.replace("@", "_at_"): v for k, v in flat_numeric(metrics).items()}
+    flat = {param_key(k): v for k, v in flat_numeric(metrics).items()}
     if flat:
         mlflow.log_metrics(flat, step=step)
 

@@ -72,7 +72,7 @@ class DemoDataConfig(StrictModel):
     url: float = Field(0.2, ge=0, le=1, description="Share of tweets with a t.co URL.")
     emoji: float = Field(0.45, ge=0, le=1, description="Share of tweets with emoji.")
     popularity_sigma: float = Field(
-        1.6,
+        1.8,
         ge=0,
         le=4,
         description="Log-normal spread of tweet popularity (heavier tail with larger values).",

@@ -27,10 +27,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from twhin_bert.demo_data import vocab
@@ -49,6 +50,11 @@ DIURNAL = np.array(
 TOPIC_TAG_P = np.array([0.4, 0.2, 0.15, 0.25])
 URL_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 CHUNK_ROWS = 200_000
+#: Most engagements a single user expects, as a share of all tweets: beyond that a heavy user
+#: would exhaust the tweets of their interests and fall back to noise.
+MAX_USER_TWEET_SHARE = 0.1
+#: Fewest tweets of a topic in a language for users to favour that language within the topic.
+MIN_LANG_GROUP = 30
 
 
 def generate_demo(
@@ -176,7 +182,7 @@ def generate(cfg: DemoDataConfig, out_dir: Path) -> dict[str, int]:
     pairs = _render_parallel(cfg, rng)
 
     user_ids = _user_ids(cfg.users, rng)
-    tweet_ids = tw.ids.astype(str)
+    tweet_ids = tw.ids
     _write_tweets(out_dir / "tweets.jsonl", tweet_ids, user_ids[tw.author], texts, tw)
     _write_engagements(
         out_dir / "engagements.jsonl", user_ids[eng_user], tweet_ids[eng_tweet], eng_type, eng_ms
@@ -192,10 +198,10 @@ def generate(cfg: DemoDataConfig, out_dir: Path) -> dict[str, int]:
         "engagements": len(eng_user),
         "parallel_pairs": len(pairs),
         "topics": len(vocab.TOPICS),
-        "languages": len(np.unique(tw.lang)),
-        "authors": len(np.unique(tw.author)),
-        "engaged_users": len(np.unique(eng_user)),
-        "engaged_tweets": len(np.unique(eng_tweet)),
+        "languages": int(np.count_nonzero(np.bincount(tw.lang))),
+        "authors": int(np.count_nonzero(np.bincount(tw.author))),
+        "engaged_users": int(np.count_nonzero(np.bincount(eng_user))),
+        "engaged_tweets": int(np.count_nonzero(np.bincount(eng_tweet))),
     }
     summary: dict[str, Any] = {
         "counts": counts,
@@ -250,7 +256,11 @@ def _plant_world(cfg: DemoDataConfig, rng: np.random.Generator) -> _World:
     user_lang = rng.choice(len(vocab.LANGS), size=n_users, p=np.array(vocab.LANG_SHARES))
     # Heavy tails, capped so that no single account holds more than a few % of the data.
     author_w = np.minimum(rng.pareto(1.3, n_users) + 1.0, 60.0)
-    activity = np.minimum(rng.pareto(1.3, n_users) + 1.0, 100.0)
+    activity = _cap_share(
+        np.minimum(rng.pareto(1.3, n_users) + 1.0, 100.0),
+        total=cfg.tweets * cfg.engagements_per_tweet,
+        most=MAX_USER_TWEET_SHARE * cfg.tweets,
+    )
 
     # Interests: slot 0 by topic size; later slots from the same group half of the time.
     slots = np.empty((n_users, m), dtype=np.int64)
@@ -270,8 +280,10 @@ def _plant_world(cfg: DemoDataConfig, rng: np.random.Generator) -> _World:
     key = (np.arange(n_users)[:, None] * k + slots).ravel()
     w = weights.ravel()
     keep = w > 0
-    ukey, inv = np.unique(key[keep], return_inverse=True)
-    uw = np.bincount(inv, weights=w[keep])
+    order = np.argsort(key[keep], kind="stable")
+    ks, ws = key[keep][order], w[keep][order]
+    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
+    ukey, uw = ks[starts], np.add.reduceat(ws, starts)
     int_user, int_topic = ukey // k, ukey % k
     uw /= np.bincount(int_user, weights=uw, minlength=n_users)[int_user]
     return _World(
@@ -285,6 +297,16 @@ def _plant_world(cfg: DemoDataConfig, rng: np.random.Generator) -> _World:
         int_weight=uw,
         int_sampler=_GroupSampler(int_user, uw, n_users),
     )
+
+
+def _cap_share(weight: np.ndarray, total: float, most: float) -> np.ndarray:
+    """Lowers the largest weights until none expects more than ``most`` of ``total`` draws."""
+    for _ in range(50):
+        cap = most * weight.sum() / total
+        if weight.max() <= cap * (1 + 1e-9):
+            break
+        weight = np.minimum(weight, cap)
+    return weight
 
 
 def _draw_tweets(
@@ -309,7 +331,7 @@ def _draw_tweets(
     created = created[order]
     # Snowflake ids: time in the high bits, the tweet's rank in the low 22 (unique, time-ordered).
     ids = ((created - SNOWFLAKE_EPOCH_MS) << 22) | (np.arange(n, dtype=np.int64) & 0x3FFFFF)
-    if len(np.unique(ids)) != n:
+    if n > 1 and not np.all(np.diff(ids) > 0):
         raise ValueError(f"tweets={n}: snowflake ids collide; use fewer than 4194304 tweets per ms")
     return _Tweets(
         author=author[order],
@@ -348,15 +370,12 @@ def _draw_engagements(
                 cfg, rng, world, tw, samplers, int(need * 1.25) + 64, follow=follow
             )
             key = user.astype(np.int64) * n_tweets + tweet
-            _, first = np.unique(key, return_index=True)
-            is_first = np.zeros(len(key), dtype=bool)
-            is_first[first] = True
             # Nobody engages with their own tweets here.
-            new = is_first & (tw.author[tweet] != user) & ~np.isin(key, seen)
+            new = _first_unseen(key, seen) & (tw.author[tweet] != user)
             idx = np.flatnonzero(new)[:need]
             users.append(user[idx])
             tweets.append(tweet[idx])
-            seen = np.concatenate([seen, key[idx]])
+            seen = np.sort(np.concatenate([seen, key[idx]]))
     user, tweet = np.concatenate(users), np.concatenate(tweets)
     m = len(user)
     if m < n:
@@ -376,6 +395,20 @@ def _draw_engagements(
 
     order = np.lexsort((tweet, user, engaged))
     return user[order], tweet[order], etype[order], engaged[order]
+
+
+def _first_unseen(key: np.ndarray, seen_sorted: np.ndarray) -> np.ndarray:
+    """Mask of the first occurrence of each key that is not in ``seen_sorted`` (sort-based)."""
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    first = np.ones(len(ks), dtype=bool)
+    first[1:] = ks[1:] != ks[:-1]
+    if len(seen_sorted):
+        pos = np.minimum(np.searchsorted(seen_sorted, ks), len(seen_sorted) - 1)
+        first &= seen_sorted[pos] != ks
+    mask = np.zeros(len(key), dtype=bool)
+    mask[order[first]] = True
+    return mask
 
 
 def _draw_user_tweet(
@@ -398,7 +431,9 @@ def _draw_user_tweet(
     in_lang = rng.random(n) < cfg.same_language
     u = rng.random(n)
     tl = topic * n_langs + world.user_lang[user]
-    use_tl = in_lang & by_topic_lang.nonempty[tl]
+    # Same language only where the topic has enough tweets in it: a handful would be
+    # exhausted at once by the users of that language (and their engagements turn to noise).
+    use_tl = in_lang & by_topic_lang.nonempty[tl] & (by_topic_lang.count[tl] >= MIN_LANG_GROUP)
     use_t = ~use_tl & by_topic.nonempty[topic]
     use_all = ~(use_tl | use_t)
     tweet = np.empty(n, dtype=np.int64)
@@ -409,9 +444,9 @@ def _draw_user_tweet(
 
 
 def _user_ids(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Distinct numeric user ids (as strings) that look like real account ids."""
+    """Distinct numeric user ids that look like real account ids (written as strings)."""
     ids = 10**8 + np.cumsum(rng.integers(1, 50_000, size=n))
-    return rng.permutation(ids).astype(str)
+    return rng.permutation(ids)
 
 
 # ----------------------------------------------------------------------------- text
@@ -590,59 +625,80 @@ def _iso_ms(ms: np.ndarray) -> np.ndarray:
     return np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms", timezone="UTC")
 
 
+def _iso_arrow(ms: np.ndarray) -> pa.Array:
+    """:func:`_iso_ms` as an Arrow string array, formatted in C++ (fast for millions)."""
+    # Arrow casts ms timestamps to "YYYY-MM-DD HH:MM:SS.mmm" (always 3 digits), quickly.
+    text = pc.cast(pa.array(ms.astype("datetime64[ms]")), pa.string())
+    return pc.binary_join_element_wise(
+        pc.replace_substring(text, " ", "T", max_replacements=1), pa.scalar("Z"), ""
+    )
+
+
+def _write_lines(f: BinaryIO, parts: list[str | pa.Array]) -> None:
+    """Writes one line per row: the row's ``parts`` (literal strings or string arrays) joined.
+
+    The join runs in Arrow; its value buffer is the lines back to back, written as is.
+    """
+    cols = [pa.scalar(p) if isinstance(p, str) else p for p in [*parts, "\n"]]
+    joined = pc.binary_join_element_wise(*cols, "")
+    if joined.null_count:
+        raise ValueError("a JSONL field is null; every field must be a string")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
+    lo, hi = offsets[joined.offset], offsets[joined.offset + len(joined)]
+    f.write(memoryview(joined.buffers()[2])[lo:hi])
+
+
+def _digits(ids: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(ids, pa.int64()), pa.string())
+
+
 def _write_tweets(
     path: Path, tweet_ids: np.ndarray, author_ids: np.ndarray, texts: list[str], tw: _Tweets
 ) -> None:
     langs = np.array(vocab.LANGS)[tw.lang]
-    with path.open("w", encoding="utf-8") as f:
+    with path.open("wb") as f:
         for lo in range(0, len(texts), CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, len(texts))
-            created = _iso_ms(tw.created_ms[lo:hi])
-            f.write(
-                "".join(
-                    json.dumps(
-                        {
-                            "tweet_id": tid,
-                            "author_id": aid,
-                            "text": text,
-                            "created_at": ts,
-                            "lang": lang,
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                    for tid, aid, text, ts, lang in zip(
-                        tweet_ids[lo:hi].tolist(),
-                        author_ids[lo:hi].tolist(),
-                        texts[lo:hi],
-                        created.tolist(),
-                        langs[lo:hi].tolist(),
-                        strict=True,
-                    )
-                )
+            text_json = pa.array([json.dumps(t, ensure_ascii=False) for t in texts[lo:hi]])
+            _write_lines(
+                f,
+                [
+                    '{"tweet_id": "',
+                    _digits(tweet_ids[lo:hi]),
+                    '", "author_id": "',
+                    _digits(author_ids[lo:hi]),
+                    '", "text": ',
+                    text_json,
+                    ', "created_at": "',
+                    _iso_arrow(tw.created_ms[lo:hi]),
+                    '", "lang": "',
+                    pa.array(langs[lo:hi].tolist(), pa.string()),
+                    '"}',
+                ],
             )
 
 
 def _write_engagements(
     path: Path, user_ids: np.ndarray, tweet_ids: np.ndarray, etype: np.ndarray, ms: np.ndarray
 ) -> None:
-    types = np.array(ENGAGEMENT_TYPES)
-    with path.open("w", encoding="utf-8") as f:
+    types = pa.array(ENGAGEMENT_TYPES)
+    with path.open("wb") as f:
         for lo in range(0, len(ms), CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, len(ms))
-            # Ids are digits and types and times are fixed words: no JSON escaping needed.
-            f.write(
-                "".join(
-                    f'{{"user_id": "{u}", "tweet_id": "{t}", "engagement_type": "{e}", '
-                    f'"engaged_at": "{ts}"}}\n'
-                    for u, t, e, ts in zip(
-                        user_ids[lo:hi].tolist(),
-                        tweet_ids[lo:hi].tolist(),
-                        types[etype[lo:hi]].tolist(),
-                        _iso_ms(ms[lo:hi]).tolist(),
-                        strict=True,
-                    )
-                )
+            # Ids are digits, types and times fixed words: nothing to escape.
+            _write_lines(
+                f,
+                [
+                    '{"user_id": "',
+                    _digits(user_ids[lo:hi]),
+                    '", "tweet_id": "',
+                    _digits(tweet_ids[lo:hi]),
+                    '", "engagement_type": "',
+                    types.take(pa.array(etype[lo:hi])),
+                    '", "engaged_at": "',
+                    _iso_arrow(ms[lo:hi]),
+                    '"}',
+                ],
             )
 
 
@@ -652,7 +708,7 @@ def _write_truth(
     pq.write_table(
         pa.table(
             {
-                "tweet_id": pa.array(tweet_ids.tolist(), pa.string()),
+                "tweet_id": _digits(tweet_ids),
                 "topic": pa.array(tw.topic, pa.int32()),
             }
         ),
@@ -662,7 +718,7 @@ def _write_truth(
     pq.write_table(
         pa.table(
             {
-                "user_id": pa.array(user_ids[world.int_user].tolist(), pa.string()),
+                "user_id": _digits(user_ids[world.int_user]),
                 "topic": pa.array(world.int_topic, pa.int32()),
                 "weight": pa.array(world.int_weight, pa.float32()),
             }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -41,6 +42,8 @@ KINDS = ("cls", "mean", "combined")
 TWEETS_FILE = "tweets.parquet"
 IDS_FILE = "ids.parquet"
 PROGRESS_FILE = "progress.json"
+#: A batch holds texts whose token counts differ by less than this (bounded padding).
+BUCKET_WIDTH = 8
 
 
 @dataclass
@@ -103,10 +106,23 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list
     )["input_ids"]
 
 
-def length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length (longest first; stable for ties)."""
+def length_batches(
+    lengths: np.ndarray, batch_size: int, bucket_width: int = BUCKET_WIDTH
+) -> list[np.ndarray]:
+    """Indices grouped into batches of similar length, longest first.
+
+    Texts are sorted by length (stable), cut into buckets of ``bucket_width`` token lengths,
+    and each bucket into batches of at most ``batch_size``: a text is padded by fewer than
+    ``bucket_width`` tokens, however few texts there are.
+    """
     order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    bucket = (lengths[order] - 1) // bucket_width
+    starts = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(order)]
+    return [
+        order[i : min(i + batch_size, end)]
+        for start, end in itertools.pairwise(starts)
+        for i in range(start, end, batch_size)
+    ]
 
 
 def _encoder(model: Any) -> Any:

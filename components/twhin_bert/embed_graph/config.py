@@ -28,9 +28,7 @@ class EmbedGraphConfig(StrictModel):
     )
     margin: float = Field(0.1, ge=0.0, description="Margin of the ranking loss (unused otherwise).")
     lr: float = Field(0.1, gt=0.0, description="Adagrad learning rate (PBG's optimizer).")
-    init_scale: float = Field(
-        0.1, gt=0.0, description="Std of the random initial embeddings."
-    )
+    init_scale: float = Field(0.1, gt=0.0, description="Std of the random initial embeddings.")
     batch_size: int = Field(1000, ge=1, description="Positive edges per PBG batch.")
     num_batch_negs: int = Field(
         50,

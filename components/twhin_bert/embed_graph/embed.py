@@ -28,6 +28,7 @@ import logging
 import multiprocessing as mp
 import shutil
 import time
+import typing
 import warnings
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,30 @@ FINGERPRINT_FILE = "twhin_fingerprint.json"
 USER, TWEET = "user", "tweet"
 
 
+def _unpack_optional(type_: Any) -> Any:
+    """``X`` for ``Optional[X]`` (raises TypeError otherwise), by structure, not identity."""
+    args = typing.get_args(type_)
+    if typing.get_origin(type_) is typing.Union and len(args) == 2 and type(None) in args:
+        return args[0] if args[1] is type(None) else args[1]
+    raise TypeError("Not an optional type")
+
+
 def _import_pbg() -> None:
-    """Imports torchbiggraph quietly (it imports the deprecated pkg_resources)."""
+    """Imports torchbiggraph quietly (it imports the deprecated pkg_resources) and fixes its
+    config (de)serialiser.
+
+    PBG's ``schema.unpack_optional`` recognises ``Optional[X]`` with ``type_ is Optional[X]``,
+    which only holds while ``typing``'s small LRU cache still holds that object; in a process
+    that has done much typing work (pydantic, pyarrow, ...) ``parse_config`` then fails with
+    "NotImplementedError: Unknown type: typing.Optional[int]". The replacement compares the
+    structure instead.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        import torchbiggraph.train  # noqa: F401
+        import torchbiggraph.schema
+        import torchbiggraph.train
+
+    torchbiggraph.schema.unpack_optional = _unpack_optional
 
 
 def read_graph(graph: Path) -> dict[str, Any]:
@@ -63,11 +83,15 @@ def read_graph(graph: Path) -> dict[str, Any]:
     except (OSError, json.JSONDecodeError) as e:
         raise FileNotFoundError(f"{path}: not a build_graph output ({e})") from e
     if meta.get("lhs") != TWEET or meta.get("rhs") != USER:
-        raise ValueError(f"{path}: expected lhs=tweet, rhs=user, got {meta.get('lhs')}/{meta.get('rhs')}")
+        raise ValueError(
+            f"{path}: expected lhs=tweet, rhs=user, got {meta.get('lhs')}/{meta.get('rhs')}"
+        )
     return meta
 
 
-def pbg_config_dict(cfg: EmbedGraphConfig, meta: dict[str, Any], graph: Path, checkpoint: Path) -> dict[str, Any]:
+def pbg_config_dict(
+    cfg: EmbedGraphConfig, meta: dict[str, Any], graph: Path, checkpoint: Path
+) -> dict[str, Any]:
     """PBG's config (as the dict ``parse_config`` takes) for our config and graph."""
     p = int(meta["num_partitions"])
     return {
@@ -100,7 +124,14 @@ def pbg_config_dict(cfg: EmbedGraphConfig, meta: dict[str, Any], graph: Path, ch
 
 def _fingerprint(pbg: dict[str, Any], meta: dict[str, Any], seed: int) -> str:
     """What a checkpoint must match to be resumed (not workers/paths/eval knobs)."""
-    skip = {"workers", "hogwild_delay", "eval_fraction", "checkpoint_path", "entity_path", "edge_paths"}
+    skip = {
+        "workers",
+        "hogwild_delay",
+        "eval_fraction",
+        "checkpoint_path",
+        "entity_path",
+        "edge_paths",
+    }
     key = {k: v for k, v in pbg.items() if k not in skip}
     key["graph"] = {k: meta[k] for k in ("entities", "edges", "buckets", "relations")}
     key["seed"] = seed
@@ -123,7 +154,9 @@ def prepare_checkpoint(checkpoint: Path, fingerprint: str) -> int:
     if checkpoint.exists():
         old = json.loads(fp_file.read_text()).get("fingerprint") if fp_file.is_file() else None
         if old != fingerprint:
-            log.warning("%s: checkpoint made for another config or graph; starting over", checkpoint)
+            log.warning(
+                "%s: checkpoint made for another config or graph; starting over", checkpoint
+            )
             shutil.rmtree(checkpoint)
     checkpoint.mkdir(parents=True, exist_ok=True)
     fp_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
@@ -161,7 +194,9 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
             if index <= first_new:
                 continue  # replayed stats of iterations done before a restart
             trained += stats.count
-            losses.setdefault((index - 1) // n_buckets, []).append((stats.metrics["loss"], stats.count))
+            losses.setdefault((index - 1) // n_buckets, []).append(
+                (stats.metrics["loss"], stats.count)
+            )
             tracking.log_metrics({"pbg_bucket_loss": stats.metrics["loss"]}, step=index)
     finally:
         torch.set_num_threads(threads)
@@ -200,7 +235,9 @@ def load_relation_vectors(
         prefix = f"relations/{i}/operator/rhs/"
         hits = [k for k in (state or {}) if k.startswith(prefix)]
         if len(hits) != 1:
-            raise RuntimeError(f"{checkpoint}: no rhs operator parameter {prefix}* in the model file")
+            raise RuntimeError(
+                f"{checkpoint}: no rhs operator parameter {prefix}* in the model file"
+            )
         out[name] = state[hits[0]].numpy().astype(np.float32)
     return out
 
@@ -216,7 +253,7 @@ def _apply_operator(u: np.ndarray, r: np.ndarray, operator: str) -> np.ndarray:
     return u
 
 
-def _compare(query: "Any", cands: "Any", comparator: str) -> "Any":
+def _compare(query: Any, cands: Any, comparator: str) -> Any:
     """Scores ``cands [E, K, d]`` against ``query [E, d]`` (torch), higher = better."""
     import torch
 
@@ -229,7 +266,9 @@ def _compare(query: "Any", cands: "Any", comparator: str) -> "Any":
     return -sq if comparator == "squared_l2" else -sq.sqrt()
 
 
-def read_split(graph: Path, meta: dict[str, Any], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def read_split(
+    graph: Path, meta: dict[str, Any], split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One split's edges as global rows: ``(user_row, tweet_row, relation)``."""
     from torchbiggraph.graph_storages import EDGE_STORAGES
 
@@ -304,10 +343,10 @@ def link_prediction(
         q = query[s : s + chunk]
         pos = _compare(q, tw[torch.from_numpy(t[s : s + chunk])][:, None, :], cfg.comparator)[:, 0]
         sc = _compare(q, tw[torch.from_numpy(cand[s : s + chunk])], cfg.comparator)
-        model_rank[s : s + chunk] = _ranks(
-            pos.numpy(), sc.numpy(), valid[s : s + chunk]
-        )
-    pop_rank = _ranks(train_degree[t].astype(np.float64), train_degree[cand].astype(np.float64), valid)
+        model_rank[s : s + chunk] = _ranks(pos.numpy(), sc.numpy(), valid[s : s + chunk])
+    pop_rank = _ranks(
+        train_degree[t].astype(np.float64), train_degree[cand].astype(np.float64), valid
+    )
 
     def summary(rank: np.ndarray) -> dict[str, float]:
         return {
@@ -318,8 +357,11 @@ def link_prediction(
 
     model, pop = summary(model_rank), summary(pop_rank)
     by_relation = {
-        name: {"edges": int((r == i).sum()), "mrr": summary(model_rank[r == i])["mrr"],
-               "popularity_mrr": summary(pop_rank[r == i])["mrr"]}
+        name: {
+            "edges": int((r == i).sum()),
+            "mrr": summary(model_rank[r == i])["mrr"],
+            "popularity_mrr": summary(pop_rank[r == i])["mrr"],
+        }
         for i, name in enumerate(relations)
         if (r == i).any()
     }
@@ -339,7 +381,9 @@ def export(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Writes users/tweets ``.npy`` + ``.ids.parquet``, ``relations.json``, ``model.json``."""
     p = int(meta["num_partitions"])
-    entities = read_table(graph / meta["paths"]["entities"], "entities", columns=["entity_type", "id"])
+    entities = read_table(
+        graph / meta["paths"]["entities"], "entities", columns=["entity_type", "id"]
+    )
     arrays = {}
     for entity, stem in ((USER, "users"), (TWEET, "tweets")):
         emb = load_embeddings(checkpoint, entity, p)
@@ -392,9 +436,7 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
     resumed = prepare_checkpoint(checkpoint, _fingerprint(pbg, meta, cfg.seed))
     if resumed:
-        log.info(
-            "embed_graph: resuming from PBG checkpoint version %d in %s", resumed, checkpoint
-        )
+        log.info("embed_graph: resuming from PBG checkpoint version %d in %s", resumed, checkpoint)
     t_setup = time.perf_counter() - t_start
 
     train = train_pbg(cfg, pbg, resumed)
@@ -413,7 +455,9 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     train_degree = np.bincount(known_parts[0][1], minlength=n_tweets)
     split = known_parts[("train", "valid", "test").index(cfg.eval_split)]
     rel_matrix = np.stack([rel[name] for name in meta["relations"]])
-    lp = link_prediction(users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"])
+    lp = link_prediction(
+        users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"]
+    )
     t_eval = time.perf_counter() - t0
 
     if not cfg.keep_checkpoint:
@@ -423,7 +467,10 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     chunks = cfg.num_edge_chunks or max(1, -(-int(meta["buckets"]["train"][0]) // 1_000_000_000))
     log.info(
         "embed_graph: MRR %.4f (popularity %.4f), Hits@10 %.4f (popularity %.4f)",
-        lp["mrr"], lp["popularity_mrr"], lp["hits@10"], lp["popularity_hits@10"],
+        lp["mrr"],
+        lp["popularity_mrr"],
+        lp["hits@10"],
+        lp["popularity_hits@10"],
     )
     return {
         **lp,
@@ -437,11 +484,13 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
         "pbg_edges_per_second": train["edges_trained"] / max(train["seconds"], 1e-9),
         "pbg_final_loss": (
             train["loss_by_iteration"][max(train["loss_by_iteration"])]
-            if train["loss_by_iteration"] else float("nan")
+            if train["loss_by_iteration"]
+            else float("nan")
         ),
         "pbg_first_loss": (
             train["loss_by_iteration"][min(train["loss_by_iteration"])]
-            if train["loss_by_iteration"] else float("nan")
+            if train["loss_by_iteration"]
+            else float("nan")
         ),
         "seconds": {
             "setup": t_setup,

@@ -25,6 +25,7 @@ from twhin_bert.evaluate.classify import (
     feature_classifier,
     few_shot_curve,
     finetune_classifier,
+    limit_threads,
     tfidf_classifier,
     tfidf_vectorizer,
 )
@@ -111,7 +112,9 @@ def read_benchmark(folder: Path, name: str | None = None) -> RawBenchmark:
             try:
                 labels[i] = int(v.strip())
             except ValueError:
-                raise BenchmarkError(f"{lf}: row {i + 1}: expected an integer label, got {v!r}") from None
+                raise BenchmarkError(
+                    f"{lf}: row {i + 1}: expected an integer label, got {v!r}"
+                ) from None
             if labels[i] < 0:
                 raise BenchmarkError(f"{lf}: row {i + 1}: expected a label >= 0, got {labels[i]}")
         splits[split] = (texts, labels)
@@ -128,14 +131,18 @@ def read_benchmark(folder: Path, name: str | None = None) -> RawBenchmark:
             try:
                 idx = int(parts[0])
             except ValueError:
-                raise BenchmarkError(f"{mapping}: row {row}: expected 'id<TAB>name', got {line!r}") from None
+                raise BenchmarkError(
+                    f"{mapping}: row {row}: expected 'id<TAB>name', got {line!r}"
+                ) from None
             if idx >= len(names):
                 names.extend(str(i) for i in range(len(names), idx + 1))
             names[idx] = parts[-1].strip()
     return RawBenchmark(name=name or folder.name, folder=folder, splits=splits, label_names=names)
 
 
-def _cap(texts: list[str], labels: np.ndarray, cap: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+def _cap(
+    texts: list[str], labels: np.ndarray, cap: int, rng: np.random.Generator
+) -> tuple[list[str], np.ndarray]:
     if len(texts) <= cap:
         return texts, labels
     idx = np.sort(rng.choice(len(texts), size=cap, replace=False))
@@ -206,7 +213,8 @@ def score_splits(
         ``tfidf_<metric>``, ``<metric>`` and ``few_shot``; each model's primary-mode test
         predictions (for confusion matrices).
     """
-    lr_kw = {"c_grid": cfg.lr_c_grid, "max_iter": cfg.lr_max_iter, "seed": cfg.seed}
+    lr_kw = {"c_grid": cfg.lr_c_grid, "max_iter": cfg.lr_max_iter, "seed": cfg.seed,
+             "threads": cfg.sklearn_threads}  # fmt: skip
     per_model: dict[str, dict[str, Any]] = {}
     preds: dict[str, np.ndarray] = {}
     ytr, yva, yte = splits.train_labels, splits.val_labels, splits.test_labels
@@ -236,7 +244,8 @@ def score_splits(
                 from sklearn.linear_model import LogisticRegression
 
                 clf = LogisticRegression(C=1.0, max_iter=cfg.lr_max_iter, random_state=s)
-                clf.fit(ztr[idx], ytr[idx])
+                with limit_threads(cfg.sklearn_threads):
+                    clf.fit(ztr[idx], ytr[idx])
                 return classification_score(yte, clf.predict(zte), metric)
 
             res["few_shot"] = few_shot_curve(
@@ -245,7 +254,7 @@ def score_splits(
             )  # fmt: skip
         per_model[name] = res
 
-    tf = tfidf_classifier(splits, metric=metric, **lr_kw)
+    tf = tfidf_classifier(splits, metric=metric, **(lr_kw | {"c_grid": cfg.tfidf_c_grid}))
     floor: dict[str, Any] = {f"tfidf_{metric}": tf.test, metric: tf.test}
     if few_shot:
 
@@ -254,8 +263,9 @@ def score_splits(
 
             texts = [splits.train_texts[i] for i in idx]
             vec = tfidf_vectorizer().fit(texts)
-            clf = LogisticRegression(C=10.0, max_iter=cfg.lr_max_iter, random_state=s)
-            clf.fit(vec.transform(texts), ytr[idx])
+            clf = LogisticRegression(C=cfg.tfidf_c_grid[0], max_iter=cfg.lr_max_iter, random_state=s)
+            with limit_threads(cfg.sklearn_threads):
+                clf.fit(vec.transform(texts), ytr[idx])
             return classification_score(yte, clf.predict(vec.transform(splits.test_texts)), metric)
 
         floor["few_shot"] = few_shot_curve(
@@ -278,7 +288,9 @@ def run_benchmarks(
     encoders: Mapping[str, FrozenEncoder],
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
-) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
+) -> tuple[
+    dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]
+]:
     """Runs every benchmark folder.
 
     Returns:
@@ -297,9 +309,9 @@ def run_benchmarks(
     for name, folder in named:
         raw = read_benchmark(folder, name)
         splits = make_splits(raw, cfg)
-        metric = cfg.benchmarks.metric_by_benchmark.get(name) or cfg.benchmarks.metric_by_benchmark.get(
-            folder.name, cfg.benchmarks.default_metric
-        )
+        metric = cfg.benchmarks.metric_by_benchmark.get(
+            name
+        ) or cfg.benchmarks.metric_by_benchmark.get(folder.name, cfg.benchmarks.default_metric)
         log.info("benchmark %s (%s): %s, metric %s", name, folder, splits.counts(), metric)
         pm, floor, preds = score_splits(
             splits, metric=metric, encoders=encoders, model_dirs=model_dirs, cfg=cfg, few_shot=True
@@ -319,6 +331,8 @@ def run_benchmarks(
                 "benchmark": name,
                 "model": cfg.candidate,
                 "categories": splits.label_names,
-                "matrix": confusion(splits.test_labels, preds[cfg.candidate], len(splits.label_names)),
+                "matrix": confusion(
+                    splits.test_labels, preds[cfg.candidate], len(splits.label_names)
+                ),
             }
     return per_model, floors, info, conf

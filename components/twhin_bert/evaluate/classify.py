@@ -61,13 +61,21 @@ def _lr(c: float, max_iter: int, seed: int) -> Any:
     return LogisticRegression(C=c, max_iter=max_iter, random_state=seed)
 
 
+def limit_threads(n: int) -> Any:
+    """Caps BLAS and OpenMP threads of scikit-learn fits (a context manager)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n)
+
+
 def _fit_best_c(
     xtr: Any, ytr: np.ndarray, xva: Any, yva: np.ndarray, xte: Any, yte: np.ndarray,
-    *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int,
+    *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int, threads: int = 1,
 ) -> Scored:  # fmt: skip
     best: Scored | None = None
     for c in c_grid:
-        clf = _lr(c, max_iter, seed).fit(xtr, ytr)
+        with limit_threads(threads):
+            clf = _lr(c, max_iter, seed).fit(xtr, ytr)
         val = classification_score(yva, clf.predict(xva), metric) if len(yva) else 0.0
         if best is None or val > best.val:
             pred = clf.predict(xte)
@@ -79,12 +87,14 @@ def _fit_best_c(
 def feature_classifier(
     xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, xte: np.ndarray,
     yte: np.ndarray, *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int,
+    threads: int = 1,
 ) -> Scored:  # fmt: skip
     """Logistic regression on frozen features (z-scored on train), C picked on validation."""
     xtr, xva, xte = zscore(xtr, xva, xte)
     return _fit_best_c(
-        xtr, ytr, xva, yva, xte, yte, metric=metric, c_grid=c_grid, max_iter=max_iter, seed=seed
-    )
+        xtr, ytr, xva, yva, xte, yte, metric=metric, c_grid=c_grid, max_iter=max_iter, seed=seed,
+        threads=threads,
+    )  # fmt: skip
 
 
 def tfidf_vectorizer() -> Any:
@@ -97,18 +107,17 @@ def tfidf_vectorizer() -> Any:
 
 
 def tfidf_classifier(
-    splits: Splits, *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int
-) -> Scored:
+    splits: Splits, *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int,
+    threads: int = 1,
+) -> Scored:  # fmt: skip
     """The floor: TF-IDF + logistic regression on exactly the same split."""
     vec = tfidf_vectorizer().fit(splits.train_texts)
     xtr = vec.transform(splits.train_texts)
     xva = vec.transform(splits.val_texts)
     xte = vec.transform(splits.test_texts)
-    # TF-IDF floors are usually tuned towards weaker regularisation; try C=10 as well.
-    grid = sorted(set(c_grid) | {10.0})
     return _fit_best_c(
         xtr, splits.train_labels, xva, splits.val_labels, xte, splits.test_labels,
-        metric=metric, c_grid=grid, max_iter=max_iter, seed=seed,
+        metric=metric, c_grid=c_grid, max_iter=max_iter, seed=seed, threads=threads,
     )  # fmt: skip
 
 
@@ -164,8 +173,15 @@ def finetune_classifier(
     Runs ``cfg.seeds`` seeds and returns the run with the median test score.
     """
     runs = [
-        _finetune_once(model_dir, splits, cfg=cfg, metric=metric, max_length=max_length,
-                       device=device, seed=seed + 1000 * s)  # fmt: skip
+        _finetune_once(
+            model_dir,
+            splits,
+            cfg=cfg,
+            metric=metric,
+            max_length=max_length,
+            device=device,
+            seed=seed + 1000 * s,
+        )  # fmt: skip
         for s in range(cfg.seeds)
     ]
     runs.sort(key=lambda r: r.test)
@@ -216,7 +232,10 @@ def _finetune_once(
                 max_length=max_length,
                 return_tensors="pt",
             )
-            yield sel, {k: v.to(dev) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            yield (
+                sel,
+                {k: v.to(dev) for k, v in enc.items() if k in ("input_ids", "attention_mask")},
+            )
 
     def predict(texts: list[str]) -> np.ndarray:
         encoder.eval()

@@ -21,7 +21,9 @@ class FinetuneConfig(StrictModel):
 
     enabled: bool = Field(True, description="Run the fine-tuned variant at all.")
     epochs: int = Field(2, ge=1, description="Epochs (paper: up to 30); best epoch by validation.")
-    lr: float = Field(4e-5, gt=0, description="AdamW learning rate of the encoder (paper: 4e-5 base).")
+    lr: float = Field(
+        4e-5, gt=0, description="AdamW learning rate of the encoder (paper: 4e-5 base)."
+    )
     head_lr: float = Field(
         1e-3, gt=0, description="Learning rate of the freshly initialised linear head."
     )
@@ -29,7 +31,9 @@ class FinetuneConfig(StrictModel):
     batch_size: int = Field(32, ge=1, description="Batch size (paper: 128).")
     seeds: int = Field(1, ge=1, description="Seeds; the median score is reported (paper: 3).")
     max_train: int = Field(
-        600, ge=1, description="Cap on fine-tuning training examples (the feature-based cap applies first)."
+        600,
+        ge=1,
+        description="Cap on fine-tuning training examples (the feature-based cap applies first).",
     )
 
 
@@ -37,7 +41,9 @@ class EngagementConfig(StrictModel):
     """Social engagement prediction (SPEC 2.5): frozen encoder + two linear 128-d projections."""
 
     enabled: bool = Field(True, description="Run the engagement task.")
-    dim: int = Field(128, ge=1, description="Projection size of h_u = W_u^T e_u and h_t = W_t^T e_t.")
+    dim: int = Field(
+        128, ge=1, description="Projection size of h_u = W_u^T e_u and h_t = W_t^T e_t."
+    )
     batch_size: int = Field(512, ge=1, description="Positive engagements per batch.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     epochs: int = Field(8, ge=1, description="Epochs; the best epoch on validation HITS@k is kept.")
@@ -61,12 +67,18 @@ class EngagementConfig(StrictModel):
     )
     k: int = Field(10, ge=1, description="The k of the headline HITS@k.")
     curve_max_k: int = Field(100, ge=1, description="HITS@k curve is reported for k = 1..this.")
-    seeds: int = Field(2, ge=1, description="Seeds (training + candidate draws); median reported (SPEC: 6).")
+    seeds: int = Field(
+        2, ge=1, description="Seeds (training + candidate draws); median reported (SPEC: 6)."
+    )
     min_users_per_lang: int = Field(
-        5, ge=1, description="Per-language HITS@k is reported only for languages with this many test users."
+        5,
+        ge=1,
+        description="Per-language HITS@k is reported only for languages with this many test users.",
     )
     tfidf_dim: int = Field(
-        128, ge=2, description="TF-IDF floor: random-projection size of the TF-IDF tweet vectors fed to the same model."
+        128,
+        ge=2,
+        description="TF-IDF floor: random-projection size of the TF-IDF tweet vectors fed to the same model.",
     )
 
 
@@ -81,7 +93,9 @@ class HashtagConfig(StrictModel):
     min_examples: int = Field(
         60, ge=10, description="Languages with fewer usable tweets are skipped and counted."
     )
-    max_examples_per_lang: int = Field(3000, ge=10, description="Cap on tweets per language (seeded sample).")
+    max_examples_per_lang: int = Field(
+        3000, ge=10, description="Cap on tweets per language (seeded sample)."
+    )
     skip_langs: list[str] = Field(["und"], description="Language codes never evaluated.")
     split: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Train/validation/test fractions per language."
@@ -97,7 +111,9 @@ class BenchmarkConfig(StrictModel):
         "others use default_metric.",
     )
     default_metric: Metric = Field("macro_f1", description="Metric of benchmarks not listed above.")
-    max_train: int = Field(2000, ge=1, description="Cap on training examples per benchmark (seeded sample).")
+    max_train: int = Field(
+        2000, ge=1, description="Cap on training examples per benchmark (seeded sample)."
+    )
     max_val: int = Field(500, ge=1, description="Cap on validation examples per benchmark.")
     max_test: int = Field(500, ge=1, description="Cap on test examples per benchmark.")
     holdout_fraction: float = Field(
@@ -107,7 +123,9 @@ class BenchmarkConfig(StrictModel):
         description="When a split is missing, the fraction carved out of another: no train -> "
         "train/val from val; no test -> val becomes test and val is carved from train.",
     )
-    few_shot: list[int] = Field([2, 4, 8, 16, 32], description="Examples per class of the few-shot curve.")
+    few_shot: list[int] = Field(
+        [2, 4, 8, 16, 32], description="Examples per class of the few-shot curve."
+    )
     few_shot_seeds: int = Field(3, ge=1, description="Seeds per few-shot point; median reported.")
     main: str | None = Field(
         None, description="Benchmark whose confusion matrix goes to KFP (None: the first one)."
@@ -123,10 +141,19 @@ class EvaluateConfig(StrictModel):
     embed_batch_size: int = Field(64, ge=1, description="Batch size of frozen-encoder embedding.")
     max_length: int = Field(64, ge=8, description="Max tokens per tweet (paper: 128).")
     pooling: Pooling = Field(
-        "combined", description="Frozen features of the feature-based classifiers ('combined' = [CLS] ++ mean)."
+        "combined",
+        description="Frozen features of the feature-based classifiers ('combined' = [CLS] ++ mean).",
     )
     lr_c_grid: list[float] = Field(
-        [1.0], min_length=1, description="LogisticRegression C values; the best on validation is kept."
+        [1.0],
+        min_length=1,
+        description="LogisticRegression C values; the best on validation is kept.",
+    )
+    tfidf_c_grid: list[float] = Field(
+        [10.0], min_length=1, description="C values of the TF-IDF floor's LogisticRegression (best on val)."
+    )
+    sklearn_threads: int = Field(
+        1, ge=1, description="BLAS/OpenMP threads of the scikit-learn fits (more oversubscribe a shared CPU)."
     )
     lr_max_iter: int = Field(500, ge=10, description="LogisticRegression max_iter.")
     primary_mode: Literal["feature", "finetune"] = Field(
@@ -135,17 +162,27 @@ class EvaluateConfig(StrictModel):
         "numbers in `primary` (prod: finetune, as in the paper).",
     )
     candidate: str = Field("twhin_bert", description="Model name whose numbers become `primary`.")
-    baseline: str = Field("mlm_only", description="Ablation twin compared with the candidate when present.")
-    engagement: EngagementConfig = Field(default_factory=EngagementConfig, description="Engagement task.")
+    baseline: str = Field(
+        "mlm_only", description="Ablation twin compared with the candidate when present."
+    )
+    engagement: EngagementConfig = Field(
+        default_factory=EngagementConfig, description="Engagement task."
+    )
     hashtag: HashtagConfig = Field(default_factory=HashtagConfig, description="Hashtag task.")
-    benchmarks: BenchmarkConfig = Field(default_factory=BenchmarkConfig, description="External benchmarks.")
-    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig, description="Fine-tuning settings.")
+    benchmarks: BenchmarkConfig = Field(
+        default_factory=BenchmarkConfig, description="External benchmarks."
+    )
+    finetune: FinetuneConfig = Field(
+        default_factory=FinetuneConfig, description="Fine-tuning settings."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateConfig:
         for name, split in (("engagement", self.engagement.split), ("hashtag", self.hashtag.split)):
             if abs(sum(split) - 1.0) > 1e-6 or min(split) <= 0:
-                raise ValueError(f"{name}.split must be 3 positive fractions summing to 1, got {split}")
+                raise ValueError(
+                    f"{name}.split must be 3 positive fractions summing to 1, got {split}"
+                )
         if self.primary_mode == "finetune" and not self.finetune.enabled:
             raise ValueError("primary_mode 'finetune' needs finetune.enabled = true")
         if self.engagement.k > self.engagement.curve_max_k:

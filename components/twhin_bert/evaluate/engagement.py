@@ -86,14 +86,22 @@ def load_engagement_data(
 ) -> EngagementData:
     """Reads the ingest and embed_graph folders and splits the engaged tweets by tweet."""
     ingested, graph_embeddings = Path(ingested), Path(graph_embeddings)
-    tweets = read_table(ingested / "tweets.parquet", "tweets", ["tweet_id", "text", "lang"]).to_pandas()
-    eng = read_table(ingested / "engagements.parquet", "engagements", ["user_id", "tweet_id"]).to_pandas()
+    tweets = read_table(
+        ingested / "tweets.parquet", "tweets", ["tweet_id", "text", "lang"]
+    ).to_pandas()
+    eng = read_table(
+        ingested / "engagements.parquet", "engagements", ["user_id", "tweet_id"]
+    ).to_pandas()
     upath, uids_path = graph_embeddings / "users.npy", graph_embeddings / "users.ids.parquet"
     for p in (upath, uids_path):
         if not p.exists():
-            raise EngagementDataError(f"{p}: missing (embed_graph writes users.npy + users.ids.parquet)")
+            raise EngagementDataError(
+                f"{p}: missing (embed_graph writes users.npy + users.ids.parquet)"
+            )
     user_emb = np.load(upath).astype(np.float32)
-    user_ids = pq.read_table(str(uids_path), columns=["id"]).column("id").to_numpy(zero_copy_only=False)
+    user_ids = (
+        pq.read_table(str(uids_path), columns=["id"]).column("id").to_numpy(zero_copy_only=False)
+    )
     if user_emb.ndim != 2 or user_emb.shape[0] != len(user_ids):
         raise EngagementDataError(
             f"{upath}: shape {user_emb.shape} does not match the {len(user_ids)} ids of {uids_path}"
@@ -127,7 +135,10 @@ def load_engagement_data(
         "pairs": int(pairs.shape[0]),
         "tweets": int(used.size),
         "users": int(np.unique(pairs[:, 0]).size),
-        **{f"tweets_{n}": int((split == s).sum()) for s, n in ((TRAIN, "train"), (VAL, "val"), (TEST, "test"))},
+        **{
+            f"tweets_{n}": int((split == s).sum())
+            for s, n in ((TRAIN, "train"), (VAL, "val"), (TEST, "test"))
+        },
     }
     return EngagementData(
         tweet_ids=sub["tweet_id"].to_numpy(),
@@ -175,7 +186,11 @@ def build_eval_set(
     """One positive per user of split ``which`` + up to ``candidates - 1`` random negatives."""
     in_split = data.split[data.pairs[:, 1]] == which
     pairs = data.pairs[in_split]
-    pool = np.flatnonzero(data.split == which) if cfg.candidate_pool == "split" else np.arange(data.split.size)
+    pool = (
+        np.flatnonzero(data.split == which)
+        if cfg.candidate_pool == "split"
+        else np.arange(data.split.size)
+    )
     engaged: dict[int, set[int]] = {}
     for u, t in data.pairs:
         engaged.setdefault(int(u), set()).add(int(t))
@@ -226,7 +241,29 @@ def _train_projection(
     cfg: EngagementConfig,
     seed: int,
 ) -> tuple[Any, list[dict[str, float]]]:
-    """Trains W_u, W_t; returns the best-on-validation model and the per-epoch curve."""
+    """Trains W_u, W_t; returns the best-on-validation model and the per-epoch curve.
+
+    Runs on one CPU thread: the model is two small matrices, and thread start-up costs more
+    than these matmuls on a shared machine.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_projection_inner(xu, xt, data, val, cfg, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_projection_inner(
+    xu: np.ndarray,
+    xt: np.ndarray,
+    data: EngagementData,
+    val: EvalSet,
+    cfg: EngagementConfig,
+    seed: int,
+) -> tuple[Any, list[dict[str, float]]]:
     import torch
 
     torch.manual_seed(seed)
@@ -268,7 +305,9 @@ def _train_projection(
     return model, curve
 
 
-def _evaluate(model: Any, XU: Any, XT: Any, ev: EvalSet, ks: list[int]) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _evaluate(
+    model: Any, XU: Any, XT: Any, ev: EvalSet, ks: list[int]
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     import torch
 
     model.eval()
@@ -299,14 +338,18 @@ def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarra
     return np.asarray(proj.transform(x), dtype=np.float32)
 
 
-def _summarise(results: list[dict[str, Any]], cfg: EngagementConfig, langs: list[np.ndarray]) -> dict[str, Any]:
+def _summarise(
+    results: list[dict[str, Any]], cfg: EngagementConfig, langs: list[np.ndarray]
+) -> dict[str, Any]:
     """Median over seeds of HITS@k, the curve and per-language HITS@k."""
     ks = list(range(1, cfg.curve_max_k + 1))
     curves = np.stack([r["curve"] for r in results])
     out: dict[str, Any] = {
         f"hits@{cfg.k}": float(np.median([r["curve"][cfg.k - 1] for r in results])),
         f"hits@{cfg.k}_seeds": [float(r["curve"][cfg.k - 1]) for r in results],
-        "hits_curve": {str(k): float(v) for k, v in zip(ks, np.median(curves, axis=0), strict=True)},
+        "hits_curve": {
+            str(k): float(v) for k, v in zip(ks, np.median(curves, axis=0), strict=True)
+        },
     }
     by_lang: dict[str, float] = {}
     all_langs = sorted(set(np.concatenate(langs).tolist()))
@@ -321,7 +364,9 @@ def _summarise(results: list[dict[str, Any]], cfg: EngagementConfig, langs: list
     out[f"hits@{cfg.k}_by_lang"] = by_lang
     if "train_curve" in results[0]:
         out["train_curve"] = results[0]["train_curve"]
-        out["best_epochs"] = [int(np.argmax([c["val_hits"] for c in r["train_curve"]]) + 1) for r in results]
+        out["best_epochs"] = [
+            int(np.argmax([c["val_hits"] for c in r["train_curve"]]) + 1) for r in results
+        ]
     return out
 
 
@@ -363,7 +408,9 @@ def run_engagement(
             (xt_tr, xt) = zscore(xt_raw[train_tweets], xt_raw)
             (xu_tr, xu) = zscore(data.user_emb[train_users], data.user_emb)
             model, curve = _train_projection(xu, xt, data, val, cfg, seed + s)
-            curve_vals, (g, t) = _evaluate(model, torch.from_numpy(xu), torch.from_numpy(xt), test, ks)
+            curve_vals, (g, t) = _evaluate(
+                model, torch.from_numpy(xu), torch.from_numpy(xt), test, ks
+            )
             raw[name].append({"curve": curve_vals, "g": g, "t": t, "train_curve": curve})
             log.info("engagement %s seed %d: HITS@%d %.4f", name, s, cfg.k, curve_vals[cfg.k - 1])
         g, t = positive_ranks(test.popularity, np.zeros(test.users.size, dtype=np.int64))

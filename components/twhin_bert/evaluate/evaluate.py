@@ -38,15 +38,22 @@ CONFUSION_FILE = "confusion.json"
 
 def _check_models(models: dict[str, Path], cfg: EvaluateConfig) -> dict[str, Path]:
     if cfg.candidate not in models:
-        raise ValueError(f"models must include the candidate {cfg.candidate!r}, got {sorted(models)}")
+        raise ValueError(
+            f"models must include the candidate {cfg.candidate!r}, got {sorted(models)}"
+        )
     out = {}
     for name, p in models.items():
         p = Path(p)
         if not (p / "config.json").is_file():
-            raise FileNotFoundError(f"{p}: model {name!r} is not a Hugging Face model folder (no config.json)")
+            raise FileNotFoundError(
+                f"{p}: model {name!r} is not a Hugging Face model folder (no config.json)"
+            )
         out[name] = p
     # Candidate first, so tables and plots list it first.
-    return {cfg.candidate: out[cfg.candidate], **{n: p for n, p in out.items() if n != cfg.candidate}}
+    return {
+        cfg.candidate: out[cfg.candidate],
+        **{n: p for n, p in out.items() if n != cfg.candidate},
+    }
 
 
 @stage("evaluate")
@@ -77,10 +84,22 @@ def run_evaluate(
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    out_dir = Path(out_dir)
+    return _evaluate(cfg, Path(out_dir), models, Path(ingested), Path(graph_embeddings), benchmarks)
+
+
+def _evaluate(
+    cfg: EvaluateConfig,
+    out_dir: Path,
+    models: dict[str, Path],
+    ingested: Path,
+    graph_embeddings: Path,
+    benchmarks: list[str],
+) -> dict[str, Any]:
     model_dirs = _check_models(models, cfg)
     encoders = {
-        n: FrozenEncoder(p, batch_size=cfg.embed_batch_size, max_length=cfg.max_length, device=cfg.device)
+        n: FrozenEncoder(
+            p, batch_size=cfg.embed_batch_size, max_length=cfg.max_length, device=cfg.device
+        )
         for n, p in model_dirs.items()
     }
     result: dict[str, Any] = {"models": {n: {} for n in model_dirs}, "floors": {}, "info": {}}
@@ -91,7 +110,9 @@ def run_evaluate(
     if cfg.engagement.enabled:
         from twhin_bert.evaluate.engagement import load_engagement_data, run_engagement
 
-        data = load_engagement_data(Path(ingested), Path(graph_embeddings), cfg.engagement, cfg.seed)
+        data = load_engagement_data(
+            Path(ingested), Path(graph_embeddings), cfg.engagement, cfg.seed
+        )
         feats = {n: enc.embed(data.texts, "combined") for n, enc in encoders.items()}
         per, info = run_engagement(data, feats, cfg.engagement, cfg.seed)
         curves["engagement"] = {}
@@ -112,7 +133,9 @@ def run_evaluate(
     if cfg.hashtag.enabled:
         from twhin_bert.evaluate.hashtag import run_hashtag
 
-        tweets = read_table(Path(ingested) / "tweets.parquet", "tweets", ["text", "lang", "hashtags"]).to_pandas()
+        tweets = read_table(
+            Path(ingested) / "tweets.parquet", "tweets", ["text", "lang", "hashtags"]
+        ).to_pandas()
         per, floor, info = run_hashtag(tweets, encoders=encoders, model_dirs=model_dirs, cfg=cfg)
         curves["hashtag_finetune"] = {n: r.pop("finetune_curves", None) for n, r in per.items()}
         for n, r in per.items():
@@ -125,7 +148,9 @@ def run_evaluate(
     if benchmarks:
         from twhin_bert.evaluate.benchmarks import run_benchmarks
 
-        per, floors, info, conf = run_benchmarks(benchmarks, encoders=encoders, model_dirs=model_dirs, cfg=cfg)
+        per, floors, info, conf = run_benchmarks(
+            benchmarks, encoders=encoders, model_dirs=model_dirs, cfg=cfg
+        )
         curves["benchmark_finetune"] = {}
         for n, rows in per.items():
             for b, r in rows.items():
@@ -153,7 +178,9 @@ def run_evaluate(
     return result
 
 
-def _flat_key_metrics(result: dict[str, Any], model: str, cfg: EvaluateConfig) -> dict[str, float | None]:
+def _flat_key_metrics(
+    result: dict[str, Any], model: str, cfg: EvaluateConfig
+) -> dict[str, float | None]:
     """``engagement_hits@k``, ``hashtag_macro_f1``, ``<benchmark>_<metric>`` of one model."""
     m = result["models"][model]
     out: dict[str, float | None] = {}
@@ -195,36 +222,71 @@ def _report_blocks(
     names = list(model_dirs)
     blocks = [
         Block("h1", "TwHIN-BERT evaluation"),
-        Block("p", f"Models: {', '.join(f'{n} ({p})' for n, p in model_dirs.items())}. "
-                   f"Candidate: {cfg.candidate}. Every score sits beside a floor computed on the same split; "
-                   f"classification headline mode: {cfg.primary_mode}."),  # fmt: skip
+        Block(
+            "p",
+            f"Models: {', '.join(f'{n} ({p})' for n, p in model_dirs.items())}. "
+            f"Candidate: {cfg.candidate}. Every score sits beside a floor computed on the same split; "
+            f"classification headline mode: {cfg.primary_mode}.",
+        ),  # fmt: skip
         Block("h2", "Headline"),
-        Block("table", header=["metric", *names],
-              rows=[[key, *[_flat_key_metrics(result, n, cfg).get(key) for n in names]]
-                    for key in result["primary"]]),  # fmt: skip
+        Block(
+            "table",
+            header=["metric", *names],
+            rows=[
+                [key, *[_flat_key_metrics(result, n, cfg).get(key) for n in names]]
+                for key in result["primary"]
+            ],
+        ),  # fmt: skip
     ]
     if "ablation" in result:
-        blocks.append(Block("table", header=["ablation", "value"], rows=list(result["ablation"].items())))
+        blocks.append(
+            Block("table", header=["ablation", "value"], rows=list(result["ablation"].items()))
+        )
 
     if "engagement" in curves:
         fl = result["floors"]["engagement"]
         cnt = result["info"]["engagement"]
         blocks += [
             Block("h2", "Social engagement prediction"),
-            Block("p", f"Frozen encoders, Combined tweet embeddings, 128-d projections; tweets split "
-                       f"{cfg.engagement.split} by tweet; {cnt['test_users']} test users, "
-                       f"{cnt['mean_candidates']:.0f} candidates each on average; median of "
-                       f"{cfg.engagement.seeds} seeds. {cnt['users_without_embedding']} users without a "
-                       f"graph embedding skipped ({cnt['pairs_user_without_embedding']} pairs)."),  # fmt: skip
-            Block("table", header=["model / floor", f"HITS@{k}", "seeds"],
-                  rows=[[n, result["models"][n]["engagement"][f"hits@{k}"],
-                         ", ".join(f"{v:.4f}" for v in result["models"][n]["engagement"][f"hits@{k}_seeds"])]
-                        for n in names]
-                  + [[f"floor: {f}", v[f"hits@{k}"], ", ".join(f"{x:.4f}" for x in v[f"hits@{k}_seeds"])]
-                     for f, v in fl.items()]),  # fmt: skip
+            Block(
+                "p",
+                f"Frozen encoders, Combined tweet embeddings, 128-d projections; tweets split "
+                f"{cfg.engagement.split} by tweet; {cnt['test_users']} test users, "
+                f"{cnt['mean_candidates']:.0f} candidates each on average; median of "
+                f"{cfg.engagement.seeds} seeds. {cnt['users_without_embedding']} users without a "
+                f"graph embedding skipped ({cnt['pairs_user_without_embedding']} pairs).",
+            ),  # fmt: skip
+            Block(
+                "table",
+                header=["model / floor", f"HITS@{k}", "seeds"],
+                rows=[
+                    [
+                        n,
+                        result["models"][n]["engagement"][f"hits@{k}"],
+                        ", ".join(
+                            f"{v:.4f}" for v in result["models"][n]["engagement"][f"hits@{k}_seeds"]
+                        ),
+                    ]
+                    for n in names
+                ]
+                + [
+                    [
+                        f"floor: {f}",
+                        v[f"hits@{k}"],
+                        ", ".join(f"{x:.4f}" for x in v[f"hits@{k}_seeds"]),
+                    ]
+                    for f, v in fl.items()
+                ],
+            ),  # fmt: skip
         ]
         hc = {n: c["hits_curve"] for n, c in curves["engagement"].items()}
-        blocks.append(Block("img", "HITS@k curve", path=plot_hits_curve(hc, out_dir / "engagement_hits_at_k.png", k)))
+        blocks.append(
+            Block(
+                "img",
+                "HITS@k curve",
+                path=plot_hits_curve(hc, out_dir / "engagement_hits_at_k.png", k),
+            )
+        )
         by_lang = {n: result["models"][n]["engagement"][f"hits@{k}_by_lang"] for n in names}
         by_lang["floor:popularity"] = fl["popularity"][f"hits@{k}_by_lang"]
         by_lang["floor:tfidf"] = fl["tfidf"][f"hits@{k}_by_lang"]
@@ -240,15 +302,29 @@ def _report_blocks(
         fl = result["floors"]["hashtag"]["tfidf"]
         blocks += [
             Block("h2", "Hashtag prediction (macro-F1, mean over languages)"),
-            Block("p", f"{info['languages']} languages evaluated, {info['languages_skipped']} skipped "
-                       f"(too few usable tweets): {info['skipped']}. Top {cfg.hashtag.top_n} hashtags per "
-                       "language, tweets with exactly one of them, the hashtag removed from the text."),  # fmt: skip
-            Block("table", header=["model / floor", "feature-based", "fine-tuned"],
-                  rows=[[n, result["models"][n]["hashtag"].get("feature_macro_f1"),
-                         result["models"][n]["hashtag"].get("finetune_macro_f1")] for n in names]
-                  + [["floor: tfidf", fl["macro_f1"], None]]),  # fmt: skip
+            Block(
+                "p",
+                f"{info['languages']} languages evaluated, {info['languages_skipped']} skipped "
+                f"(too few usable tweets): {info['skipped']}. Top {cfg.hashtag.top_n} hashtags per "
+                "language, tweets with exactly one of them, the hashtag removed from the text.",
+            ),  # fmt: skip
+            Block(
+                "table",
+                header=["model / floor", "feature-based", "fine-tuned"],
+                rows=[
+                    [
+                        n,
+                        result["models"][n]["hashtag"].get("feature_macro_f1"),
+                        result["models"][n]["hashtag"].get("finetune_macro_f1"),
+                    ]
+                    for n in names
+                ]
+                + [["floor: tfidf", fl["macro_f1"], None]],
+            ),  # fmt: skip
         ]
-        series = {n: result["models"][n]["hashtag"]["by_lang"] for n in names} | {"floor:tfidf": fl["by_lang"]}
+        series = {n: result["models"][n]["hashtag"]["by_lang"] for n in names} | {
+            "floor:tfidf": fl["by_lang"]
+        }
         if any(series.values()):
             blocks.append(Block("img", "Hashtag macro-F1 per language", path=plot_grouped_bars(
                 series, out_dir / "hashtag_by_lang.png", "Hashtag macro-F1 per language", "macro-F1")))  # fmt: skip
@@ -263,7 +339,13 @@ def _report_blocks(
                 r = result["models"][n][b]
                 rows.append([b, m, n, r.get(f"feature_{m}"), r.get(f"finetune_{m}")])
             rows.append([b, m, "floor: tfidf", result["floors"][b]["tfidf"][m], None])
-        blocks.append(Block("table", header=["benchmark", "metric", "model / floor", "feature-based", "fine-tuned"], rows=rows))
+        blocks.append(
+            Block(
+                "table",
+                header=["benchmark", "metric", "model / floor", "feature-based", "fine-tuned"],
+                rows=rows,
+            )
+        )
         notes = [f"{b}: {info['counts']}; " + "; ".join(info["notes"]) for b, info in binfo.items()]
         blocks.append(Block("p", "Splits used: " + " | ".join(notes)))
         for b, info in binfo.items():

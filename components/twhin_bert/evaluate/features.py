@@ -55,7 +55,10 @@ class FrozenEncoder:
                 self._chunks[key].append(np.asarray(out[key], dtype=np.float32))
             self._stacked = None
         if self._stacked is None:
-            self._stacked = {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in self._chunks.items()}
+            self._stacked = {
+                k: np.concatenate(v) if v else np.zeros((0, 0), np.float32)
+                for k, v in self._chunks.items()
+            }
         if pooling not in self._stacked:
             raise ValueError(f"unknown pooling {pooling!r}; expected cls, mean or combined")
         idx = np.fromiter((self._rows[t] for t in texts), dtype=np.int64, count=len(texts))

@@ -92,11 +92,16 @@ def build_hashtag_sets(
             "classes": len(keep),
         }
         if len(pairs) < cfg.min_examples or len(keep) < 2:
-            skipped[lang] = f"{len(pairs)} usable tweets in {len(keep)} classes (need {cfg.min_examples} and 2)"
+            skipped[lang] = (
+                f"{len(pairs)} usable tweets in {len(keep)} classes (need {cfg.min_examples} and 2)"
+            )
             continue
         rng = np.random.default_rng([seed, 29, len(sets)])
         order = rng.permutation(len(pairs))[: cfg.max_examples_per_lang]
-        names = [t for t, _ in sorted(Counter(y for _, y in pairs).items(), key=lambda kv: (-kv[1], kv[0]))]
+        names = [
+            t
+            for t, _ in sorted(Counter(y for _, y in pairs).items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
         ids = {t: i for i, t in enumerate(names)}
         x = [pairs[i][0] for i in order]
         y = np.array([ids[pairs[i][1]] for i in order], dtype=np.int64)

@@ -83,7 +83,9 @@ def plot_grouped_bars(
     return _save(fig, path)
 
 
-def plot_few_shot(curves: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str) -> Path:
+def plot_few_shot(
+    curves: Mapping[str, Mapping[str, float]], path: Path, title: str, ylabel: str
+) -> Path:
     """Score against examples per class (log2 x axis)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -101,7 +103,9 @@ def plot_few_shot(curves: Mapping[str, Mapping[str, float]], path: Path, title: 
     return _save(fig, path)
 
 
-def plot_projection_training(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path, k: int) -> Path:
+def plot_projection_training(
+    curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path, k: int
+) -> Path:
     """The engagement projection model's train loss and validation HITS@k per epoch."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
@@ -142,7 +146,14 @@ def plot_pretrain_logs(logs: Mapping[str, list[dict[str, Any]]], path: Path) -> 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, rows in logs.items():
-        keys = sorted({k for r in rows for k, v in r.items() if k.endswith("loss") and isinstance(v, int | float)})
+        keys = sorted(
+            {
+                k
+                for r in rows
+                for k, v in r.items()
+                if k.endswith("loss") and isinstance(v, int | float)
+            }
+        )
         for key in keys:
             pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
             if pts:
@@ -199,7 +210,8 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         elif b.kind == "table":
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
             body = "".join(
-                "<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>" for r in b.rows
+                "<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in r) + "</tr>"
+                for r in b.rows
             )
             parts.append(f"<table><tr>{head}</tr>{body}</table>")
         elif b.kind == "img" and b.path is not None:

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def positive_ranks(scores: np.ndarray, positive_index: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+def positive_ranks(
+    scores: np.ndarray, positive_index: np.ndarray | int
+) -> tuple[np.ndarray, np.ndarray]:
     """How many candidates beat the positive, and how many tie with it.
 
     Args:

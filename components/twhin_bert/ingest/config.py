@@ -69,7 +69,7 @@ class IngestConfig(StrictModel):
         "identifier knows; detect otherwise.",
     )
     langid_min_confidence: float = Field(
-        0.5,
+        0.3,
         ge=0.0,
         le=1.0,
         description="Detected languages with a lower (normalised) probability become 'und'.",

@@ -19,12 +19,11 @@ engagement key (:mod:`twhin_bert.ingest.dedup`).
 Input fields. Tweets: ``tweet_id``, ``author_id``, ``text``, ``created_at`` (required),
 ``lang`` (optional). Engagements: ``user_id``, ``tweet_id``, ``engagement_type``,
 ``engaged_at``. Ids may be strings or integers. Text files (``*.txt``, TweetEval / UMSAB
-style, one tweet per line) give ``tweet_id = "<name>:<line>"`` where ``<name>`` is the
-file's path relative to the folder or glob it was found by (its stem when named directly),
-without ``.txt``; no author, ``created_at`` null, language detected. When a folder is
-given, only its ``*_text.txt`` files are read as text and files of unknown formats are
-skipped (logged and counted in ``files_skipped``); a file named directly or matched by a
-glob must have a supported format.
+style, one tweet per line) give ``tweet_id = "<folder>/<name>:<line>"`` (the file's
+parent folder and name without ``.txt``, e.g. ``spanish/train_text:1``), no author,
+``created_at`` null, language detected. When a folder is given, only its ``*_text.txt``
+files are read as text and files of unknown formats are skipped (logged and counted in
+``files_skipped``); a file named directly or matched by a glob must have a supported format.
 """
 
 from __future__ import annotations
@@ -157,30 +156,30 @@ def _has_glob(s: str) -> bool:
     return any(c in s for c in "*?[")
 
 
-def _base_of(pattern: str, files: list[str]) -> tuple[str | None, bool]:
-    """The root that text-file ids are relative to, and whether ``pattern`` is a folder."""
+def _is_folder(pattern: str, files: list[str]) -> bool:
     if _has_glob(pattern):
-        head = pattern[: min(pattern.index(c) for c in "*?[" if c in pattern)]
-        return head.rsplit("/", 1)[0] if "/" in head else "", False
-    is_folder = files != [pattern] if is_gcs(pattern) else Path(pattern).expanduser().is_dir()
-    return (pattern.rstrip("/") if is_folder else None), is_folder
+        return False
+    if is_gcs(pattern):
+        return files != [pattern]
+    return Path(pattern).expanduser().is_dir()
 
 
-def _text_prefix(uri: str, base: str | None) -> str:
-    path = PurePosixPath(uri.split("://", 1)[-1] if is_gcs(uri) else Path(uri).as_posix())
-    if base is None:
-        rel = PurePosixPath(path.name)
-    else:
-        root = base.split("://", 1)[-1] if is_gcs(base) else Path(base).expanduser().as_posix()
-        try:
-            rel = path.relative_to(root) if root else path
-        except ValueError:
-            rel = PurePosixPath(path.name)
-    name = rel.as_posix()
+def text_id_prefix(uri: str) -> str:
+    """The tweet-id prefix of a text file: ``<parent folder>/<name without .txt[.gz]>``.
+
+    The parent folder is kept because the shared corpora reuse file names across folders
+    (``umsab/spanish/train_text.txt``, ``umsab/french/train_text.txt``); the id does not
+    depend on how the file was named (folder, glob or path), so reruns agree.
+    """
+    path = PurePosixPath(uri.split("://", 1)[1] if is_gcs(uri) else Path(uri).as_posix())
+    name = path.name
     for suffix in (".gz", ".txt"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
-    return name
+    parent = path.parent.name
+    if is_gcs(uri) and str(path.parent) == path.parts[0]:
+        parent = ""  # an object at the bucket's root
+    return f"{parent}/{name}" if parent else name
 
 
 def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileReader], list[str]]:
@@ -209,7 +208,7 @@ def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileRe
             files = expand_uris([pattern])
         except FileNotFoundError as e:
             raise UnreadableInputError(f"{pattern}: {kind} input not found ({e})") from e
-        base, is_folder = _base_of(pattern, files)
+        is_folder = _is_folder(pattern, files)
         for uri in files:
             det = detect_format(uri)
             if det is not None and is_folder and det[0] == TEXT:
@@ -218,7 +217,7 @@ def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileRe
                     det = None  # e.g. *_labels.txt and mapping.txt beside the texts
             if det is None:
                 if is_folder:
-                    log.warning("%s: skipped (not a supported %s input: %s)", uri, kind, SUPPORTED)
+                    log.info("%s: skipped (not a %s input: %s)", uri, kind, SUPPORTED)
                     skipped.append(uri)
                     continue
                 raise UnsupportedFormatError(
@@ -239,11 +238,18 @@ def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileRe
                 batch_size=cfg.batch_size,
                 chunk_bytes=cfg.read_chunk_bytes,
                 max_line_bytes=cfg.max_line_bytes,
-                text_id_prefix=_text_prefix(uri, base) if fmt == TEXT else "",
+                text_id_prefix=text_id_prefix(uri) if fmt == TEXT else "",
                 csv_delimiter=cfg.csv_delimiter,
             )
             reader.check_columns()
             readers.append(reader)
+    if skipped:
+        log.warning(
+            "%s inputs: skipped %d files of other formats in the folders given (e.g. %s)",
+            kind,
+            len(skipped),
+            skipped[0],
+        )
     return readers, skipped
 
 
@@ -311,14 +317,16 @@ def _ingest(
             table = _tweet_batch(
                 batch, reader, cfg, detector, tweet_ids, quarantine, t_stats, languages
             )
-            t_writer.write_table(table)
+            if table.num_rows:
+                t_writer.write_table(table)
             t_stats.rows_out += table.num_rows
         t_engagements = time.perf_counter()
         for reader, batch in _batches(engagement_readers, e_stats, ENGAGEMENTS):
             table = _engagement_batch(
                 batch, reader, types, tweet_ids, engagement_keys, quarantine, e_stats
             )
-            e_writer.write_table(table)
+            if table.num_rows:
+                e_writer.write_table(table)
             e_stats.rows_out += table.num_rows
         t_end = time.perf_counter()
     finally:

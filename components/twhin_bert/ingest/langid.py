@@ -21,22 +21,37 @@ _NOT_LANGUAGES = frozenset({"zxx", UNDETERMINED})
 _CODE_ALIASES = {"in": "id", "iw": "he", "nb": "no", "tl": "tl", "fil": "tl"}
 
 
-@lru_cache(maxsize=4)
-def _model(languages: tuple[str, ...] | None) -> Any:
-    """The py3langid model (loading takes seconds: once per process and language set)."""
+@lru_cache(maxsize=1)
+def _full_model() -> Any:
+    """The py3langid model over all its languages (loading takes seconds: once per process)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    model = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-    if languages is not None:
-        known = frozenset(model.labels) - _NOT_LANGUAGES
-        unknown = sorted(set(languages) - known)
-        if unknown:
-            raise ValueError(
-                f"langid_languages: unknown language codes {unknown}; "
-                f"py3langid knows {sorted(known)}"
-            )
-        model.set_languages(list(languages))
-    return model
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+@lru_cache(maxsize=8)
+def _model(languages: tuple[str, ...] | None) -> Any:
+    """The model, restricted to ``languages`` (a view sharing the full model's arrays)."""
+    full = _full_model()
+    if languages is None:
+        return full
+    known = frozenset(full.labels) - _NOT_LANGUAGES
+    unknown = sorted(set(languages) - known)
+    if unknown:
+        raise ValueError(
+            f"langid_languages: unknown language codes {unknown}; py3langid knows {sorted(known)}"
+        )
+    restricted = type(full)(
+        full.nb_ptc,
+        full.nb_pc,
+        full.nb_classes,
+        full.tk_nextmove,
+        full.tk_output,
+        norm_probs=True,
+        tk_row=full.tk_row,
+    )
+    restricted.set_languages(list(languages))
+    return restricted
 
 
 class LanguageDetector:

@@ -116,20 +116,27 @@ class TooLong(bytes):
 def iter_lines(stream: IO[bytes], chunk_bytes: int, max_line_bytes: int) -> Iterator[bytes]:
     """Splits a binary stream into lines (no terminator, ``\\r\\n`` handled) from fixed chunks.
 
-    A line longer than ``max_line_bytes`` is yielded as a :class:`TooLong` holding only its
-    first ``max_line_bytes`` bytes; its rest is skipped without being kept in memory.
+    A UTF-8 byte-order mark at the start is dropped. A line longer than ``max_line_bytes``
+    is yielded as a :class:`TooLong` holding only its first ``max_line_bytes`` bytes; its
+    rest is skipped without being kept in memory.
     """
+    lines = _split(stream, chunk_bytes, max_line_bytes)
+    first = next(lines, None)
+    if first is None:
+        return
+    if first.startswith(_BOM):
+        first = type(first)(first[len(_BOM) :])
+    yield first
+    yield from lines
+
+
+def _split(stream: IO[bytes], chunk_bytes: int, max_line_bytes: int) -> Iterator[bytes]:
     buf = b""
     skipping = False
-    first = True
     while True:
         chunk = stream.read(chunk_bytes)
         if not chunk:
             break
-        if first:
-            first = False
-            if chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM) :]
         if skipping:
             nl = chunk.find(b"\n")
             if nl < 0:

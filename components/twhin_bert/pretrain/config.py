@@ -52,7 +52,9 @@ class ObjectiveTraining(StrictModel):
     grad_accum_steps: int = Field(1, ge=1, description="Micro-batches per optimizer step.")
     peak_lr: float = Field(1e-3, gt=0.0, description="Peak learning rate after warmup.")
     warmup_steps: int = Field(5, ge=0, description="Linear warmup steps (optimizer steps).")
-    steps: int = Field(30, ge=1, description="Total optimizer steps (linear decay to 0 after warmup).")
+    steps: int = Field(
+        30, ge=1, description="Total optimizer steps (linear decay to 0 after warmup)."
+    )
     grad_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (saves memory, ~30% slower)."
     )
@@ -90,7 +92,9 @@ class PretrainConfig(StrictModel):
         description="Stage 2 (MLM + social contrastive) training settings; batch = pairs.",
     )
     tau: float = Field(0.1, gt=0.0, description="NT-Xent temperature.")
-    lam: float = Field(0.05, ge=0.0, description="Weight of the MLM loss in stage 2: L_social + lam * L_MLM.")
+    lam: float = Field(
+        0.05, ge=0.0, description="Weight of the MLM loss in stage 2: L_social + lam * L_MLM."
+    )
     projection_dims: list[int] = Field(
         default_factory=lambda: [128, 128],
         min_length=1,
@@ -111,7 +115,9 @@ class PretrainConfig(StrictModel):
         ge=1,
         description="Processes on this node; > 1 re-launches the stage under torchrun, one per GPU.",
     )
-    checkpoint_every: int = Field(10, ge=1, description="Save a DeepSpeed checkpoint every N steps.")
+    checkpoint_every: int = Field(
+        10, ge=1, description="Save a DeepSpeed checkpoint every N steps."
+    )
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
     checkpoint_dir: str | None = Field(
         None,

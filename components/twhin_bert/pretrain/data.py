@@ -90,7 +90,9 @@ def load_tokenizer(path: str | Path) -> tuple[Any, Specials]:
     }
     missing = [k for k, v in ids.items() if v is None]
     if missing:
-        raise DataError(f"{path}: tokenizer lacks special tokens {missing} (need cls, sep, pad, mask)")
+        raise DataError(
+            f"{path}: tokenizer lacks special tokens {missing} (need cls, sep, pad, mask)"
+        )
     return tok, Specials(
         cls=int(ids["cls"]),
         sep=int(ids["sep"]),
@@ -105,9 +107,9 @@ def encode(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> list[list[i
     """Token ids of ``texts`` without specials, truncated to ``max_tokens``."""
     if not texts:
         return []
-    out = tokenizer(
-        list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens
-    )["input_ids"]
+    out = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=max_tokens)[
+        "input_ids"
+    ]
     return [list(ids) for ids in out]
 
 
@@ -486,7 +488,9 @@ def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[list[str],
             )
         out[side] = np.asarray(text.to_pylist(), dtype=object)
     keep = np.asarray(
-        pc.not_equal(table.column("tweet_a"), table.column("tweet_b")).to_numpy(zero_copy_only=False)
+        pc.not_equal(table.column("tweet_a"), table.column("tweet_b")).to_numpy(
+            zero_copy_only=False
+        )
     )
     if not keep.any():
         raise DataError(f"{pf}: no usable pairs")

@@ -55,9 +55,10 @@ def export_model(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = model.encoder
-    if any(p.dtype != torch.float32 for p in encoder.parameters()) or next(
-        encoder.parameters()
-    ).device.type != "cpu":
+    if (
+        any(p.dtype != torch.float32 for p in encoder.parameters())
+        or next(encoder.parameters()).device.type != "cpu"
+    ):
         encoder = copy.deepcopy(encoder).to("cpu", torch.float32)
     encoder.config.dtype = "float32"
     encoder.save_pretrained(str(out_dir))
@@ -132,9 +133,15 @@ embeddings), `{SOCIAL_HEAD_FILE}` (contrastive projection head, widths
 
 ## Training
 
-Objective `{objective}`: {"masked language modelling" if objective == "mlm" else
-"NT-Xent over socially similar tweet pairs (tau " + str(config.get("tau")) + ") + "
-+ str(config.get("lam")) + " x MLM"}; several tweets packed per sequence with block-diagonal
+Objective `{objective}`: {
+        "masked language modelling"
+        if objective == "mlm"
+        else "NT-Xent over socially similar tweet pairs (tau "
+        + str(config.get("tau"))
+        + ") + "
+        + str(config.get("lam"))
+        + " x MLM"
+    }; several tweets packed per sequence with block-diagonal
 attention; DeepSpeed ZeRO stage {config.get("zero_stage")}.
 
 | metric | value |

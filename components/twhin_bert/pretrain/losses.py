@@ -22,7 +22,9 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, tau: float) -> torch.Tensor:
         The scalar loss (float32).
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
-        raise ValueError(f"expected two [B, d] tensors of one shape, got {z_a.shape} and {z_b.shape}")
+        raise ValueError(
+            f"expected two [B, d] tensors of one shape, got {z_a.shape} and {z_b.shape}"
+        )
     b = z_a.shape[0]
     z = F.normalize(torch.cat([z_a, z_b]).float(), dim=-1)
     sim = (z @ z.T) / tau

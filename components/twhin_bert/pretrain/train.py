@@ -257,7 +257,9 @@ def train(
                 window_tokens, window_t0 = 0, now
                 train_log.append(entry)
                 if rank == 0:
-                    tracking.log_metrics({k: v for k, v in entry.items() if v is not None}, step=step)
+                    tracking.log_metrics(
+                        {k: v for k, v in entry.items() if v is not None}, step=step
+                    )
                 bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
             bar.update(1)
             # The last step is saved too: a crash during export resumes straight to export.
@@ -369,7 +371,9 @@ def _param_groups(model: Any, weight_decay: float) -> list[dict[str, Any]]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.dim() < 2 or "layer_norm" in name or "LayerNorm" in name else decay).append(p)
+        (no_decay if p.dim() < 2 or "layer_norm" in name or "LayerNorm" in name else decay).append(
+            p
+        )
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
@@ -448,8 +452,15 @@ def _fingerprint(cfg: PretrainConfig, objective: str) -> str:
     """What must match for a checkpoint to be resumed (not the bookkeeping fields)."""
     keep = cfg.model_dump(
         mode="json",
-        exclude={"checkpoint_every", "keep_checkpoints", "checkpoint_dir", "log_every", "threads",
-                 "keep_checkpoints_after", "num_gpus"},
+        exclude={
+            "checkpoint_every",
+            "keep_checkpoints",
+            "checkpoint_dir",
+            "log_every",
+            "threads",
+            "keep_checkpoints_after",
+            "num_gpus",
+        },
     )
     return hashlib.sha256(json.dumps([objective, keep], sort_keys=True).encode()).hexdigest()[:16]
 

@@ -74,7 +74,5 @@ def resolve_champion(model_name: str, champion: Output[Model]) -> str:
     from twhin_bert.register_model.registry import resolve_champion as fetch_champion
 
     info = fetch_champion(model_name, Path(champion.path))
-    champion.metadata.update(
-        {k: info[k] for k in ("name", "version", "run_id", "model_uri")}
-    )
+    champion.metadata.update({k: info[k] for k in ("name", "version", "run_id", "model_uri")})
     return info["version"]

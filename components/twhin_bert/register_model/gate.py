@@ -112,7 +112,10 @@ def evaluate_gate(
         if missing:
             return GateVerdict(
                 False,
-                [f"{n}: challenger has no value (evaluate's primary metrics lack it)" for n in missing],
+                [
+                    f"{n}: challenger has no value (evaluate's primary metrics lack it)"
+                    for n in missing
+                ],
                 {},
                 None,
             )
@@ -159,7 +162,7 @@ def evaluate_gate(
 
 def _tag_key(metric: str) -> str:
     """A metric name as a legal MLflow tag key (``@`` -> ``_at_``, other odd chars -> ``_``)."""
-    return TAG_METRIC_PREFIX + re.sub(r"[^\w.\- /:]", "_", metric.replace("@", "_at_"))
+    return TAG_METRIC_PREFIX + re.sub(r"[^\w.\-/:]", "_", metric.replace("@", "_at_"))
 
 
 def metrics_to_tags(primary: Mapping[str, float | None]) -> dict[str, str]:

@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 
 REGISTRATION_FILE = "registration.json"
 MODEL_ARTIFACT = "model"
-#: Small files of the exported folder logged beside the model (model card, training curves).
-EXTRA_FILES = ("README.md", "training_log.json")
+#: Files of the exported folder the transformers flavor does not save, logged into the model's
+#: ``extra/`` folder: the training heads (warm-start retraining continues from them, see
+#: pretrain/export.py), the model card and the training log.
+EXTRA_PATTERNS = ("*_head.safetensors", "README.md", "training_log.json")
+EXTRA_DIR = "extra"
 
 
 def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
@@ -88,7 +91,7 @@ def _log_pipeline_config(pipeline_config: dict[str, Any]) -> None:
 
     mlflow.log_text(yaml.safe_dump(pipeline_config, sort_keys=False), "pipeline_config.yaml")
     params = {
-        "pipeline." + re.sub(r"[^\w.\- /:]", "_", k.replace("@", "_at_")): str(v)[:500]
+        "pipeline." + re.sub(r"[^\w.\-/:]", "_", k.replace("@", "_at_")): str(v)[:500]
         for k, v in flatten(pipeline_config).items()
     }
     items = list(params.items())
@@ -151,15 +154,15 @@ def run_register_model(
         _log_pipeline_config(pipeline_config)
         mlflow.log_param("data_window", data_window)
         tracking.log_artifact(evaluation / "metrics.json", "evaluation")
-        for name in EXTRA_FILES:
-            if (model / name).is_file():
-                tracking.log_artifact(model / name, "export")
         info = mlflow.transformers.log_model(
             transformers_model={"model": hf_model, "tokenizer": tokenizer},
             name=MODEL_ARTIFACT,
             task=cfg.task,
             pip_requirements=_pip_requirements(),
         )
+        extras = sorted({p for pat in EXTRA_PATTERNS for p in model.glob(pat) if p.is_file()})
+        for path in extras:
+            mlflow.MlflowClient().log_model_artifact(info.model_id, str(path), EXTRA_DIR)
     finally:
         if own_run:
             mlflow.end_run()

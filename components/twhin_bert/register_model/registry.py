@@ -337,7 +337,9 @@ def approve(
     client.set_model_version_tag(name, v, "approval_forced", str(entry["forced"]).lower())
     if aliases.get(CHALLENGER) == v:
         client.delete_registered_model_alias(name, CHALLENGER)
-    log.info("%s v%s is the champion (was %s), approved by %s", name, v, entry["from_version"], actor)
+    log.info(
+        "%s v%s is the champion (was %s), approved by %s", name, v, entry["from_version"], actor
+    )
     return entry
 
 
@@ -456,7 +458,9 @@ def champion_metrics(name: str) -> tuple[str | None, dict[str, float | None] | N
 def resolve_champion(name: str, dest: Path) -> dict[str, Any]:
     """Downloads the champion into ``dest`` as a Hugging Face folder (model + tokenizer).
 
-    The folder loads with ``AutoModel.from_pretrained(dest)`` and
+    Besides the encoder and tokenizer saved by the transformers flavor, the files register_model
+    logged into the model's ``extra/`` folder come back too (the MLM and social heads, so a
+    warm-start retraining continues from all the weights; the model card). The folder loads with ``AutoModel.from_pretrained(dest)`` and
     ``AutoTokenizer.from_pretrained(dest)`` (the warm start of retraining). The version is pinned
     when resolved, so a concurrent promotion cannot mix two versions.
 
@@ -499,7 +503,10 @@ def resolve_champion(name: str, dest: Path) -> dict[str, Any]:
             raise RegistryError(f"{uri}: the logged model has no tokenizer component")
         if not (model_dir / "config.json").is_file():
             raise RegistryError(f"{uri}: no config.json under {flavor.get('model_binary')}/")
-        for src in (model_dir, tok_dir):
+        extra = local / "extra"  # heads, model card, training log (register.EXTRA_PATTERNS)
+        for src in (model_dir, tok_dir, extra):
+            if not src.is_dir():
+                continue
             for f in src.iterdir():
                 target = dest / f.name
                 if f.is_dir():

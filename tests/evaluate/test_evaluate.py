@@ -1,0 +1,108 @@
+"""run_evaluate end to end on a tiny random model, and the KFP component's interface."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from twhin_bert.evaluate.config import (
+    BenchmarkConfig,
+    EngagementConfig,
+    EvaluateConfig,
+    FinetuneConfig,
+    HashtagConfig,
+)
+
+
+def small_config() -> EvaluateConfig:
+    return EvaluateConfig(
+        max_length=32,
+        engagement=EngagementConfig(epochs=3, seeds=1, batch_size=256, negatives=4, candidates=100),
+        hashtag=HashtagConfig(top_n=4, min_examples=30),
+        benchmarks=BenchmarkConfig(max_train=240, max_val=60, max_test=120, few_shot=[2, 8], few_shot_seeds=2),
+        finetune=FinetuneConfig(epochs=1, max_train=96, batch_size=32),
+    )
+
+
+def test_run_evaluate_end_to_end(
+    tiny_model_dir: Path, eval_inputs: tuple[Path, Path], shared_data: Path, tmp_path: Path
+) -> None:
+    from twhin_bert.evaluate.evaluate import run_evaluate
+
+    ingested, graph = eval_inputs
+    out = tmp_path / "evaluation"
+    # the same weights as both candidate and ablation: seeded runs must agree exactly
+    res = run_evaluate(
+        small_config(),
+        out,
+        models={"twhin_bert": tiny_model_dir, "mlm_only": tiny_model_dir},
+        ingested=ingested,
+        graph_embeddings=graph,
+        benchmarks=[str(shared_data / "tweeteval" / "emotion")],
+    )
+    for f in ("metrics.json", "report.md", "report.html", "curves.json", "confusion.json",
+              "engagement_hits_at_k.png", "few_shot_emotion.png", "pretrain_training.png"):  # fmt: skip
+        assert (out / f).is_file(), f
+    saved = json.loads((out / "metrics.json").read_text())
+    assert set(saved["primary"]) == {"engagement_hits@10", "hashtag_macro_f1", "emotion_macro_f1"}
+    for name in ("twhin_bert", "mlm_only"):
+        m = saved["models"][name]
+        assert 0.0 <= m["engagement"]["hits@10"] <= 1.0
+        assert 0.0 <= m["hashtag"]["feature_macro_f1"] <= 1.0
+        assert 0.0 <= m["hashtag"]["finetune_macro_f1"] <= 1.0
+        assert set(m["emotion"]["few_shot"]) == {"2", "8"}
+    assert saved["primary"]["emotion_macro_f1"] == saved["models"]["twhin_bert"]["emotion"]["macro_f1"]
+    assert saved["ablation"]["engagement_hits@10_relative_lift"] == pytest.approx(0.0, abs=1e-9)
+    assert saved["ablation"]["hashtag_macro_f1_delta"] == pytest.approx(0.0, abs=1e-9)
+    # floors beside every number
+    assert {"popularity", "tfidf", "random"} <= set(saved["floors"]["engagement"])
+    assert saved["floors"]["engagement"]["random"]["hits@10"] == pytest.approx(
+        10 / saved["info"]["engagement"]["mean_candidates"], rel=0.05
+    )
+    assert 0.0 < saved["floors"]["hashtag"]["tfidf"]["macro_f1"] <= 1.0
+    assert 0.3 < saved["floors"]["emotion"]["tfidf"]["macro_f1"] <= 1.0
+    # planted topic words: the hashtag floor is well above chance (4 classes)
+    assert saved["floors"]["hashtag"]["tfidf"]["macro_f1"] > 0.5
+    assert saved["info"]["engagement"]["users_without_embedding"] == 5
+    assert saved["info"]["hashtag"]["languages"] == 2
+    conf = json.loads((out / "confusion.json").read_text())
+    assert conf["categories"] == ["anger", "joy", "optimism", "sadness"]
+    assert sum(map(sum, conf["matrix"])) == 120
+    md = (out / "report.md").read_text()
+    assert "HITS@10" in md and "floor: popularity" in md and "![HITS@k curve](engagement_hits_at_k.png)" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 5
+    curves = json.loads((out / "curves.json").read_text())
+    assert len(curves["engagement"]["twhin_bert"]["hits_curve"]) == 100
+    assert len(curves["engagement"]["twhin_bert"]["train_curve"]) == 3
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="summing to 1"):
+        EvaluateConfig(engagement=EngagementConfig(split=(0.8, 0.1, 0.2)))
+    with pytest.raises(ValueError, match="finetune.enabled"):
+        EvaluateConfig(primary_mode="finetune", finetune=FinetuneConfig(enabled=False))
+    with pytest.raises(ValueError, match="Extra inputs"):
+        EvaluateConfig.model_validate({"nope": 1})
+
+
+def test_component_compiles_with_optional_baseline(tmp_path: Path) -> None:
+    import yaml
+    from kfp import compiler
+
+    from twhin_bert.evaluate.component import evaluate
+
+    path = tmp_path / "evaluate.yaml"
+    compiler.Compiler().compile(evaluate, str(path))
+    spec = yaml.safe_load(path.read_text())
+    inputs = spec["root"]["inputDefinitions"]
+    arts = inputs["artifacts"]
+    assert {"model", "ingested", "graph_embeddings", "baseline_model"} <= set(arts)
+    assert arts["baseline_model"].get("isOptional") is True
+    assert not arts["model"].get("isOptional", False)
+    outs = spec["root"]["outputDefinitions"]["artifacts"]
+    assert outs["classification"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+    assert outs["report"]["artifactType"]["schemaTitle"] == "system.HTML"
+    assert outs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"

@@ -1,0 +1,46 @@
+"""Hashtag set construction: exactly one frequent hashtag, removed from the text."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from twhin_bert.evaluate.config import HashtagConfig
+from twhin_bert.evaluate.hashtag import build_hashtag_sets, remove_hashtag
+
+
+def test_remove_hashtag_whole_tag_case_insensitive() -> None:
+    assert remove_hashtag("Great #Goal tonight #goal! #goals #other", "goal") == "Great tonight ! #goals #other"
+    assert remove_hashtag("#Fútbol hoy", "fútbol") == "hoy"
+    assert remove_hashtag("no tag here", "goal") == "no tag here"
+
+
+def test_build_sets_keeps_tweets_with_exactly_one_frequent_hashtag() -> None:
+    rows = []
+    for i in range(40):
+        rows.append((f"a text {i} #A", ["a"]))
+    for i in range(30):
+        rows.append((f"b text {i} #b", ["b"]))
+    for i in range(3):
+        rows.append((f"c text {i} #c", ["c"]))  # third most frequent: not in top 2
+    rows.append(("both #a #b", ["a", "b"]))  # two frequent hashtags: excluded
+    rows.append(("a with rare #a #c", ["a", "c"]))  # one frequent + one rare: kept as 'a'
+    rows.append(("#a", ["a"]))  # empty after removal: excluded
+    df = pd.DataFrame({"text": [r[0] for r in rows], "lang": "en", "hashtags": [r[1] for r in rows]})
+    # a tiny language: skipped and counted
+    df = pd.concat([df, pd.DataFrame({"text": ["x #a", "y #b"], "lang": "fr", "hashtags": [["a"], ["b"]]})])
+    cfg = HashtagConfig(top_n=2, min_examples=20, min_tweets_per_hashtag=2, split=(0.6, 0.2, 0.2))
+    sets, stats = build_hashtag_sets(df, cfg, seed=0)
+    assert set(sets) == {"en"}
+    assert "fr" in stats["skipped"]
+    s = sets["en"]
+    assert s.label_names == ["a", "b"]  # by frequency
+    texts = s.train_texts + s.val_texts + s.test_texts
+    labels = list(s.train_labels) + list(s.val_labels) + list(s.test_labels)
+    assert len(texts) == 40 + 30 + 1
+    assert s.counts() == {"train": 43, "val": 14, "test": 14}
+    assert "both" not in " ".join(texts)
+    assert not any("#a" in t.lower() or "#b" in t.lower() for t in texts)
+    assert "a with rare #c" in texts  # only the label hashtag is removed
+    assert labels.count(0) == 41 and labels.count(1) == 30
+    counts = stats["by_lang"]["en"]
+    assert counts["with_several"] == 1 and counts["empty_after_removal"] == 1

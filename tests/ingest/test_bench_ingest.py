@@ -1,0 +1,24 @@
+"""Smoke test of ``twhin-bert bench ingest --quick``: it runs and reports its figures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twhin_bert.bench.ingest import main
+
+
+def test_bench_ingest_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    summary = main(quick=True)
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert json.loads(last)["bench"] == "ingest"
+    assert summary["sizes"] == [5_000, 50_000]
+    assert 9.0 <= summary["input_growth"] <= 11.0
+    assert summary["rss_peak_mb_small"] > 50 and summary["rss_peak_mb_large"] > 50
+    assert summary["rss_growth"] == pytest.approx(
+        summary["rss_peak_mb_large"] / summary["rss_peak_mb_small"], rel=1e-3
+    )
+    assert summary["rows_per_cpu_s"] > 1000
+    assert isinstance(summary["met"], bool)
+    # Streaming: even at this small scale memory must not follow the input.
+    assert summary["rss_growth"] < 1.3

@@ -1,0 +1,36 @@
+"""mine_pairs on the demo chain (demo_data -> ingest -> build_graph -> embed_graph)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from twhin_bert.common.stage import read_metrics
+
+_UPSTREAM = (
+    "twhin_bert.ingest.ingest",
+    "twhin_bert.build_graph.graph",
+    "twhin_bert.embed_graph.embed",
+)
+pytestmark = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in _UPSTREAM),
+    reason="upstream stages of the demo chain are not there yet",
+)
+
+
+def test_demo_social_pairs_precision(pairs_dir: Path) -> None:
+    m = read_metrics(pairs_dir)
+    t = m["truth"]
+    assert m["pairs"]["social"] > 100
+    assert t["social_precision"] >= 0.9, t
+    assert t["social_precision"] >= 3 * t["random_precision"], t
+    assert m["social"]["recall_at_k"] >= 0.95
+    table = pq.read_table(pairs_dir / "pairs.parquet").to_pandas()
+    assert set(table.source) == {"social", "hashtag", "translation"}
+    social = table[table.source == "social"]
+    assert (social.tweet_a != social.tweet_b).all()
+    assert len({tuple(sorted(p)) for p in zip(social.tweet_a, social.tweet_b, strict=True)}) == len(
+        social
+    )
