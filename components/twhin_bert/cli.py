@@ -92,12 +92,18 @@ def friendly_errors(fn: F) -> F:
 
         from twhin_bert.common.config import ConfigError
         from twhin_bert.common.schemas import SchemaError
-
         from twhin_bert.register_model.registry import RegistryError
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, SchemaError, FileNotFoundError, ValidationError, ValueError, RegistryError) as e:
+        except (
+            ConfigError,
+            SchemaError,
+            FileNotFoundError,
+            ValidationError,
+            ValueError,
+            RegistryError,
+        ) as e:
             if os.environ.get("TWHIN_BERT_DEBUG") == "1":
                 raise
             console.print(f"[bold red]error:[/] {e}")
@@ -135,11 +141,23 @@ def demo_data(
     tweets: Annotated[int, typer.Option(help="Number of tweets.")] = 10000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 0,
     days: Annotated[int, typer.Option(help="Length of the time window in days.")] = 28,
+    engagements_per_tweet: Annotated[
+        float, typer.Option(help="Mean engagements per tweet.")
+    ] = 10.0,
+    parallel_pairs: Annotated[int, typer.Option(help="Translation pairs in parallel.jsonl.")] = 300,
 ) -> None:
     """Generate a deterministic demo TwHIN: tweets.jsonl, engagements.jsonl, parallel.jsonl, truth/."""
     from twhin_bert.demo_data.generate import generate_demo
 
-    counts = generate_demo(out, users=users, tweets=tweets, seed=seed, days=days)
+    counts = generate_demo(
+        out,
+        users=users,
+        tweets=tweets,
+        seed=seed,
+        days=days,
+        engagements_per_tweet=engagements_per_tweet,
+        parallel_pairs=parallel_pairs,
+    )
     print_metrics("demo data", counts, out)
 
 

@@ -9,10 +9,11 @@ The planted world, in the order it is drawn from one ``np.random.default_rng(see
 3. Tweets: an author drawn by authoring weight, a topic from the author's interests (or any),
    the author's language (mostly), a time in the window with a daily rhythm, a heavy-tailed
    popularity (author weight x log-normal) and a snowflake id that grows with time.
-4. Engagements: a user drawn by activity; with probability ``interest_follow`` a topic from the
+4. Engagements, one per (user, tweet): a user drawn by activity (capped so that nobody expects
+   more than a tenth of all tweets); for a share ``interest_follow`` of them a topic from the
    user's interests and a tweet of that topic (mostly in the user's language) by popularity,
-   otherwise any tweet by popularity (noise); a type (fave/retweet/reply/quote) at the
-   configured rates; a log-normal delay after the tweet. Duplicates and self-engagements go.
+   for the rest any tweet by popularity (noise); a type (fave/retweet/reply/quote) at the
+   configured rates; a log-normal delay after the tweet, inside the window. No self-engagement.
 5. Text: a sentence per tweet in its language, only weakly topical (generic sentences, phrases
    shared within a topic group or borrowed from a neighbour), hashtags correlated with the
    topic, @mentions, t.co URLs and emoji; translation pairs render one content in two languages.

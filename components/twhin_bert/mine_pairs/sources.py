@@ -126,7 +126,7 @@ class HashtagPairs:
 
 def _tag_pattern(tags: list[str]) -> re.Pattern[str]:
     alts = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
-    return re.compile(rf"#(?:{alts})(?!\w)", re.IGNORECASE)
+    return re.compile(rf"[#＃](?:{alts})(?!\w)", re.IGNORECASE)
 
 
 _SPACES = re.compile(r"\s{2,}")
@@ -249,10 +249,10 @@ def normalise_text(text: str) -> str:
 
 def _ingest_normaliser():  # type: ignore[no-untyped-def]
     try:
-        from twhin_bert.ingest.normalize import normalize_text  # type: ignore[attr-defined]
-    except ImportError:
+        from twhin_bert.ingest.normalise import normalise_text as ingest_normalise
+    except ImportError:  # an install without the ingest stage
         return _local_normalise
-    return normalize_text
+    return ingest_normalise
 
 
 @dataclass
