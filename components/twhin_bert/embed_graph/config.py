@@ -14,7 +14,7 @@ class EmbedGraphConfig(StrictModel):
 
     dimension: int = Field(32, ge=2, description="Embedding dimension (paper: 256).")
     num_epochs: int = Field(10, ge=1, description="Passes over the train edges (paper: 10).")
-    operator: Literal["translation", "none", "diagonal", "linear"] = Field(
+    operator: Literal["translation", "diagonal", "none"] = Field(
         "translation",
         description="PBG relation operator, applied on the user (PBG's rhs) side: "
         "translation gives f = (u + r)ᵀt as in SPEC 2.2.",

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import shutil
 import time
 import typing
@@ -116,10 +117,18 @@ def pbg_config_dict(
         "batch_size": cfg.batch_size,
         "num_batch_negs": cfg.num_batch_negs,
         "num_uniform_negs": cfg.num_uniform_negs,
-        "workers": cfg.workers or mp.cpu_count(),
+        "workers": cfg.workers or _cpu_count(),
         "eval_fraction": cfg.pbg_eval_fraction,
         "hogwild_delay": cfg.hogwild_delay,
     }
+
+
+def _cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _fingerprint(pbg: dict[str, Any], meta: dict[str, Any], seed: int) -> str:
@@ -198,6 +207,14 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
                 (stats.metrics["loss"], stats.count)
             )
             tracking.log_metrics({"pbg_bucket_loss": stats.metrics["loss"]}, step=index)
+            log.info(
+                "PBG iteration %d (bucket %d of %d): %d edges, loss %.4f",
+                (index - 1) // n_buckets + 1,
+                (index - 1) % n_buckets + 1,
+                n_buckets,
+                stats.count,
+                stats.metrics["loss"],
+            )
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
@@ -247,9 +264,6 @@ def _apply_operator(u: np.ndarray, r: np.ndarray, operator: str) -> np.ndarray:
         return u + r
     if operator == "diagonal":
         return u * r
-    if operator == "linear":
-        d = u.shape[-1]
-        return u @ r.reshape(d, d).T
     return u
 
 
