@@ -178,13 +178,14 @@ def ingest_cmd(
 ) -> None:
     """Validate, normalise and deduplicate tweets and engagements; quarantine bad rows."""
     from twhin_bert.ingest.config import IngestConfig
-    from twhin_bert.ingest.ingest import run_ingest
+    from twhin_bert.ingest.ingest import run_ingest, summarise
 
     cfg = _load(IngestConfig, config, "ingest")
     m = run_ingest(
         cfg, out, pipeline_run_id=pipeline_run_id, tweets=tweets, engagements=engagements or []
     )
     print_metrics("ingest", m, out)
+    out_console.print(summarise(m))
 
 
 @app.command("build_graph")

@@ -88,6 +88,12 @@ def read_edges(
                 f"{batch.column('engagement_type')[bad].as_py()!r} is not one of "
                 f"{list(ENGAGEMENT_TYPES)}"
             )
+        for col in ("user_id", "tweet_id"):
+            if batch.column(col).null_count:
+                bad = int(pc.index(pc.is_null(batch.column(col)), True).as_py())
+                raise GraphInputError(
+                    f"{path}: row {row0 + bad + 1}: {col} is null (expected an id)"
+                )
         rel = rel_lookup[type_idx.to_numpy(zero_copy_only=False)]
         keep = rel >= 0
         dropped["relation_not_configured"] += int((~keep).sum())
