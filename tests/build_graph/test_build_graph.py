@@ -141,6 +141,27 @@ def test_unknown_engagement_type_names_file_and_row(tmp_path: Path) -> None:
         run_build_graph(BuildGraphConfig(), tmp_path / "g", ingested=tmp_path / "in")
 
 
+def test_null_user_id_names_file_and_row(tmp_path: Path) -> None:
+    from twhin_bert.common.schemas import schema
+
+    strict = schema("engagements")
+    loose = pa.schema([f.with_nullable(True) for f in strict]).with_metadata(strict.metadata)
+    ts = pa.array([0, 0], pa.timestamp("ms", tz="UTC"))
+    table = pa.table(
+        {
+            "user_id": ["u1", None],
+            "tweet_id": ["t1", "t2"],
+            "engagement_type": ["fave"] * 2,
+            "engaged_at": ts,
+        },
+        schema=loose,
+    )
+    (tmp_path / "in").mkdir()
+    pq.write_table(table, tmp_path / "in" / "engagements.parquet")
+    with pytest.raises(GraphInputError, match=r"row 2: user_id is null"):
+        run_build_graph(BuildGraphConfig(), tmp_path / "g", ingested=tmp_path / "in")
+
+
 def test_empty_graph_after_filters_is_an_error(ingest_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(GraphInputError, match="no edge left after filtering"):
         run_build_graph(

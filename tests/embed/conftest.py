@@ -3,6 +3,7 @@ XLM-R- and BERT-style encoders saved with it (the pretrain stage's output format
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,14 @@ def model_dir(
 def xlmr_dir(embed_tokenizer: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The XLM-R-style tiny encoder only."""
     return _save_model("xlmr", embed_tokenizer, tmp_path_factory.mktemp("xlmr-only"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """One torch thread in these tests: on a busy 2-core machine, more only adds OpenMP waits."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

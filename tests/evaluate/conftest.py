@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from twhin_bert.common.schemas import write_table
 
 TOPICS = {
@@ -44,9 +43,18 @@ def synthetic_tweets(n: int, seed: int) -> list[dict]:
             tags.append(TAGS[(topic + 1) % 4])  # some tweets carry two frequent tags
         if rng.random() < 0.2:
             tags.append(f"rare{i}")
-        text = " ".join(words) + "".join(f" #{t.upper() if j == 0 else t}" for j, t in enumerate(tags))
-        rows.append({"tweet_id": f"t{i}", "text": text, "lang": lang, "hashtags": [t.lower() for t in tags],
-                     "topic": topic})  # fmt: skip
+        text = " ".join(words) + "".join(
+            f" #{t.upper() if j == 0 else t}" for j, t in enumerate(tags)
+        )
+        rows.append(
+            {
+                "tweet_id": f"t{i}",
+                "text": text,
+                "lang": lang,
+                "hashtags": [t.lower() for t in tags],
+                "topic": topic,
+            }
+        )
     return rows
 
 
@@ -58,26 +66,55 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_model")
     corpus = [r["text"] for r in synthetic_tweets(400, 1)]
-    corpus += (Path(__file__).resolve().parents[2].parent / "shared/data/tweeteval/emotion/train_text.txt").read_text().splitlines()[:500]
+    corpus += (
+        (
+            Path(__file__).resolve().parents[2].parent
+            / "shared/data/tweeteval/emotion/train_text.txt"
+        )
+        .read_text()
+        .splitlines()[:500]
+    )
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))  # fmt: skip
+    tok.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")  # fmt: skip
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        cls_token="<s>",
+        sep_token="</s>",
+    )
     fast.save_pretrained(str(out))
-    cfg = XLMRobertaConfig(vocab_size=len(fast), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           intermediate_size=128, max_position_embeddings=80, pad_token_id=1)  # fmt: skip
+    cfg = XLMRobertaConfig(
+        vocab_size=len(fast),
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=80,
+        pad_token_id=1,
+    )
     import torch
 
     torch.manual_seed(0)
     XLMRobertaModel(cfg).save_pretrained(str(out))
-    (out / "training_log.json").write_text(json.dumps([{"step": s, "loss": 5.0 / s, "mlm_loss": 4.0 / s}
-                                                       for s in range(1, 6)]))  # fmt: skip
+    (out / "training_log.json").write_text(
+        json.dumps([{"step": s, "loss": 5.0 / s, "mlm_loss": 4.0 / s} for s in range(1, 6)])
+    )
     return out
 
 
@@ -90,17 +127,19 @@ def eval_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     ingested, graph = root / "ingested", root / "graph"
     rows = synthetic_tweets(600, 2)
     write_table(
-        pa.table({
-            "tweet_id": [r["tweet_id"] for r in rows],
-            "author_id": [None] * len(rows),
-            "text": [r["text"] for r in rows],
-            "lang": [r["lang"] for r in rows],
-            "hashtags": [r["hashtags"] for r in rows],
-            "created_at": pa.array([None] * len(rows), pa.timestamp("ms", tz="UTC")),
-        }),
+        pa.table(
+            {
+                "tweet_id": [r["tweet_id"] for r in rows],
+                "author_id": [None] * len(rows),
+                "text": [r["text"] for r in rows],
+                "lang": [r["lang"] for r in rows],
+                "hashtags": [r["hashtags"] for r in rows],
+                "created_at": pa.array([None] * len(rows), pa.timestamp("ms", tz="UTC")),
+            }
+        ),
         ingested / "tweets.parquet",
         "tweets",
-    )  # fmt: skip
+    )
     rng = np.random.default_rng(3)
     by_topic = {t: [r["tweet_id"] for r in rows if r["topic"] == t] for t in range(4)}
     users, emb, eng = [], [], []
@@ -115,15 +154,17 @@ def eval_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for u in range(5):  # users without a graph embedding
         eng.append((f"ghost{u}", "t1", "retweet"))
     write_table(
-        pa.table({
-            "user_id": [e[0] for e in eng],
-            "tweet_id": [e[1] for e in eng],
-            "engagement_type": [e[2] for e in eng],
-            "engaged_at": pa.array([None] * len(eng), pa.timestamp("ms", tz="UTC")),
-        }),
+        pa.table(
+            {
+                "user_id": [e[0] for e in eng],
+                "tweet_id": [e[1] for e in eng],
+                "engagement_type": [e[2] for e in eng],
+                "engaged_at": pa.array([None] * len(eng), pa.timestamp("ms", tz="UTC")),
+            }
+        ),
         ingested / "engagements.parquet",
         "engagements",
-    )  # fmt: skip
+    )
     graph.mkdir(parents=True)
     np.save(graph / "users.npy", np.asarray(emb, dtype=np.float32))
     write_table(pa.table({"id": users}), graph / "users.ids.parquet", "ids")

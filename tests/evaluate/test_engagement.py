@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.engagement import (
     TEST,
@@ -79,8 +79,12 @@ def _planted(n_users: int = 160, n_tweets: int = 1200, topics: int = 16, seed: i
     remap[used] = np.arange(used.size)
     pairs[:, 1] = remap[pairs[:, 1]]
     t_topic = t_topic[used]
-    user_emb = np.eye(topics, dtype=np.float32)[u_topic] * 2 + rng.normal(0, 0.3, (n_users, topics)).astype(np.float32)
-    tweet_feat = np.eye(topics, dtype=np.float32)[t_topic] * 2 + rng.normal(0, 0.3, (used.size, topics)).astype(np.float32)
+    user_emb = np.eye(topics, dtype=np.float32)[u_topic] * 2 + rng.normal(
+        0, 0.3, (n_users, topics)
+    ).astype(np.float32)
+    tweet_feat = np.eye(topics, dtype=np.float32)[t_topic] * 2 + rng.normal(
+        0, 0.3, (used.size, topics)
+    ).astype(np.float32)
     data = EngagementData(
         tweet_ids=np.array([f"t{i}" for i in used]),
         texts=[f"tweet words w{i % 97} w{i % 13}" for i in used],  # topic-free text
@@ -114,6 +118,6 @@ def test_projection_model_learns_planted_structure() -> None:
     assert all(1 <= e <= 10 for e in res["best_epochs"])
     # the curve is monotone and reaches 1 at k = #candidates or before 100
     curve = list(res["hits_curve"].values())
-    assert all(a <= b + 1e-12 for a, b in zip(curve, curve[1:], strict=False))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(curve))
     # text carries no topic here, so the TF-IDF floor stays near random
     assert info["floors"]["tfidf"]["hits@10"] < res["hits@10"] - 0.3

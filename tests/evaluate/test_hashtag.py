@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import pandas as pd
-
 from twhin_bert.evaluate.config import HashtagConfig
 from twhin_bert.evaluate.hashtag import build_hashtag_sets, remove_hashtag
 
 
 def test_remove_hashtag_whole_tag_case_insensitive() -> None:
-    assert remove_hashtag("Great #Goal tonight #goal! #goals #other", "goal") == "Great tonight ! #goals #other"
+    assert (
+        remove_hashtag("Great #Goal tonight #goal! #goals #other", "goal")
+        == "Great tonight ! #goals #other"
+    )
     assert remove_hashtag("#Fútbol hoy", "fútbol") == "hoy"
     assert remove_hashtag("no tag here", "goal") == "no tag here"
 
@@ -25,9 +27,13 @@ def test_build_sets_keeps_tweets_with_exactly_one_frequent_hashtag() -> None:
     rows.append(("both #a #b", ["a", "b"]))  # two frequent hashtags: excluded
     rows.append(("a with rare #a #c", ["a", "c"]))  # one frequent + one rare: kept as 'a'
     rows.append(("#a", ["a"]))  # empty after removal: excluded
-    df = pd.DataFrame({"text": [r[0] for r in rows], "lang": "en", "hashtags": [r[1] for r in rows]})
+    df = pd.DataFrame(
+        {"text": [r[0] for r in rows], "lang": "en", "hashtags": [r[1] for r in rows]}
+    )
     # a tiny language: skipped and counted
-    df = pd.concat([df, pd.DataFrame({"text": ["x #a", "y #b"], "lang": "fr", "hashtags": [["a"], ["b"]]})])
+    df = pd.concat(
+        [df, pd.DataFrame({"text": ["x #a", "y #b"], "lang": "fr", "hashtags": [["a"], ["b"]]})]
+    )
     cfg = HashtagConfig(top_n=2, min_examples=20, min_tweets_per_hashtag=2, split=(0.6, 0.2, 0.2))
     sets, stats = build_hashtag_sets(df, cfg, seed=0)
     assert set(sets) == {"en"}

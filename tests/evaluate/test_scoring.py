@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from twhin_bert.evaluate.scoring import classification_score, hits_at_k, hits_curve, positive_ranks
 
 

@@ -34,7 +34,7 @@ class Synth:
 def make_synth(root: Path, seed: int = 0) -> Synth:
     """Writes ingested tweets, tweet embeddings (topic centre + noise), truth and parallel files.
 
-    Within a topic cosine similarity is ~0.75, across topics ~0 (<= ~0.45): the social source
+    Within a topic cosine similarity is ~0.83, across topics ~0 (<= ~0.45): the social source
     must pair tweets of the same topic.
     """
     rng = np.random.default_rng(seed)
@@ -42,7 +42,7 @@ def make_synth(root: Path, seed: int = 0) -> Synth:
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     n = TOPICS * PER_TOPIC
     topic = np.repeat(np.arange(TOPICS), PER_TOPIC)
-    vecs = centres[topic] + 0.1 * rng.standard_normal((n, DIM)).astype(np.float32)
+    vecs = centres[topic] + 0.08 * rng.standard_normal((n, DIM)).astype(np.float32)
     vecs *= rng.uniform(0.5, 3.0, (n, 1)).astype(np.float32)  # norms must not matter (cosine)
     ids = [f"t{i}" for i in range(n)]
 
@@ -79,6 +79,21 @@ def make_synth(root: Path, seed: int = 0) -> Synth:
         ),
         ingested / "tweets.parquet",
         "tweets",
+    )
+    # 3 engagements per tweet, 1 for every 50th (below min_engagements: not indexed).
+    eng_ids = [t for i, t in enumerate(ids) for _ in range(1 if i % 50 == 0 else 3)]
+    eng_ids += ["ghost0"] * 3
+    write_table(
+        pa.table(
+            {
+                "user_id": [f"u{j % 11}" for j in range(len(eng_ids))],
+                "tweet_id": eng_ids,
+                "engagement_type": ["fave"] * len(eng_ids),
+                "engaged_at": pa.array([None] * len(eng_ids), pa.timestamp("ms", tz="UTC")),
+            }
+        ),
+        ingested / "engagements.parquet",
+        "engagements",
     )
     emb = root / "graph_embeddings"
     emb.mkdir(parents=True)

@@ -113,8 +113,8 @@ def test_pair_accumulator_threshold_self_dedupe_cap() -> None:
     assert pairs == pytest.approx({(0, 1): 0.95, (1, 2): 0.8, (2, 3): 0.7, (2, 4): 0.6})
     assert list(s) == sorted(s, reverse=True)
     assert acc.self_pairs == 4 and acc.below_threshold == 1 and acc.missing == 1
-    assert acc.duplicates == 1
-    # cap 1: (0,1) best for 0 and 1; (1,2) second for 1 -> out; (2,3) best for 2 and 3; (2,4) out.
+    assert acc.duplicates == 2  # (1,0) and (3,2)
+    # cap 1, best first: (0,1) taken; (1,2) out (1 is full); (2,3) taken; (2,4) out (2 is full).
     acc.finish(max_pairs_per_tweet=1)
     a, b, _ = acc.finish(max_pairs_per_tweet=1)
     assert {(int(x), int(y)) for x, y in zip(a, b, strict=True)} == {(0, 1), (2, 3)}

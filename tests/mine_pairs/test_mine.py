@@ -76,6 +76,10 @@ def test_social_pairs_invariants(mined, synth) -> None:
     assert row.text_a == synth.text_of[row.tweet_a]
     s = m["social"]
     assert s["embeddings_without_text"] == 5
+    assert s["below_min_engagements"] == 32  # every 50th of 1,600 tweets
+    assert s["vectors"] == 1600 - 32
+    low = {f"t{i}" for i in range(0, 1600, 50)}
+    assert not (set(social.tweet_a) | set(social.tweet_b)) & low
     assert s["index"] == "Flat"  # 1,600 vectors: exact
     assert s["recall_at_k"] == pytest.approx(1.0)
     assert s["self_pairs_dropped"] > 0 and s["duplicates_dropped"] > 0

@@ -115,7 +115,7 @@ def main(
     hidden: int = 256,
     vocab: int = 8000,
     batch_size: int = 64,
-    threads: int = 2,
+    threads: int = 1,
     default_n: int | None = None,
     rounds: int = 3,
     data: str | None = None,
@@ -130,7 +130,8 @@ def main(
         hidden: Hidden size (heads = hidden / 64, FFN = 4 x hidden).
         vocab: Tokenizer vocabulary trained on the tweets.
         batch_size: Batch size of ``embed_texts`` and of the batched pipeline run.
-        threads: torch CPU threads for every side.
+        threads: torch CPU threads for every side (1 by default: on a shared few-core
+            machine more threads mostly measure OpenMP waiting on busy cores).
         default_n: Tweets for the slow one-at-a-time pipeline run (the first ``default_n``;
             default 500); its tweets/s is compared as a rate.
         rounds: The sides take turns over this many disjoint slices of the tweets.
@@ -143,17 +144,50 @@ def main(
         reported beside it (``speedup_vs_pipeline_batched``).
     """
     import torch
-    from transformers import AutoModel, AutoTokenizer, pipeline
-
-    from twhin_bert.common.bench import report
-    from twhin_bert.embed.embed import KINDS, embed_texts, load_encoder
 
     if quick:
         n, layers, hidden, vocab = min(n, 200), 2, 128, 1000
         default_n = min(default_n or 40, n)
         rounds = min(rounds, 2)
     default_n = min(default_n or 500, n)
+    old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _run(
+            n=n,
+            layers=layers,
+            hidden=hidden,
+            vocab=vocab,
+            batch_size=batch_size,
+            threads=threads,
+            default_n=default_n,
+            rounds=rounds,
+            data=data,
+            seed=seed,
+        )
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(
+    *,
+    n: int,
+    layers: int,
+    hidden: int,
+    vocab: int,
+    batch_size: int,
+    threads: int,
+    default_n: int,
+    rounds: int,
+    data: str | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The measurement itself (``main`` resolves sizes and restores torch's thread count)."""
+    from transformers import AutoModel, AutoTokenizer, pipeline
+
+    from twhin_bert.common.bench import report
+    from twhin_bert.embed.embed import KINDS, embed_texts, load_encoder
+
     texts, source = load_tweets(n, Path(data) if data else find_shared_data(), seed)
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         folder = Path(tmp)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,9 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
     Raises:
         GraphInputError: Unknown engagement types, or no edge left after filtering.
     """
-    from torchbiggraph.graph_storages import ENTITY_STORAGES
+    with warnings.catch_warnings():  # torchbiggraph imports the deprecated pkg_resources
+        warnings.simplefilter("ignore", UserWarning)
+        from torchbiggraph.graph_storages import ENTITY_STORAGES
 
     src = Path(ingested) / "engagements.parquet"
     out = Path(out_dir)

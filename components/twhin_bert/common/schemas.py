@@ -94,7 +94,7 @@ ENGAGEMENT_TYPES = ("fave", "retweet", "reply", "quote")
 
 # Folder layouts (documented, not Parquet):
 # embed_graph/  users.npy + users.ids.parquet, tweets.npy + tweets.ids.parquet (float32 [N, d]),
-#               relations.json ({type: vector}), pbg/ (PBG checkpoint + config), metrics.json
+#               relations.json ({type: vector}), model.json, checkpoint/ (PBG), metrics.json
 # train_tokenizer/ a Hugging Face fast-tokenizer folder (AutoTokenizer.from_pretrained)
 # pretrain/     a Hugging Face model folder (AutoModel.from_pretrained) + tokenizer + README.md
 # embed/        cls.npy, mean.npy, combined.npy + ids.parquet (tweet ids), metrics.json

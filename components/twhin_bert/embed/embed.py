@@ -69,7 +69,8 @@ def resolve_device(device: str | None) -> Any:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(model_dir: str, device: str) -> tuple[Any, Any]:
+def _load_cached(model_dir: str, device: str, stamp: tuple) -> tuple[Any, Any]:
+    del stamp  # part of the cache key only: a rewritten folder is loaded again
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -79,7 +80,10 @@ def _load_cached(model_dir: str, device: str) -> tuple[Any, Any]:
 
 
 def load_encoder(model_dir: str | Path, device: str | None = None) -> tuple[Any, Any]:
-    """Loads (and caches) a Hugging Face encoder folder's model and tokenizer, offline.
+    """Loads a Hugging Face encoder folder's model and tokenizer, offline.
+
+    The last two loads are cached (keyed by folder, device and the files' mtimes and sizes),
+    so repeated ``embed_texts(model_dir, ...)`` calls do not reload the weights.
 
     Args:
         model_dir: A folder ``AutoModel`` and ``AutoTokenizer`` load (BERT/XLM-R style).
@@ -91,11 +95,16 @@ def load_encoder(model_dir: str | Path, device: str | None = None) -> tuple[Any,
     p = Path(model_dir)
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p}: not a Hugging Face model folder (no config.json)")
-    return _load_cached(str(p.resolve()), str(resolve_device(device)))
+    stamp = tuple(
+        sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in p.iterdir() if f.is_file())
+    )
+    return _load_cached(str(p.resolve()), str(resolve_device(device)), stamp)
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text, wrapped in the tokenizer's special tokens, cut at ``max_length``."""
+    if not texts:
+        return []
     return tokenizer(
         list(texts),
         add_special_tokens=True,

@@ -153,7 +153,7 @@ def _carve(
     texts: list[str], labels: np.ndarray, fraction: float, rng: np.random.Generator
 ) -> tuple[tuple[list[str], np.ndarray], tuple[list[str], np.ndarray]]:
     perm = rng.permutation(len(texts))
-    n_out = max(1, int(round(fraction * len(texts))))
+    n_out = max(1, round(fraction * len(texts)))
     keep, out = np.sort(perm[n_out:]), np.sort(perm[:n_out])
     return ([texts[i] for i in keep], labels[keep]), ([texts[i] for i in out], labels[out])
 
@@ -213,8 +213,12 @@ def score_splits(
         ``tfidf_<metric>``, ``<metric>`` and ``few_shot``; each model's primary-mode test
         predictions (for confusion matrices).
     """
-    lr_kw = {"c_grid": cfg.lr_c_grid, "max_iter": cfg.lr_max_iter, "seed": cfg.seed,
-             "threads": cfg.sklearn_threads}  # fmt: skip
+    lr_kw = {
+        "c_grid": cfg.lr_c_grid,
+        "max_iter": cfg.lr_max_iter,
+        "seed": cfg.seed,
+        "threads": cfg.sklearn_threads,
+    }
     per_model: dict[str, dict[str, Any]] = {}
     preds: dict[str, np.ndarray] = {}
     ytr, yva, yte = splits.train_labels, splits.val_labels, splits.test_labels
@@ -227,9 +231,14 @@ def score_splits(
         chosen = feat
         if cfg.finetune.enabled:
             ft = finetune_classifier(
-                model_dirs[name], splits, cfg=cfg.finetune, metric=metric,
-                max_length=cfg.max_length, device=cfg.device, seed=cfg.seed,
-            )  # fmt: skip
+                model_dirs[name],
+                splits,
+                cfg=cfg.finetune,
+                metric=metric,
+                max_length=cfg.max_length,
+                device=cfg.device,
+                seed=cfg.seed,
+            )
             res[f"finetune_{metric}"] = ft.test
             res[f"finetune_val_{metric}"] = ft.val
             res["finetune_curve"] = ft.curve
@@ -249,9 +258,12 @@ def score_splits(
                 return classification_score(yte, clf.predict(zte), metric)
 
             res["few_shot"] = few_shot_curve(
-                ytr, fs, shots=cfg.benchmarks.few_shot, seeds=cfg.benchmarks.few_shot_seeds,
+                ytr,
+                fs,
+                shots=cfg.benchmarks.few_shot,
+                seeds=cfg.benchmarks.few_shot_seeds,
                 base_seed=cfg.seed,
-            )  # fmt: skip
+            )
         per_model[name] = res
 
     tf = tfidf_classifier(splits, metric=metric, **(lr_kw | {"c_grid": cfg.tfidf_c_grid}))
@@ -263,15 +275,20 @@ def score_splits(
 
             texts = [splits.train_texts[i] for i in idx]
             vec = tfidf_vectorizer().fit(texts)
-            clf = LogisticRegression(C=cfg.tfidf_c_grid[0], max_iter=cfg.lr_max_iter, random_state=s)
+            clf = LogisticRegression(
+                C=cfg.tfidf_c_grid[0], max_iter=cfg.lr_max_iter, random_state=s
+            )
             with limit_threads(cfg.sklearn_threads):
                 clf.fit(vec.transform(texts), ytr[idx])
             return classification_score(yte, clf.predict(vec.transform(splits.test_texts)), metric)
 
         floor["few_shot"] = few_shot_curve(
-            ytr, fs_tfidf, shots=cfg.benchmarks.few_shot, seeds=cfg.benchmarks.few_shot_seeds,
+            ytr,
+            fs_tfidf,
+            shots=cfg.benchmarks.few_shot,
+            seeds=cfg.benchmarks.few_shot_seeds,
             base_seed=cfg.seed,
-        )  # fmt: skip
+        )
     return per_model, floor, preds
 
 

@@ -69,9 +69,19 @@ def limit_threads(n: int) -> Any:
 
 
 def _fit_best_c(
-    xtr: Any, ytr: np.ndarray, xva: Any, yva: np.ndarray, xte: Any, yte: np.ndarray,
-    *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int, threads: int = 1,
-) -> Scored:  # fmt: skip
+    xtr: Any,
+    ytr: np.ndarray,
+    xva: Any,
+    yva: np.ndarray,
+    xte: Any,
+    yte: np.ndarray,
+    *,
+    metric: str,
+    c_grid: Sequence[float],
+    max_iter: int,
+    seed: int,
+    threads: int = 1,
+) -> Scored:
     best: Scored | None = None
     for c in c_grid:
         with limit_threads(threads):
@@ -85,16 +95,34 @@ def _fit_best_c(
 
 
 def feature_classifier(
-    xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndarray, xte: np.ndarray,
-    yte: np.ndarray, *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int,
+    xtr: np.ndarray,
+    ytr: np.ndarray,
+    xva: np.ndarray,
+    yva: np.ndarray,
+    xte: np.ndarray,
+    yte: np.ndarray,
+    *,
+    metric: str,
+    c_grid: Sequence[float],
+    max_iter: int,
+    seed: int,
     threads: int = 1,
-) -> Scored:  # fmt: skip
+) -> Scored:
     """Logistic regression on frozen features (z-scored on train), C picked on validation."""
     xtr, xva, xte = zscore(xtr, xva, xte)
     return _fit_best_c(
-        xtr, ytr, xva, yva, xte, yte, metric=metric, c_grid=c_grid, max_iter=max_iter, seed=seed,
+        xtr,
+        ytr,
+        xva,
+        yva,
+        xte,
+        yte,
+        metric=metric,
+        c_grid=c_grid,
+        max_iter=max_iter,
+        seed=seed,
         threads=threads,
-    )  # fmt: skip
+    )
 
 
 def tfidf_vectorizer() -> Any:
@@ -107,18 +135,32 @@ def tfidf_vectorizer() -> Any:
 
 
 def tfidf_classifier(
-    splits: Splits, *, metric: str, c_grid: Sequence[float], max_iter: int, seed: int,
+    splits: Splits,
+    *,
+    metric: str,
+    c_grid: Sequence[float],
+    max_iter: int,
+    seed: int,
     threads: int = 1,
-) -> Scored:  # fmt: skip
+) -> Scored:
     """The floor: TF-IDF + logistic regression on exactly the same split."""
     vec = tfidf_vectorizer().fit(splits.train_texts)
     xtr = vec.transform(splits.train_texts)
     xva = vec.transform(splits.val_texts)
     xte = vec.transform(splits.test_texts)
     return _fit_best_c(
-        xtr, splits.train_labels, xva, splits.val_labels, xte, splits.test_labels,
-        metric=metric, c_grid=c_grid, max_iter=max_iter, seed=seed, threads=threads,
-    )  # fmt: skip
+        xtr,
+        splits.train_labels,
+        xva,
+        splits.val_labels,
+        xte,
+        splits.test_labels,
+        metric=metric,
+        c_grid=c_grid,
+        max_iter=max_iter,
+        seed=seed,
+        threads=threads,
+    )
 
 
 def sample_per_class(labels: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
@@ -181,7 +223,7 @@ def finetune_classifier(
             max_length=max_length,
             device=device,
             seed=seed + 1000 * s,
-        )  # fmt: skip
+        )
         for s in range(cfg.seeds)
     ]
     runs.sort(key=lambda r: r.test)
@@ -206,8 +248,16 @@ def _finetune_once(
     rng = np.random.default_rng(seed)
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     encoder = AutoModel.from_pretrained(str(model_dir)).to(dev)
-    n_classes = int(max(splits.train_labels.max(), splits.val_labels.max(initial=0),
-                        splits.test_labels.max(initial=0))) + 1  # fmt: skip
+    n_classes = (
+        int(
+            max(
+                splits.train_labels.max(),
+                splits.val_labels.max(initial=0),
+                splits.test_labels.max(initial=0),
+            )
+        )
+        + 1
+    )
     head = torch.nn.Linear(encoder.config.hidden_size, n_classes).to(dev)
     dropout = torch.nn.Dropout(0.1)
     opt = torch.optim.AdamW(
@@ -262,12 +312,19 @@ def _finetune_once(
             n += len(sel)
         val = classification_score(splits.val_labels, predict(splits.val_texts), metric)
         curve.append({"epoch": epoch, "loss": total / max(n, 1), "val": val})
-        log.info("fine-tune %s epoch %d: loss %.4f val %s %.4f", model_dir.name, epoch,
-                 total / max(n, 1), metric, val)  # fmt: skip
+        log.info(
+            "fine-tune %s epoch %d: loss %.4f val %s %.4f",
+            model_dir.name,
+            epoch,
+            total / max(n, 1),
+            metric,
+            val,
+        )
         if best is None or val > best.val:
             pred = predict(splits.test_texts)
-            best = Scored(test=classification_score(splits.test_labels, pred, metric), val=val,
-                          y_pred=pred)  # fmt: skip
+            best = Scored(
+                test=classification_score(splits.test_labels, pred, metric), val=val, y_pred=pred
+            )
     assert best is not None
     best.curve = curve
     return best

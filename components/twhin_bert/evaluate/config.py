@@ -150,10 +150,14 @@ class EvaluateConfig(StrictModel):
         description="LogisticRegression C values; the best on validation is kept.",
     )
     tfidf_c_grid: list[float] = Field(
-        [10.0], min_length=1, description="C values of the TF-IDF floor's LogisticRegression (best on val)."
+        [10.0],
+        min_length=1,
+        description="C values of the TF-IDF floor's LogisticRegression (best on val).",
     )
     sklearn_threads: int = Field(
-        1, ge=1, description="BLAS/OpenMP threads of the scikit-learn fits (more oversubscribe a shared CPU)."
+        1,
+        ge=1,
+        description="BLAS/OpenMP threads of the scikit-learn fits (more oversubscribe a shared CPU).",
     )
     lr_max_iter: int = Field(500, ge=10, description="LogisticRegression max_iter.")
     primary_mode: Literal["feature", "finetune"] = Field(

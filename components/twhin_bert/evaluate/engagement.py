@@ -73,8 +73,8 @@ def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: i
     """
     rng = np.random.default_rng([seed, 11])
     perm = rng.permutation(n_tweets)
-    n_tr = int(round(fractions[0] * n_tweets))
-    n_va = int(round(fractions[1] * n_tweets))
+    n_tr = round(fractions[0] * n_tweets)
+    n_va = round(fractions[1] * n_tweets)
     out = np.full(n_tweets, TEST, dtype=np.int8)
     out[perm[:n_tr]] = TRAIN
     out[perm[n_tr : n_tr + n_va]] = VAL
@@ -405,8 +405,8 @@ def run_engagement(
             import torch
 
             train_tweets = np.flatnonzero(data.split == TRAIN)
-            (xt_tr, xt) = zscore(xt_raw[train_tweets], xt_raw)
-            (xu_tr, xu) = zscore(data.user_emb[train_users], data.user_emb)
+            (_, xt) = zscore(xt_raw[train_tweets], xt_raw)
+            (_, xu) = zscore(data.user_emb[train_users], data.user_emb)
             model, curve = _train_projection(xu, xt, data, val, cfg, seed + s)
             curve_vals, (g, t) = _evaluate(
                 model, torch.from_numpy(xu), torch.from_numpy(xt), test, ks

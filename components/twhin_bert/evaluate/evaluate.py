@@ -96,15 +96,15 @@ def _evaluate(
     benchmarks: list[str],
 ) -> dict[str, Any]:
     model_dirs = _check_models(models, cfg)
-    encoders = {
-        n: FrozenEncoder(
-            p, batch_size=cfg.embed_batch_size, max_length=cfg.max_length, device=cfg.device
-        )
-        for n, p in model_dirs.items()
-    }
+    by_path: dict[Path, FrozenEncoder] = {}  # one cache per folder, even under two names
+    for p in model_dirs.values():
+        if p.resolve() not in by_path:
+            by_path[p.resolve()] = FrozenEncoder(
+                p, batch_size=cfg.embed_batch_size, max_length=cfg.max_length, device=cfg.device
+            )
+    encoders = {n: by_path[p.resolve()] for n, p in model_dirs.items()}
     result: dict[str, Any] = {"models": {n: {} for n in model_dirs}, "floors": {}, "info": {}}
     curves: dict[str, Any] = {}
-    k = cfg.engagement.k
 
     # 1. Social engagement prediction.
     if cfg.engagement.enabled:
@@ -124,8 +124,13 @@ def _evaluate(
         for n, r in per.items():
             result["models"][n]["engagement"] = r
             for row in curves["engagement"][n]["train_curve"]:
-                tracking.log_metrics({f"engagement.{n}.train_loss": row["loss"],
-                                      f"engagement.{n}.val_hits": row["val_hits"]}, step=row["epoch"])  # fmt: skip
+                tracking.log_metrics(
+                    {
+                        f"engagement.{n}.train_loss": row["loss"],
+                        f"engagement.{n}.val_hits": row["val_hits"],
+                    },
+                    step=row["epoch"],
+                )
         result["floors"]["engagement"] = info["floors"]
         result["info"]["engagement"] = info["counts"]
 
@@ -227,7 +232,7 @@ def _report_blocks(
             f"Models: {', '.join(f'{n} ({p})' for n, p in model_dirs.items())}. "
             f"Candidate: {cfg.candidate}. Every score sits beside a floor computed on the same split; "
             f"classification headline mode: {cfg.primary_mode}.",
-        ),  # fmt: skip
+        ),
         Block("h2", "Headline"),
         Block(
             "table",
@@ -236,7 +241,7 @@ def _report_blocks(
                 [key, *[_flat_key_metrics(result, n, cfg).get(key) for n in names]]
                 for key in result["primary"]
             ],
-        ),  # fmt: skip
+        ),
     ]
     if "ablation" in result:
         blocks.append(
@@ -255,7 +260,7 @@ def _report_blocks(
                 f"{cnt['mean_candidates']:.0f} candidates each on average; median of "
                 f"{cfg.engagement.seeds} seeds. {cnt['users_without_embedding']} users without a "
                 f"graph embedding skipped ({cnt['pairs_user_without_embedding']} pairs).",
-            ),  # fmt: skip
+            ),
             Block(
                 "table",
                 header=["model / floor", f"HITS@{k}", "seeds"],
@@ -277,7 +282,7 @@ def _report_blocks(
                     ]
                     for f, v in fl.items()
                 ],
-            ),  # fmt: skip
+            ),
         ]
         hc = {n: c["hits_curve"] for n, c in curves["engagement"].items()}
         blocks.append(
@@ -291,11 +296,26 @@ def _report_blocks(
         by_lang["floor:popularity"] = fl["popularity"][f"hits@{k}_by_lang"]
         by_lang["floor:tfidf"] = fl["tfidf"][f"hits@{k}_by_lang"]
         if any(by_lang.values()):
-            blocks.append(Block("img", f"HITS@{k} per language", path=plot_grouped_bars(
-                by_lang, out_dir / "engagement_by_lang.png", f"Engagement HITS@{k} per language", f"HITS@{k}")))  # fmt: skip
+            blocks.append(
+                Block(
+                    "img",
+                    f"HITS@{k} per language",
+                    path=plot_grouped_bars(
+                        by_lang,
+                        out_dir / "engagement_by_lang.png",
+                        f"Engagement HITS@{k} per language",
+                        f"HITS@{k}",
+                    ),
+                )
+            )
         tc = {n: c["train_curve"] for n, c in curves["engagement"].items() if c.get("train_curve")}
-        blocks.append(Block("img", "Projection model training", path=plot_projection_training(
-            tc, out_dir / "engagement_training.png", k)))  # fmt: skip
+        blocks.append(
+            Block(
+                "img",
+                "Projection model training",
+                path=plot_projection_training(tc, out_dir / "engagement_training.png", k),
+            )
+        )
 
     if "hashtag" in result["models"][cfg.candidate]:
         info = result["info"]["hashtag"]
@@ -307,7 +327,7 @@ def _report_blocks(
                 f"{info['languages']} languages evaluated, {info['languages_skipped']} skipped "
                 f"(too few usable tweets): {info['skipped']}. Top {cfg.hashtag.top_n} hashtags per "
                 "language, tweets with exactly one of them, the hashtag removed from the text.",
-            ),  # fmt: skip
+            ),
             Block(
                 "table",
                 header=["model / floor", "feature-based", "fine-tuned"],
@@ -320,14 +340,24 @@ def _report_blocks(
                     for n in names
                 ]
                 + [["floor: tfidf", fl["macro_f1"], None]],
-            ),  # fmt: skip
+            ),
         ]
         series = {n: result["models"][n]["hashtag"]["by_lang"] for n in names} | {
             "floor:tfidf": fl["by_lang"]
         }
         if any(series.values()):
-            blocks.append(Block("img", "Hashtag macro-F1 per language", path=plot_grouped_bars(
-                series, out_dir / "hashtag_by_lang.png", "Hashtag macro-F1 per language", "macro-F1")))  # fmt: skip
+            blocks.append(
+                Block(
+                    "img",
+                    "Hashtag macro-F1 per language",
+                    path=plot_grouped_bars(
+                        series,
+                        out_dir / "hashtag_by_lang.png",
+                        "Hashtag macro-F1 per language",
+                        "macro-F1",
+                    ),
+                )
+            )
 
     binfo = result["info"].get("benchmarks", {})
     if binfo:
@@ -351,9 +381,19 @@ def _report_blocks(
         for b, info in binfo.items():
             fs = {n: result["models"][n][b].get("few_shot", {}) for n in names}
             fs["floor:tfidf"] = result["floors"][b]["tfidf"].get("few_shot", {})
-            blocks.append(Block("img", f"{b}: few-shot curve", path=plot_few_shot(
-                fs, out_dir / f"few_shot_{b}.png", f"{b}: few-shot (feature-based, median of "
-                f"{cfg.benchmarks.few_shot_seeds} seeds)", info["metric"])))  # fmt: skip
+            blocks.append(
+                Block(
+                    "img",
+                    f"{b}: few-shot curve",
+                    path=plot_few_shot(
+                        fs,
+                        out_dir / f"few_shot_{b}.png",
+                        f"{b}: few-shot (feature-based, median of "
+                        f"{cfg.benchmarks.few_shot_seeds} seeds)",
+                        info["metric"],
+                    ),
+                )
+            )
 
     logs = {n: read_training_log(p) for n, p in model_dirs.items()}
     png = plot_pretrain_logs(logs, out_dir / "pretrain_training.png")

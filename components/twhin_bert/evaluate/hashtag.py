@@ -105,12 +105,17 @@ def build_hashtag_sets(
         ids = {t: i for i, t in enumerate(names)}
         x = [pairs[i][0] for i in order]
         y = np.array([ids[pairs[i][1]] for i in order], dtype=np.int64)
-        n_tr = int(round(cfg.split[0] * len(x)))
-        n_va = int(round(cfg.split[1] * len(x)))
+        n_tr = round(cfg.split[0] * len(x))
+        n_va = round(cfg.split[1] * len(x))
         sets[lang] = Splits(
-            x[:n_tr], y[:n_tr], x[n_tr : n_tr + n_va], y[n_tr : n_tr + n_va],
-            x[n_tr + n_va :], y[n_tr + n_va :], names,
-        )  # fmt: skip
+            x[:n_tr],
+            y[:n_tr],
+            x[n_tr : n_tr + n_va],
+            y[n_tr : n_tr + n_va],
+            x[n_tr + n_va :],
+            y[n_tr + n_va :],
+            names,
+        )
     return sets, {"skipped": skipped, "by_lang": counts}
 
 

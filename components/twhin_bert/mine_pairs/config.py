@@ -28,9 +28,17 @@ class SocialSourceConfig(StrictModel):
         "",
         description="Extra FAISS ParameterSpace settings, e.g. 'k_factor_rf=4,quantizer_efSearch=64'.",
     )
+    min_engagements: int = Field(
+        3,
+        ge=0,
+        description=(
+            "Tweets with fewer engagements (ingested engagements.parquet) are not indexed: the "
+            "graph embedding of a tweet engaged by one or two users mostly reflects those users."
+        ),
+    )
     k: int = Field(10, ge=1, le=2048, description="Neighbours searched per tweet (self included).")
     min_similarity: float = Field(
-        0.5, ge=-1.0, le=1.0, description="Cosine similarity a neighbour needs to become a pair."
+        0.7, ge=-1.0, le=1.0, description="Cosine similarity a neighbour needs to become a pair."
     )
     max_pairs_per_tweet: int | None = Field(
         None,

@@ -74,7 +74,7 @@ def run_mine_pairs(
     indexed_rows = np.zeros(0, np.int64)
     if cfg.social.enabled and cfg.weights.social > 0:
         a, b, scores, indexed_rows, social_metrics = _social_pairs(
-            cfg, Path(embeddings), tweet_ids, rng
+            cfg, Path(embeddings), tweet_ids, rng, Path(ingested)
         )
         metrics["social"] = social_metrics
         social_rows = (a, b)
@@ -161,8 +161,23 @@ def run_mine_pairs(
     return metrics
 
 
+def _engagement_counts(ingested: Path, ids: pa.Array) -> np.ndarray:
+    """Engagements of each tweet in ``ids`` (from the ingest folder's engagements.parquet)."""
+    table = schemas.read_table(
+        ingested / "engagements.parquet", "engagements", columns=["tweet_id"]
+    )
+    counts = pc.value_counts(table.column("tweet_id").combine_chunks())
+    pos = pc.fill_null(pc.index_in(ids, value_set=counts.field("values")), -1).to_numpy()
+    per = counts.field("counts").to_numpy()
+    return np.where(pos >= 0, per[np.maximum(pos, 0)], 0)
+
+
 def _social_pairs(
-    cfg: MinePairsConfig, emb_dir: Path, tweet_ids: pa.Array, rng: np.random.Generator
+    cfg: MinePairsConfig,
+    emb_dir: Path,
+    tweet_ids: pa.Array,
+    rng: np.random.Generator,
+    ingested: Path,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """FAISS k-NN pairs. Returns ``(tweet_rows_a, tweet_rows_b, scores, indexed_tweet_rows, metrics)``."""
     sc = cfg.social
@@ -181,6 +196,11 @@ def _social_pairs(
     # Only tweets with a text can be trained on: index those.
     to_tweet = pc.index_in(ids, value_set=tweet_ids)
     has_text = pc.is_valid(to_tweet).to_numpy(zero_copy_only=False)
+    few = np.zeros(len(ids), bool)
+    if sc.min_engagements > 1:
+        few = _engagement_counts(ingested, ids) < sc.min_engagements
+    low_degree = int((has_text & few).sum())
+    has_text = has_text & ~few
     emb_rows = np.flatnonzero(has_text)
     tweet_rows = to_tweet.filter(pa.array(has_text)).to_numpy(zero_copy_only=False).astype(np.int64)
     n, d = len(emb_rows), int(emb.shape[1])
@@ -202,7 +222,8 @@ def _social_pairs(
     metrics: dict[str, Any] = {
         "vectors": n,
         "dim": d,
-        "embeddings_without_text": int(emb.shape[0] - n),
+        "embeddings_without_text": int(emb.shape[0] - n - low_degree),
+        "below_min_engagements": low_degree,
     }
     if n < 2:
         log.warning("%s: fewer than 2 embedded tweets with text; no social pairs", vec_path)

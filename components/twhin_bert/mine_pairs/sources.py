@@ -68,8 +68,8 @@ class PairAccumulator:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Deduplicated pairs ``(rows_a, rows_b, scores)``, best first, optionally capped.
 
-        With a cap, a pair is kept only when it is among the ``max_pairs_per_tweet``
-        best-scoring pairs of both its tweets.
+        With a cap, pairs are taken best first while both their tweets have fewer than
+        ``max_pairs_per_tweet`` pairs.
         """
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, np.int64)
         scores = np.concatenate(self._scores) if self._scores else np.zeros(0, np.float32)
@@ -85,28 +85,23 @@ class PairAccumulator:
         a, b = keys // self.n, keys % self.n
         self.capped = 0
         if max_pairs_per_tweet is not None and len(keys):
-            rank_a, rank_b = _ranks(a, b)
-            keep = (rank_a < max_pairs_per_tweet) & (rank_b < max_pairs_per_tweet)
+            keep = _greedy_cap(a, b, self.n, max_pairs_per_tweet)
             self.capped = int((~keep).sum())
             a, b, scores = a[keep], b[keep], scores[keep]
         return a, b, scores
 
 
-def _ranks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For pairs sorted best-first, each pair's rank among all pairs touching its tweet ``a``
-    and among those touching its tweet ``b`` (appearances on either side count)."""
-    n = len(a)
-    ends = np.concatenate([a, b])
-    pos = np.concatenate([np.arange(n), np.arange(n)])
-    order = np.lexsort((pos, ends))
-    ends_s = ends[order]
-    start = np.ones(len(ends_s), bool)
-    start[1:] = ends_s[1:] != ends_s[:-1]
-    group_start = np.maximum.accumulate(np.where(start, np.arange(len(ends_s)), 0))
-    rank_sorted = np.arange(len(ends_s)) - group_start
-    rank = np.empty(len(ends_s), np.int64)
-    rank[order] = rank_sorted
-    return rank[:n], rank[n:]
+def _greedy_cap(a: np.ndarray, b: np.ndarray, n: int, cap: int) -> np.ndarray:
+    """Mask of the pairs kept when, best first, a pair is taken while both its tweets have
+    fewer than ``cap`` pairs taken (one pass over the pairs)."""
+    counts = [0] * n
+    keep = np.zeros(len(a), bool)
+    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
+        if counts[x] < cap and counts[y] < cap:
+            keep[i] = True
+            counts[x] += 1
+            counts[y] += 1
+    return keep
 
 
 # ---------------------------------------------------------------- hashtag (HICL)
