@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 from twhin_bert.bench.mine import clustered_vectors, main
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from twhin_bert.bench.pretrain import real_tweets, train_tokenizer, write_tweets
 from twhin_bert.common.schemas import write_table
 
@@ -36,14 +35,14 @@ def pt_tokenizer(pt_rows: list[tuple[str, str]], tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="session")
 def pt_pairs(pt_rows: list[tuple[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Positive pairs with a learnable signal: a tweet and a noisy copy of it (random words
+    """Positive pairs with a learnable signal: a tweet and a noisy copy of it (15% of the words
     dropped) — half by id (text from tweets.parquet) and half as 'translation' pairs whose
     ids are not ingested and whose texts ride along."""
     rng = random.Random(5)
     a, b, ta, tb, src = [], [], [], [], []
     for i, (text, _) in enumerate(pt_rows[:600]):
         words = text.split()
-        noisy = " ".join(w for w in words if rng.random() > 0.3) or text
+        noisy = " ".join(w for w in words if rng.random() > 0.15) or text
         if i % 2 == 0:
             a.append(f"t{i}")
             b.append(f"x{i}")

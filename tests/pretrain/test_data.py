@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 import torch
-
 from twhin_bert.common.schemas import write_table
 from twhin_bert.pretrain import data as D
 
@@ -60,7 +60,7 @@ def test_first_fit_packs_within_capacity_and_keeps_every_item() -> None:
 def test_masking_never_touches_specials_and_follows_80_10_10() -> None:
     g = torch.Generator().manual_seed(0)
     rows = [[list(range(5, 45))] * 3 for _ in range(200)]
-    ids, _, seg, _ = D.pack_rows(rows, SP, position_offset=2)
+    ids, _, _, _ = D.pack_rows(rows, SP, position_offset=2)
     masked, index, labels = D.mask_tokens(ids, SP, 0.15, g)
     special = torch.isin(ids.view(-1), torch.tensor(sorted(SP.all_special)))
     assert not special[index].any(), "a special or pad token was chosen for masking"
@@ -138,7 +138,9 @@ def test_pair_with_unknown_tweet_names_file_and_row(pt_ingested: Path, tmp_path:
         D.load_pair_texts(tmp_path, pt_ingested)
 
 
-def test_pair_batch_orders_cls_a_then_b(pt_ingested: Path, pt_pairs: Path, pt_tokenizer: Path) -> None:
+def test_pair_batch_orders_cls_a_then_b(
+    pt_ingested: Path, pt_pairs: Path, pt_tokenizer: Path
+) -> None:
     tok, sp = D.load_tokenizer(pt_tokenizer)
     a, b = D.load_pair_texts(pt_pairs, pt_ingested)
     ps = D.PairStream(
@@ -149,17 +151,12 @@ def test_pair_batch_orders_cls_a_then_b(pt_ingested: Path, pt_pairs: Path, pt_to
     assert len(batch.cls_index) == 16
     assert (batch.input_ids.view(-1)[batch.cls_index] == sp.cls).all()
     assert torch.equal(ps.batch(0, 3).input_ids, batch.input_ids)  # random access, repeatable
-    # CLS i and CLS i+8 are the two tweets of one pair: their (unmasked) tokens come from
-    # texts a[k] and b[k] of the same pair k.
-    order = __import__("numpy").random.default_rng([0, 0, 3]).permutation(len(a))
-    k = int(order[3 * 8])
+    # CLS 0 is tweet a of the batch's first pair: its (partly masked) tokens are that text's.
+    k = int(np.random.default_rng([0, 0, 3]).permutation(len(a))[3 * 8])
     seg = batch.segment_ids.view(-1)
-    flat_ids = batch.input_ids.view(-1)
     start = int(batch.cls_index[0])
-    n = int((seg[start:] == seg[start]).cumprod(0).sum())
-    row_start = start - start % batch.input_ids.shape[1]
-    assert row_start <= start
+    n = int((seg[start:] == seg[start]).cumprod(0).sum())  # the tweet's span in its row
+    got = batch.input_ids.view(-1)[start + 1 : start + n - 1].tolist()
     expected = D.encode(tok, [a[k]], 30)[0]
-    got = flat_ids[start + 1 : start + n - 1].tolist()
-    same = sum(x == y for x, y in zip(got, expected, strict=False))
-    assert len(got) == len(expected) and same >= 0.7 * len(expected)
+    assert len(got) == len(expected)
+    assert sum(x == y for x, y in zip(got, expected, strict=True)) >= 0.7 * len(expected)

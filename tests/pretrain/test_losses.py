@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from twhin_bert.pretrain.losses import combined_loss, masked_lm_loss, nt_xent
 
 
@@ -49,8 +48,6 @@ def test_combined_and_mlm_loss() -> None:
     logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]])
     labels = torch.tensor([0, 2])
     mlm = masked_lm_loss(logits, labels)
-    assert mlm.item() == pytest.approx(
-        torch.nn.functional.cross_entropy(logits, labels).item()
-    )
+    assert mlm.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     assert masked_lm_loss(logits[:0], labels[:0]).item() == 0.0
     assert combined_loss(torch.tensor(1.0), torch.tensor(4.0), 0.05).item() == pytest.approx(1.2)

@@ -14,18 +14,20 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from twhin_bert.common.stage import read_metrics
-from twhin_bert.pretrain.config import ObjectiveTraining, PretrainConfig
+from twhin_bert.pretrain.config import ArchConfig, ObjectiveTraining, PretrainConfig
 from twhin_bert.pretrain.train import run_pretrain
 
 
 def tiny_cfg(**kw: object) -> PretrainConfig:
     base: dict[str, object] = {
+        # No dropout: after a few dozen steps a CLS vector carries so little of its tweet that
+        # dropout noise between two views swamps it and NT-Xent sits at its collapse plateau.
+        "arch": ArchConfig(dropout=0.0),
         "max_seq_len": 64,
         "max_pair_tweet_tokens": 32,
         "mlm": ObjectiveTraining(micro_batch_size=4, peak_lr=5e-3, warmup_steps=2, steps=20),
-        "mlm_social": ObjectiveTraining(micro_batch_size=8, peak_lr=1e-3, warmup_steps=2, steps=20),
+        "mlm_social": ObjectiveTraining(micro_batch_size=8, peak_lr=1e-3, warmup_steps=5, steps=30),
         "checkpoint_every": 10,
         "shuffle_buffer": 256,
         "read_batch_rows": 256,
@@ -108,7 +110,7 @@ def test_mlm_loss_decreases(stage1: Path, pt_ingested: Path, pt_tokenizer: Path)
 
 def test_social_loss_decreases_from_stage1(stage1: Path, stage2: Path) -> None:
     m = read_metrics(stage2)
-    assert m["objective"] == "mlm_social" and m["steps"] == 20
+    assert m["objective"] == "mlm_social" and m["steps"] == 30
     log = json.loads((stage2 / "training_log.json").read_text())
     first, last = head_tail(log, "social_loss")
     assert last < first - 0.3, f"social loss did not decrease: {first:.3f} -> {last:.3f}"
@@ -124,7 +126,6 @@ def test_social_loss_decreases_from_stage1(stage1: Path, stage2: Path) -> None:
 def test_export_is_drop_in_and_matches_training_weights(stage1: Path, pt_rows: list) -> None:
     from safetensors.torch import load_file
     from transformers import AutoModel, AutoTokenizer, XLMRobertaModel
-
     from twhin_bert.pretrain.data import encode, load_tokenizer, pack_rows
     from twhin_bert.pretrain.model import build_model
 
@@ -154,7 +155,7 @@ def test_export_is_drop_in_and_matches_training_weights(stage1: Path, pt_rows: l
     # positions restarting per tweet): each CLS must equal the tweet embedded alone.
     _, sp = load_tokenizer(stage1)
     ours = build_model(
-        PretrainConfig().arch, sp, max_seq_len=64, projection_dims=[128, 128], init_from=str(stage1)
+        tiny_cfg().arch, sp, max_seq_len=64, projection_dims=[128, 128], init_from=str(stage1)
     ).eval()
     toks = encode(tok, texts, 62)
     rows = [toks[i : i + 3] for i in range(0, 9, 3)]
@@ -183,7 +184,10 @@ def test_sigkill_and_resume_matches_uninterrupted(
 ) -> None:
     def script(out: Path) -> list[str]:
         code = RUN.format(
-            tests=str(Path(__file__).parent), out=str(out), ing=str(pt_ingested), tok=str(pt_tokenizer)
+            tests=str(Path(__file__).parent),
+            out=str(out),
+            ing=str(pt_ingested),
+            tok=str(pt_tokenizer),
         )
         return [sys.executable, "-c", code]
 

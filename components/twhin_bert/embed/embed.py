@@ -74,7 +74,11 @@ def _load_cached(model_dir: str, device: str, stamp: tuple) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    model = AutoModel.from_pretrained(model_dir, local_files_only=True, attn_implementation="sdpa")
+    kwargs = {"local_files_only": True, "attn_implementation": "sdpa"}
+    try:  # BERT/XLM-R: no pooler; we pool ourselves (and exports may not carry one)
+        model = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
+    except TypeError:  # an encoder class without that argument
+        model = AutoModel.from_pretrained(model_dir, **kwargs)
     model.eval().to(device)
     return model, tokenizer
 

@@ -246,6 +246,7 @@ def _social_pairs(
         use_gpu=sc.use_gpu,
     )
     del train_x
+    zero_vectors_seen = zero_vectors  # counted on the add pass only
     k = min(sc.k, n)
     n_recall = min(sc.recall_queries, n)
     recall_rows = np.sort(rng.choice(n, size=n_recall, replace=False))
@@ -261,8 +262,7 @@ def _social_pairs(
     search_seconds = faiss_index.search_all(
         built.index, lambda: batches(sc.query_batch_size), n, k, on_batch
     )
-    zero_vectors_seen = zero_vectors
-    del built.index
+    built.index = None  # free it before the exact pass
     a, b, scores = acc.finish(sc.max_pairs_per_tweet)
 
     recall = None

@@ -426,7 +426,7 @@ def _rank_batches(
     counted from the resume position)."""
     while True:
         group = [next(stream) for _ in range(world)]
-        epoch, index, batch = group[rank]
+        epoch, _, batch = group[rank]
         # Report the group's first index: the data position is the same on every rank.
         yield epoch, group[0][1], batch
 
