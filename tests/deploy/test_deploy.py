@@ -1,11 +1,18 @@
 """Images and manifests: lint the Dockerfiles, render and validate every kustomize overlay,
-and tie image tags to the package version."""
+tie image tags to the package version, check that the pipeline config and the manifests agree
+on MLflow, and run the MLflow server with the manifest's command line."""
 
 from __future__ import annotations
 
+import http.client
+import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +105,119 @@ def test_mlflow_server_reads_its_backend_from_a_secret() -> None:
     )
     env = {e["name"]: e for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-backend"
+
+
+def _mlflow_container(overlay: str | None = None) -> dict:
+    """The MLflow container of the base manifest, or of an overlay as kustomize renders it."""
+    if overlay is None:
+        docs = yaml.safe_load_all((ROOT / "manifests/base/mlflow.yaml").read_text())
+    else:
+        rendered = subprocess.run(
+            [_tool("kubectl"), "kustomize", str(ROOT / "manifests/overlays" / overlay)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        docs = yaml.safe_load_all(rendered.stdout)
+    deploy = next(d for d in docs if d and d["kind"] == "Deployment")
+    return next(
+        c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow"
+    )
+
+
+def test_prod_tracking_uri_matches_the_configmap() -> None:
+    """Where the pipeline config meets the manifests: tasks must find the MLflow service."""
+    prod = yaml.safe_load((ROOT / "pipelines/configs/prod.yaml").read_text())
+    config_map = yaml.safe_load((ROOT / "manifests/base/config.yaml").read_text())
+    uri = prod["resources"]["default"]["env"]["MLFLOW_TRACKING_URI"]
+    assert uri == config_map["data"]["MLFLOW_TRACKING_URI"]
+    # ... and that URI names the Service of mlflow.yaml in the kustomize namespace, on its port.
+    base = yaml.safe_load((ROOT / "manifests/base/kustomization.yaml").read_text())
+    service = next(
+        d
+        for d in yaml.safe_load_all((ROOT / "manifests/base/mlflow.yaml").read_text())
+        if d["kind"] == "Service"
+    )
+    port = service["spec"]["ports"][0]["port"]
+    assert (
+        uri == f"http://{service['metadata']['name']}.{base['namespace']}.svc.cluster.local:{port}"
+    )
+
+
+def test_mlflow_image_versions_agree_and_flags_exist() -> None:
+    """The server image (base and gke-gpu overlay) is the MLflow version the project runs, and
+    every flag the manifest passes exists in that version's `mlflow server`."""
+    import mlflow
+
+    version = re.search(
+        r"^ARG MLFLOW_VERSION=(\S+)$",
+        (ROOT / "images/Dockerfile.mlflow").read_text(),
+        re.MULTILINE,
+    ).group(1)
+    assert version == mlflow.__version__
+    assert _mlflow_container()["image"] == f"ghcr.io/mlflow/mlflow:v{version}"
+    assert _mlflow_container("gke-gpu")["image"].endswith(f"/twhin-bert-mlflow:v{version}")
+    help_text = subprocess.run(
+        [_tool("mlflow"), "server", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    flags = set(re.findall(r"--[a-z-]+", " ".join(_mlflow_container()["args"])))
+    assert flags and all(f in help_text for f in flags), flags
+
+
+def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
+    """Runs `mlflow server` with the manifest's own command line (port and worker count aside):
+    a request addressed to the in-cluster service name is served, another host is refused."""
+    container = _mlflow_container()
+    script = container["args"][0]
+    assert "--port 5000" in script and "--workers 2" in script
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = script.replace("--port 5000", f"--port {port}").replace("--workers 2", "--workers 1")
+    script = script.replace("--host 0.0.0.0", "--host 127.0.0.1")
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env |= {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
+        "MLFLOW_ARTIFACTS_DESTINATION": str(tmp_path / "artifacts"),
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.Popen(
+        [*container["command"], script],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def get(path: str, host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", path, headers={"Host": host})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if get("/health", "127.0.0.1") == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, "mlflow server exited"
+            assert time.monotonic() < deadline, "mlflow server did not become healthy in 90 s"
+            time.sleep(0.5)
+        search = "/api/2.0/mlflow/experiments/search?max_results=1"
+        assert get(search, "mlflow.twhin-bert.svc.cluster.local:5000") == 200
+        assert get(search, "localhost:5000") == 200  # kubectl port-forward
+        assert get(search, "attacker.example.com") == 403
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -50,7 +50,8 @@ def reference(model_dir: Path, text: str, max_length: int = 128) -> tuple[np.nda
     with torch.no_grad():
         h = model(**enc).last_hidden_state[0].numpy()
     ids = enc["input_ids"][0].tolist()
-    own = [i for i, t in enumerate(ids) if t not in tok.all_special_ids]
+    structural = {tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, tok.mask_token_id}
+    own = [i for i, t in enumerate(ids) if t not in structural]  # <unk> is the tweet's own
     mean = np.mean([h[i] for i in own], axis=0) if own else np.zeros(h.shape[1], np.float32)
     return h[0], mean
 
@@ -79,25 +80,39 @@ def test_batching_and_sorting_do_not_change_vectors(xlmr_dir: Path, embed_tweets
     # Order is the input's: reversing the input reverses the rows.
     rev = embed_texts(xlmr_dir, texts[::-1], batch_size=16)
     np.testing.assert_allclose(rev["cls"][::-1], one["cls"], atol=1e-5)
+    # A model handed over in training mode is embedded without dropout, then left as it was.
+    model, tok = load_encoder(xlmr_dir)
+    model.train()
+    given = embed_texts(None, texts, model=model, tokenizer=tok, batch_size=16)
+    assert model.training
+    model.eval()
+    np.testing.assert_allclose(given["cls"], one["cls"], atol=1e-5)
     # Different texts do give different vectors (the comparison above is not vacuous).
     assert np.abs(one["cls"][0] - one["cls"][1]).max() > 1e-3
 
 
 def test_mean_excludes_special_and_padding_tokens(xlmr_dir: Path) -> None:
     model, tok = load_encoder(xlmr_dir)
-    short, long = "hola <mask>", "the quick brown fox jumps over the lazy dog again and again"
+    short = "hola <mask> \u2603\u2603"  # snowmen: unseen in training, so <unk>
+    long = "the quick brown fox jumps over the lazy dog again and again"
     out = embed_texts(None, [short, long], model=model, tokenizer=tok, batch_size=2)
     enc = tok(short, return_tensors="pt")
     ids = enc["input_ids"][0].tolist()
     assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
-    assert tok.mask_token_id in ids
+    assert tok.mask_token_id in ids and tok.unk_token_id in ids
     with torch.no_grad():
         h = model(**enc).last_hidden_state[0].numpy()
-    own = [h[i] for i, t in enumerate(ids) if t not in (0, 1, 2, 3, 4)]  # all five specials
+    # By hand: <s>=0, <pad>=1, </s>=2, <mask>=4 are left out; <unk>=3 stands for text, kept.
+    own = [h[i] for i, t in enumerate(ids) if t not in (0, 1, 2, 4)]
     np.testing.assert_allclose(out["mean"][0], np.mean(own, axis=0), atol=1e-5)
-    # Counting <s>, </s> or <mask> would have given another vector.
+    # Counting <s>, </s> or <mask>, or dropping <unk>, would have given another vector.
     assert np.abs(out["mean"][0] - h.mean(0)).max() > 1e-3
     assert np.abs(out["mean"][0] - h[1:-1].mean(0)).max() > 1e-3
+    no_unk = [h[i] for i, t in enumerate(ids) if t not in (0, 1, 2, 3, 4)]
+    assert np.abs(out["mean"][0] - np.mean(no_unk, axis=0)).max() > 1e-3
+    # An all-unknown tweet still has a mean (its <unk> vectors), not zeros.
+    only_unk = embed_texts(None, ["\u2603"], model=model, tokenizer=tok)["mean"][0]
+    assert np.abs(only_unk).max() > 0
 
 
 def test_length_batches_group_similar_lengths() -> None:

@@ -4,7 +4,8 @@ Three vectors per tweet, from the encoder's last hidden states (SPEC 2.4, 2.5):
 
 * ``cls``: the vector at position 0 (``<s>``/``[CLS]``), the pretraining objective's embedding;
 * ``mean``: the mean of the vectors of the tweet's own tokens, special and padding tokens
-  excluded (a tweet with no own token gets zeros);
+  excluded (``<unk>`` counts as the tweet's own: it stands for text; a tweet with no own
+  token gets zeros);
 * ``combined``: ``cls`` concatenated with ``mean`` ("Combined" in the paper's engagement task).
 
 Speed comes from batching by length: a chunk of tweets is tokenized at once, sorted by token
@@ -119,6 +120,13 @@ def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list
     )["input_ids"]
 
 
+def pooling_excluded_ids(tokenizer: Any) -> list[int]:
+    """Ids left out of the mean: the special tokens (``<s>``, ``</s>``, ``<pad>``, ``<mask>``...)
+    except ``<unk>``, which stands for real tweet text the vocabulary lacks (an emoji-only
+    tweet must not pool to nothing)."""
+    return [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]
+
+
 def length_batches(
     lengths: np.ndarray, batch_size: int, bucket_width: int = BUCKET_WIDTH
 ) -> list[np.ndarray]:
@@ -158,7 +166,7 @@ def embed_ids(
         model: A transformers encoder (its ``last_hidden_state`` is pooled).
         ids: Token ids per text.
         pad_id: The padding id.
-        special_ids: Ids excluded from the mean (``<s>``, ``</s>``, ``<pad>``, ...).
+        special_ids: Ids excluded from the mean (see :func:`pooling_excluded_ids`).
         batch_size: Sequences per forward pass.
         stats: Padding counters to update, if given.
 
@@ -184,6 +192,8 @@ def embed_ids(
         if device.type == "cuda"
         else contextlib.nullcontext()
     )
+    was_training = encoder.training
+    encoder.eval()  # no dropout, even for a model handed over in training mode
     with torch.inference_mode(), autocast:
         for idx in length_batches(lengths, batch_size):
             lens = lengths[idx]
@@ -205,6 +215,7 @@ def embed_ids(
             if stats is not None:
                 stats.tokens += int(lens.sum())
                 stats.positions += len(idx) * width
+    encoder.train(was_training)
     return {"cls": cls_out, "mean": mean_out, "combined": np.concatenate([cls_out, mean_out], 1)}
 
 
@@ -244,7 +255,7 @@ def embed_texts(
         model,
         ids,
         pad_id=tokenizer.pad_token_id,
-        special_ids=tokenizer.all_special_ids,
+        special_ids=pooling_excluded_ids(tokenizer),
         batch_size=batch_size,
     )
 
@@ -364,7 +375,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
             enc_model,
             ids,
             pad_id=tokenizer.pad_token_id,
-            special_ids=tokenizer.all_special_ids,
+            special_ids=pooling_excluded_ids(tokenizer),
             batch_size=cfg.batch_size,
             stats=stats,
         )
