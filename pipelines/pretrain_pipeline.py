@@ -5,7 +5,7 @@ ingest -> build_graph -> embed_graph -> mine_pairs -> train_tokenizer -> pretrai
 MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated beside it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
 
 from collections.abc import Callable
 

@@ -5,7 +5,7 @@ pretrain(mlm_social, warm start from the champion, its tokenizer) -> evaluate ->
 register_model (the same gate; ``register_model.auto_promote`` lets scheduled runs promote).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
 
 from collections.abc import Callable
 
