@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ def run_local(
     t0 = time.perf_counter()
     pipeline_fn = build(cfg, which)
     try:
-        pipeline_fn()
+        with warnings.catch_warnings():
+            # The local runner ignores images, resources and node selection (they are for the
+            # cluster) and says so once per task; that is expected here.
+            warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+            pipeline_fn()
     except RuntimeError as e:
         new = sorted(p for p in root.iterdir() if p.name not in before)
         where = new[-1] if new else root

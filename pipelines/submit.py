@@ -94,6 +94,7 @@ def submit(
     params: dict[str, Any] | None = None,
     namespace: str | None = None,
     token: str | None = None,
+    service_account: str | None = None,
     work_dir: Path = Path("."),
 ) -> dict[str, str]:
     """Compiles, uploads (as a new pipeline version) and starts one run.
@@ -111,6 +112,7 @@ def submit(
         params=params or {},
         pipeline_id=pipeline_id,
         version_id=version_id,
+        service_account=service_account,
     )
     return {
         "run_id": run.run_id,
@@ -131,6 +133,7 @@ def schedule(
     max_concurrency: int = 1,
     namespace: str | None = None,
     token: str | None = None,
+    service_account: str | None = None,
     work_dir: Path = Path("."),
 ) -> dict[str, str]:
     """Creates a recurring run of the retrain pipeline (KFP 6-field cron).
@@ -152,6 +155,7 @@ def schedule(
         params=params or {},
         pipeline_id=pipeline_id,
         version_id=version_id,
+        service_account=service_account,
     )
     return {
         "recurring_run_id": job.recurring_run_id,

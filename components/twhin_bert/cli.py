@@ -72,14 +72,22 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out_console.print(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        out_console.print(__version__)
-        raise typer.Exit()
     _setup_logging(verbose)
 
 
@@ -468,6 +476,9 @@ def submit_cmd(
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Kubernetes service account the run's pods use.")
+    ] = "twhin-bert-pipeline",
     param: ParamOpt = None,
 ) -> None:
     """Compile, upload as a new pipeline version, and start a run on Kubeflow Pipelines."""
@@ -484,6 +495,7 @@ def submit_cmd(
         params=_params(param),
         namespace=namespace,
         token=os.environ.get("KFP_TOKEN"),
+        service_account=service_account,
     )
     out_console.print_json(json.dumps(res))
 
@@ -497,6 +509,9 @@ def schedule_cmd(
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
     job_name: Annotated[str | None, typer.Option(help="Recurring run name.")] = None,
     namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
+    service_account: Annotated[
+        str | None, typer.Option(help="Kubernetes service account the runs' pods use.")
+    ] = "twhin-bert-pipeline",
     param: ParamOpt = None,
 ) -> None:
     """Schedule recurring retraining (the retrain pipeline) on Kubeflow Pipelines."""
@@ -513,6 +528,7 @@ def schedule_cmd(
         params=_params(param),
         namespace=namespace,
         token=os.environ.get("KFP_TOKEN"),
+        service_account=service_account,
     )
     out_console.print_json(json.dumps(res))
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
-
 from twhin_bert.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -46,7 +45,9 @@ def test_bad_config_is_one_clear_error(tmp_path: Path) -> None:
 
 def test_compile_writes_pipeline_yaml(tmp_path: Path) -> None:
     out = tmp_path / "retrain.yaml"
-    res = runner.invoke(app, ["compile", "--config", "tiny", "--pipeline", "retrain", "--out", str(out)])
+    res = runner.invoke(
+        app, ["compile", "--config", "tiny", "--pipeline", "retrain", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     spec = next(yaml.safe_load_all(out.read_text()))
     assert spec["pipelineInfo"]["name"].endswith("retrain")
@@ -69,7 +70,9 @@ class FakeClient:
         self.calls.append(("upload_pipeline", {"name": pipeline_name}))
         return SimpleNamespace(pipeline_id="p-1")
 
-    def upload_pipeline_version(self, path: str, pipeline_version_name: str, pipeline_id: str) -> Any:
+    def upload_pipeline_version(
+        self, path: str, pipeline_version_name: str, pipeline_id: str
+    ) -> Any:
         self.calls.append(("upload_pipeline_version", {"pipeline_id": pipeline_id}))
         return SimpleNamespace(pipeline_version_id="v-1")
 
@@ -98,7 +101,8 @@ def fake_kfp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> type[FakeClient
 
 def test_submit_uploads_a_version_and_starts_a_run(fake_kfp: type[FakeClient]) -> None:
     res = runner.invoke(
-        app, ["submit", "--host", "http://kfp.test", "--config", "tiny", "--param", "data_window=\"w1\""]
+        app,
+        ["submit", "--host", "http://kfp.test", "--config", "tiny", "--param", 'data_window="w1"'],
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["run_id"] == "r-1"
@@ -109,7 +113,9 @@ def test_submit_uploads_a_version_and_starts_a_run(fake_kfp: type[FakeClient]) -
 
 
 def test_schedule_uses_six_field_cron_on_the_retrain_pipeline(fake_kfp: type[FakeClient]) -> None:
-    res = runner.invoke(app, ["schedule", "--host", "http://kfp.test", "--config", "tiny", "--cron", "0 3 * * *"])
+    res = runner.invoke(
+        app, ["schedule", "--host", "http://kfp.test", "--config", "tiny", "--cron", "0 3 * * *"]
+    )
     assert res.exit_code == 0, res.output
     rr = dict(fake_kfp.calls)["create_recurring_run"]
     assert rr["cron_expression"] == "0 0 3 * * *"

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from twhin_bert_pipelines.config import load_pipeline_config
 from twhin_bert_pipelines.local import run_local
 
 
-def smallest_config(demo_dir: Path, shared_data: Path):  # noqa: ANN201
+def smallest_config(demo_dir: Path, shared_data: Path):
     cfg = load_pipeline_config("tiny")
     cfg.inputs.tweets = [str(demo_dir / "tweets.jsonl")]
     cfg.inputs.engagements = [str(demo_dir / "engagements.jsonl")]
@@ -38,26 +37,46 @@ def smallest_config(demo_dir: Path, shared_data: Path):  # noqa: ANN201
 def test_smallest_pipeline_runs_end_to_end(
     demo_dir: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TWHIN_BERT_HOME", str(tmp_path / "work"))  # run_local points env here; restore after
+    monkeypatch.setenv(
+        "TWHIN_BERT_HOME", str(tmp_path / "work")
+    )  # run_local points env here; restore after
     cfg = smallest_config(demo_dir, shared_data)
     summary = run_local(cfg, tmp_path / "work")
     tasks = summary["tasks"]
-    assert {"ingest", "build-graph", "embed-graph", "mine-pairs", "train-tokenizer", "evaluate", "register-model"} <= set(
-        tasks
-    )
-    assert sum(1 for t in tasks if t.startswith("pretrain")) == 3  # mlm, mlm_social, the MLM-only twin
+    assert {
+        "ingest",
+        "build-graph",
+        "embed-graph",
+        "mine-pairs",
+        "train-tokenizer",
+        "evaluate",
+        "register-model",
+    } <= set(tasks)
+    assert (
+        sum(1 for t in tasks if t.startswith("pretrain")) == 3
+    )  # mlm, mlm_social, the MLM-only twin
 
     ev = json.loads((Path(tasks["evaluate"]["evaluation"]) / "metrics.json").read_text())
     assert set(ev["models"]) == {"twhin_bert", "mlm_only"}
     assert 0.0 <= ev["primary"]["engagement_hits@10"] <= 1.0
     assert "engagement_hits@10_relative_lift" in ev["ablation"]
 
-    reg = json.loads((Path(tasks["register-model"]["registration"]) / "registration.json").read_text())
+    reg = json.loads(
+        (Path(tasks["register-model"]["registration"]) / "registration.json").read_text()
+    )
     client = mlflow.MlflowClient(summary["tracking_uri"])
     model = client.get_registered_model(reg["name"])
-    assert model.aliases.get("challenger") == str(reg["version"])
+    assert str(model.aliases.get("challenger")) == str(reg["version"])
 
     # Every stage logged its run under one pipeline parent run.
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     stages = {r.data.tags.get("twhin_bert.stage") for r in runs}
-    assert {"pipeline", "ingest", "build_graph", "embed_graph", "mine_pairs", "pretrain", "evaluate"} <= stages
+    assert {
+        "pipeline",
+        "ingest",
+        "build_graph",
+        "embed_graph",
+        "mine_pairs",
+        "pretrain",
+        "evaluate",
+    } <= stages

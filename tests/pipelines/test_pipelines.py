@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from twhin_bert.common.config import ConfigError
 from twhin_bert_pipelines.config import PipelineConfig, load_pipeline_config
 from twhin_bert_pipelines.pretrain_pipeline import ablation_twin
@@ -61,14 +60,26 @@ def test_one_seed_drives_every_stage() -> None:
     cfg = PipelineConfig.model_validate({"seed": 123, "build_graph": {"seed": 5}})
     seeds = {
         s: getattr(cfg, s).seed
-        for s in ("build_graph", "embed_graph", "mine_pairs", "train_tokenizer", "pretrain", "evaluate")
+        for s in (
+            "build_graph",
+            "embed_graph",
+            "mine_pairs",
+            "train_tokenizer",
+            "pretrain",
+            "evaluate",
+        )
     }
     assert set(seeds.values()) == {123}, seeds
 
 
 def test_resources_merge_default_and_stage() -> None:
     cfg = PipelineConfig.model_validate(
-        {"resources": {"default": {"cpu_request": "2", "retries": 3}, "pretrain": {"cpu_request": "8"}}}
+        {
+            "resources": {
+                "default": {"cpu_request": "2", "retries": 3},
+                "pretrain": {"cpu_request": "8"},
+            }
+        }
     )
     r = cfg.task_resources("pretrain")
     assert (r.cpu_request, r.retries) == ("8", 3)
@@ -122,9 +133,14 @@ def test_no_ablation_drops_the_twin(tmp_path: Path) -> None:
 def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
     spec = _compile(load_pipeline_config("tiny"), "retrain", tmp_path)
     tasks = _tasks(spec)
-    assert {"resolve_champion", "ingest", "mine_pairs", "pretrain-mlm-social", "evaluate", "register_model"} <= set(
-        tasks
-    )
+    assert {
+        "resolve_champion",
+        "ingest",
+        "mine_pairs",
+        "pretrain-mlm-social",
+        "evaluate",
+        "register_model",
+    } <= set(tasks)
     assert "train_tokenizer" not in tasks and "pretrain-mlm" not in tasks
     producer, key = _artifact_source(tasks["pretrain-mlm-social"], "init_model")
     assert (_display(spec, producer), key) == ("resolve_champion", "champion")
@@ -143,7 +159,10 @@ def test_prod_runtime_settings_reach_the_compiled_spec(tmp_path: Path) -> None:
     assert container["resources"]["accelerator"]["resourceCount"] == str(res.accelerator_count)
     assert container["resources"]["accelerator"]["resourceType"] == res.accelerator_type
     ingest_exec = spec["components"][tasks["ingest"]["componentRef"]["name"]]["executorLabel"]
-    assert executors[ingest_exec]["container"]["image"] == cfg.task_resources("ingest").image or cfg.image
+    assert (
+        executors[ingest_exec]["container"]["image"] == cfg.task_resources("ingest").image
+        or cfg.image
+    )
     k8s = spec["_platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][executor]
     assert k8s["nodeSelector"]["labels"] == res.node_selector
     assert [t["key"] for t in k8s["tolerations"]] == [t.key for t in res.tolerations]
@@ -153,7 +172,11 @@ def test_prod_runtime_settings_reach_the_compiled_spec(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("expr", "want"),
-    [("0 3 * * *", "0 0 3 * * *"), ("0 0 3 * * *", "0 0 3 * * *"), ("*/15 * * * 1-5", "0 */15 * * * 1-5")],
+    [
+        ("0 3 * * *", "0 0 3 * * *"),
+        ("0 0 3 * * *", "0 0 3 * * *"),
+        ("*/15 * * * 1-5", "0 */15 * * * 1-5"),
+    ],
 )
 def test_cron_is_normalised_to_six_fields(expr: str, want: str) -> None:
     assert to_kfp_cron(expr) == want

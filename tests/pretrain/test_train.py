@@ -225,3 +225,24 @@ def test_sigkill_and_resume_matches_uninterrupted(
     assert [e["step"] for e in log_b] == list(range(1, 25))
     for x, y in zip(log_a, log_b, strict=True):
         assert y["loss"] == pytest.approx(x["loss"], abs=0.02), x["step"]
+
+
+@pytest.mark.slow
+def test_multi_process_launch_on_cpu(tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path) -> None:
+    """num_gpus > 1 re-launches the stage under torchrun (here: 2 CPU processes over gloo)."""
+    from transformers import AutoModel
+
+    cfg = tiny_cfg(
+        mlm=ObjectiveTraining(micro_batch_size=2, peak_lr=2e-3, warmup_steps=1, steps=6),
+        checkpoint_every=3,
+        num_gpus=2,
+        threads=1,
+    )
+    out = tmp_path / "ddp"
+    m = run_pretrain(cfg, out, objective="mlm", ingested=pt_ingested, tokenizer=pt_tokenizer)
+    assert m["world_size"] == 2 and m["steps"] == 6
+    # Each step sees both ranks' micro-batches: ~2 x 2 rows x 64 tokens.
+    assert m["non_padding_tokens"] > 0.9 * 6 * 2 * 2 * 64
+    assert read_metrics(out)["world_size"] == 2
+    assert AutoModel.from_pretrained(str(out)).config.num_hidden_layers == 2
+    assert not list(out.glob("_pretrain_*"))

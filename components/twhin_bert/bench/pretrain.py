@@ -134,6 +134,22 @@ def train_tokenizer(texts: list[str], vocab_size: int, folder: Path) -> Path:
     return folder
 
 
+DIST_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_SIZE")
+
+
+def _in_fresh_process(fn: Any, *args: Any) -> Any:
+    """Runs ``fn(*args)`` in a spawned process with no distributed environment."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {k: os.environ.pop(k) for k in DIST_ENV if k in os.environ}
+    try:
+        with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        os.environ.update(saved)
+
+
 def _baseline(
     rows: list[tuple[str, str]],
     tok_dir: Path,
@@ -141,9 +157,13 @@ def _baseline(
     steps: int,
     batch_size: int,
     work: Path,
+    threads: int,
 ) -> dict[str, float]:
     """HF Trainer + DataCollatorForLanguageModeling, one tweet per row padded to max_seq_len."""
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from transformers import (
         AutoTokenizer,
         DataCollatorForLanguageModeling,
@@ -272,6 +292,12 @@ def main(
         tok_dir = train_tokenizer([t for t, _ in rows], vocab_size, work / "tokenizer")
         ingested = write_tweets(rows, work / "ingested")
         log.info("bench pretrain: data + tokenizer in %.1fs", time.perf_counter() - t0)
+        # The baseline first, in a fresh process: HF Trainer must not see the process group
+        # our DeepSpeed run creates (it would wrap the model in DDP and slow itself down).
+        # It gets the same number of timed steps (its first is a warm-up too).
+        base = _in_fresh_process(
+            _baseline, rows, tok_dir, cfg, steps + 1, batch_size, work, threads
+        )
         prev = os.environ.get("TWHIN_BERT_TRACKING")
         os.environ["TWHIN_BERT_TRACKING"] = "0"
         try:
@@ -283,8 +309,6 @@ def main(
                 os.environ.pop("TWHIN_BERT_TRACKING", None)
             else:
                 os.environ["TWHIN_BERT_TRACKING"] = prev
-        # The baseline gets the same number of timed steps (its first is a warm-up too).
-        base = _baseline(rows, tok_dir, cfg, steps + 1, batch_size, work)
         vocab = len(__import__("transformers").AutoTokenizer.from_pretrained(str(tok_dir)))
     ours_tps = float(ours["tokens_per_second"])
     ours_fill = ours["non_padding_tokens"] / ((steps + 1) * batch_size * cfg.max_seq_len)

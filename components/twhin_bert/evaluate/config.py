@@ -31,7 +31,7 @@ class FinetuneConfig(StrictModel):
     batch_size: int = Field(32, ge=1, description="Batch size (paper: 128).")
     seeds: int = Field(1, ge=1, description="Seeds; the median score is reported (paper: 3).")
     max_train: int = Field(
-        600,
+        400,
         ge=1,
         description="Cap on fine-tuning training examples (the feature-based cap applies first).",
     )
@@ -46,7 +46,7 @@ class EngagementConfig(StrictModel):
     )
     batch_size: int = Field(512, ge=1, description="Positive engagements per batch.")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    epochs: int = Field(8, ge=1, description="Epochs; the best epoch on validation HITS@k is kept.")
+    epochs: int = Field(4, ge=1, description="Epochs; the best epoch on validation HITS@k is kept.")
     negatives: int = Field(
         10, ge=1, description="Negative tweets per positive, drawn ∝ train tweet frequency^power."
     )
@@ -76,7 +76,7 @@ class EngagementConfig(StrictModel):
         description="Per-language HITS@k is reported only for languages with this many test users.",
     )
     tfidf_dim: int = Field(
-        128,
+        1024,
         ge=2,
         description="TF-IDF floor: random-projection size of the TF-IDF tweet vectors fed to the same model.",
     )
@@ -86,9 +86,9 @@ class HashtagConfig(StrictModel):
     """Hashtag prediction per language (SPEC 2.5)."""
 
     enabled: bool = Field(True, description="Run the hashtag task.")
-    top_n: int = Field(50, ge=2, description="Most frequent hashtags per language (paper: 500).")
+    top_n: int = Field(20, ge=2, description="Most frequent hashtags per language (paper: 500).")
     min_tweets_per_hashtag: int = Field(
-        5, ge=1, description="A frequent hashtag needs this many usable tweets to stay a class."
+        10, ge=1, description="A frequent hashtag needs this many usable tweets to stay a class."
     )
     min_examples: int = Field(
         60, ge=10, description="Languages with fewer usable tweets are skipped and counted."

@@ -317,8 +317,9 @@ def _evaluate(
         pos = np.zeros(XT.shape[0], dtype=np.int64)
         pos[used] = np.arange(used.size)
         ht_used = model["tweet"](XT[torch.from_numpy(used)])  # each candidate tweet once
-        ht = ht_used[torch.from_numpy(pos[np.maximum(ev.candidates, 0)])]
-        scores = torch.einsum("ud,ucd->uc", hu, ht).double().numpy()
+        all_scores = (hu @ ht_used.T).double().numpy()  # [users, distinct candidates]
+    rows = np.arange(ev.users.size)[:, None]
+    scores = all_scores[rows, pos[np.maximum(ev.candidates, 0)]]
     g, t = _ranks(scores, ev)
     return hits_curve_from_ranks(g, t, ks), (g, t)
 

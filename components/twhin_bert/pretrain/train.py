@@ -214,8 +214,11 @@ def train(
     total_tokens = int(state["tokens"])
     timed_tokens, timed_seconds = 0, 0.0  # excludes each process's first (warm-up) step
     window_tokens, window_t0 = 0, time.perf_counter()
-    bar = progress(total=tc.steps, initial=step, desc=f"pretrain {objective}", disable=None)
-    bar = bar if rank == 0 else progress(total=tc.steps, disable=True)
+    bar = (
+        progress(total=tc.steps, initial=step, desc=f"pretrain {objective}")
+        if rank == 0
+        else progress(total=tc.steps, disable=True)
+    )
     engine.train()
     with tracking_ctx:
         while step < tc.steps:
