@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -56,7 +56,7 @@ def test_compile_writes_pipeline_yaml(tmp_path: Path) -> None:
 class FakeClient:
     """Records the KFP API calls `submit` and `schedule` make (no cluster here)."""
 
-    calls: list[tuple[str, dict[str, Any]]] = []
+    calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
 
     def __init__(self, **kwargs: Any) -> None:
         self.calls.append(("init", kwargs))
