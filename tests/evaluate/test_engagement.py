@@ -121,3 +121,12 @@ def test_projection_model_learns_planted_structure() -> None:
     assert all(a <= b + 1e-12 for a, b in itertools.pairwise(curve))
     # text carries no topic here, so the TF-IDF floor stays near random
     assert info["floors"]["tfidf"]["hits@10"] < res["hits@10"] - 0.3
+
+
+def test_too_few_tweets_is_a_clear_error() -> None:
+    from twhin_bert.evaluate.engagement import EngagementDataError
+
+    data, feat = _planted(n_users=4, n_tweets=12, topics=2)
+    data.split[:] = TRAIN  # nothing left for validation / test
+    with pytest.raises(EngagementDataError, match="no validation users"):
+        run_engagement(data, {"f": feat}, EngagementConfig(epochs=1, seeds=1), seed=0)

@@ -106,6 +106,17 @@ def test_mlm_loss_decreases(stage1: Path, pt_ingested: Path, pt_tokenizer: Path)
     assert trained < fresh - 0.2, f"held-out MLM loss {fresh:.3f} -> {trained:.3f}"
     assert log[1]["lr"] > log[0]["lr"]  # warmup
     assert log[-1]["lr"] < max(e["lr"] for e in log)  # decay
+    # The curves went to the stage's MLflow run, one point per step.
+    import mlflow
+
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string="tags.`twhin_bert.stage` = 'pretrain' and params.`mlm.steps` = '20'",
+        output_format="list",
+    )
+    assert runs
+    history = mlflow.MlflowClient().get_metric_history(runs[-1].info.run_id, "loss")
+    assert sorted(h.step for h in history) == list(range(1, 21))
 
 
 def test_social_loss_decreases_from_stage1(

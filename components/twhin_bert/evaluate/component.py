@@ -59,7 +59,8 @@ def evaluate(
         graph_embeddings=Path(graph_embeddings.path),
         benchmarks=[str(b) for b in benchmarks],
     )
-    log_kfp_metrics(metrics, result)
+    # Scores only; the counts under "info" stay in metrics.json.
+    log_kfp_metrics(metrics, {k: v for k, v in result.items() if k != "info"})
     out = Path(evaluation.path)
     conf = out / CONFUSION_FILE
     if conf.exists():

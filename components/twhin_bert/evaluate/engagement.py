@@ -222,7 +222,9 @@ def build_eval_set(
                             break
             negs = np.asarray(got, dtype=np.int64)
         cand[r, 1 : 1 + negs.size] = negs
-    cand = cand[:, : int((cand >= 0).sum(1).max())]  # drop all-padding columns (small pools)
+    cand = cand[
+        :, : int((cand >= 0).sum(1).max(initial=1))
+    ]  # drop all-padding columns (small pools)
     pop = np.where(cand >= 0, split_count[np.maximum(cand, 0)], -np.inf)
     pop[:, 0] -= 1.0  # leave the user's own engagement out
     return EvalSet(users=users, candidates=cand, langs=data.langs[cand[:, 0]], popularity=pop)
@@ -299,7 +301,7 @@ def _train_projection_inner(
             n += batch.shape[0]
         val_hits = _evaluate(model, XU, XT, val, [cfg.k])[0][0]
         curve.append({"epoch": epoch, "loss": total / max(n, 1), "val_hits": float(val_hits)})
-        if val_hits > best_val:
+        if val_hits > best_val or best_state is None:  # NaN-safe: the first epoch always counts
             best_val, best_state = val_hits, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
     return model, curve
@@ -335,6 +337,8 @@ def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarra
     train_texts = [t for t, s in zip(data.texts, data.split, strict=True) if s == TRAIN]
     vec = tfidf_vectorizer().fit(train_texts)
     x = vec.transform(data.texts)
+    if x.shape[1] <= dim:  # already small: no projection needed
+        return np.asarray(x.toarray(), dtype=np.float32)
     proj = SparseRandomProjection(n_components=dim, dense_output=True, random_state=seed).fit(x)
     return np.asarray(proj.transform(x), dtype=np.float32)
 
@@ -400,6 +404,12 @@ def run_engagement(
         rng = np.random.default_rng([seed + s, 3])
         val = build_eval_set(data, VAL, cfg, rng)
         test = build_eval_set(data, TEST, cfg, rng)
+        for which, ev in (("validation", val), ("test", test)):
+            if ev.users.size == 0:
+                raise EngagementDataError(
+                    f"no {which} users: {data.counts.get('tweets', 0)} engaged tweets are too few for "
+                    f"a {cfg.split} split by tweet"
+                )
         test_langs.append(test.langs)
         n_users, n_cands = test.users.size, float((test.candidates >= 0).sum(1).mean())
         for name, xt_raw in feats.items():

@@ -376,7 +376,7 @@ def _report_blocks(
                 rows=rows,
             )
         )
-        notes = [f"{b}: {info['counts']}; " + "; ".join(info["notes"]) for b, info in binfo.items()]
+        notes = ["; ".join([f"{b}: {info['counts']}", *info["notes"]]) for b, info in binfo.items()]
         blocks.append(Block("p", "Splits used: " + " | ".join(notes)))
         for b, info in binfo.items():
             fs = {n: result["models"][n][b].get("few_shot", {}) for n in names}

@@ -111,7 +111,11 @@ tags: [twhin-bert, tweets, multilingual, xlm-roberta]
 
 # TwHIN-BERT encoder ({stage})
 
-A socially-enriched tweet encoder trained by the `twhin-bert` pipeline {__version__}
+A {
+        "tweet encoder (masked language modelling only)"
+        if objective == "mlm"
+        else "socially-enriched tweet encoder"
+    } trained by the `twhin-bert` pipeline {__version__}
 (method: Zhang et al., KDD 2023, arXiv 2209.07562). Architecture: XLM-R style,
 {hf.num_hidden_layers} layers, hidden {hf.hidden_size}, {hf.num_attention_heads} heads,
 vocabulary {hf.vocab_size}, sequences up to {config.get("max_seq_len")} tokens.
@@ -123,7 +127,9 @@ from transformers import AutoModel, AutoTokenizer
 
 tok = AutoTokenizer.from_pretrained("PATH")
 model = AutoModel.from_pretrained("PATH")
-batch = tok(["my tweet"], return_tensors="pt", padding=True, truncation=True, max_length=128)
+batch = tok(["my tweet"], return_tensors="pt", padding=True, truncation=True, max_length={
+        config.get("max_seq_len")
+    })
 cls = model(**batch).last_hidden_state[:, 0]  # the tweet embedding (CLS pooling)
 ```
 
