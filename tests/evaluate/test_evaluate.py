@@ -24,7 +24,9 @@ def small_config() -> EvaluateConfig:
         benchmarks=BenchmarkConfig(
             max_train=240, max_val=60, max_test=120, few_shot=[2, 8], few_shot_seeds=2
         ),
-        finetune=FinetuneConfig(epochs=1, max_train=64, batch_size=32),
+        finetune=FinetuneConfig(
+            epochs=1, max_train=64, batch_size=32, tasks=["hashtag", "benchmarks"]
+        ),
     )
 
 
@@ -101,6 +103,10 @@ def test_config_validation() -> None:
         EvaluateConfig(engagement=EngagementConfig(split=(0.8, 0.1, 0.2)))
     with pytest.raises(ValueError, match=r"finetune\.enabled"):
         EvaluateConfig(primary_mode="finetune", finetune=FinetuneConfig(enabled=False))
+    with pytest.raises(ValueError, match=r"finetune\.tasks"):
+        EvaluateConfig(primary_mode="finetune")  # tiny default fine-tunes benchmarks only
+    both = FinetuneConfig(tasks=["hashtag", "benchmarks"])
+    assert EvaluateConfig(primary_mode="finetune", finetune=both).primary_mode == "finetune"
     with pytest.raises(ValueError, match="Extra inputs"):
         EvaluateConfig.model_validate({"nope": 1})
 

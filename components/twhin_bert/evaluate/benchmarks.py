@@ -204,6 +204,7 @@ def score_splits(
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
     few_shot: bool,
+    finetune: bool = True,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, np.ndarray]]:
     """Scores one classification task for every model and its TF-IDF floor on the same split.
 
@@ -229,7 +230,7 @@ def score_splits(
         feat = feature_classifier(xtr, ytr, xva, yva, xte, yte, metric=metric, **lr_kw)
         res: dict[str, Any] = {f"feature_{metric}": feat.test, f"feature_val_{metric}": feat.val}
         chosen = feat
-        if cfg.finetune.enabled:
+        if finetune and cfg.finetune.enabled:
             ft = finetune_classifier(
                 model_dirs[name],
                 splits,
@@ -331,7 +332,13 @@ def run_benchmarks(
         ) or cfg.benchmarks.metric_by_benchmark.get(folder.name, cfg.benchmarks.default_metric)
         log.info("benchmark %s (%s): %s, metric %s", name, folder, splits.counts(), metric)
         pm, floor, preds = score_splits(
-            splits, metric=metric, encoders=encoders, model_dirs=model_dirs, cfg=cfg, few_shot=True
+            splits,
+            metric=metric,
+            encoders=encoders,
+            model_dirs=model_dirs,
+            cfg=cfg,
+            few_shot=True,
+            finetune="benchmarks" in cfg.finetune.tasks,
         )
         for m, r in pm.items():
             per_model[m][name] = r

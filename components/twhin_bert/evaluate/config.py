@@ -20,6 +20,11 @@ class FinetuneConfig(StrictModel):
     """Fine-tuning a linear layer on the pooled ([CLS]) output with the encoder unfrozen."""
 
     enabled: bool = Field(True, description="Run the fine-tuned variant at all.")
+    tasks: list[Literal["hashtag", "benchmarks"]] = Field(
+        ["benchmarks"],
+        description="Task families fine-tuned (tiny: benchmarks only; hashtag fine-tuning runs one "
+        "model per language and is the slowest part on a CPU; prod: both).",
+    )
     epochs: int = Field(2, ge=1, description="Epochs (paper: up to 30); best epoch by validation.")
     lr: float = Field(
         4e-5, gt=0, description="AdamW learning rate of the encoder (paper: 4e-5 base)."
@@ -187,8 +192,13 @@ class EvaluateConfig(StrictModel):
                 raise ValueError(
                     f"{name}.split must be 3 positive fractions summing to 1, got {split}"
                 )
-        if self.primary_mode == "finetune" and not self.finetune.enabled:
-            raise ValueError("primary_mode 'finetune' needs finetune.enabled = true")
+        if self.primary_mode == "finetune" and not (
+            self.finetune.enabled and set(self.finetune.tasks) == {"hashtag", "benchmarks"}
+        ):
+            raise ValueError(
+                "primary_mode 'finetune' needs finetune.enabled = true and "
+                "finetune.tasks = [hashtag, benchmarks]"
+            )
         if self.engagement.k > self.engagement.curve_max_k:
             raise ValueError("engagement.k must be <= engagement.curve_max_k")
         if self.candidate == self.baseline:

@@ -134,12 +134,19 @@ def run_hashtag(
         ``macro_f1`` and ``by_lang``; info with ``languages``, ``languages_skipped`` and counts.
     """
     sets, stats = build_hashtag_sets(tweets, cfg.hashtag, cfg.seed)
+    finetune = cfg.finetune.enabled and "hashtag" in cfg.finetune.tasks
     per_lang_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
     per_lang_floor: dict[str, dict[str, Any]] = {}
     for lang, splits in sets.items():
         log.info("hashtag %s: %s, %d classes", lang, splits.counts(), len(splits.label_names))
         pm, floor, _ = score_splits(
-            splits, metric=METRIC, encoders=encoders, model_dirs=model_dirs, cfg=cfg, few_shot=False
+            splits,
+            metric=METRIC,
+            encoders=encoders,
+            model_dirs=model_dirs,
+            cfg=cfg,
+            few_shot=False,
+            finetune=finetune,
         )
         for m, r in pm.items():
             per_lang_model[m][lang] = r
@@ -156,7 +163,7 @@ def run_hashtag(
             f"feature_{METRIC}": mean(rows, f"feature_{METRIC}"),
             "by_lang": {lang: r[METRIC] for lang, r in rows.items()},
         }
-        if cfg.finetune.enabled:
+        if finetune:
             res[f"finetune_{METRIC}"] = mean(rows, f"finetune_{METRIC}")
             res["finetune_curves"] = {lang: r["finetune_curve"] for lang, r in rows.items()}
         per_model[m] = res
