@@ -67,6 +67,7 @@ def run_local(
             # The local runner ignores images, resources and node selection (they are for the
             # cluster) and says so once per task; that is expected here.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")
+            warnings.filterwarnings("ignore", message=".*non-Python base image.*")
             pipeline_fn()
     except RuntimeError as e:
         new = sorted(p for p in root.iterdir() if p.name not in before)
