@@ -19,10 +19,12 @@ def smallest_config(demo_dir: Path, shared_data: Path):
     cfg.inputs.truth = str(demo_dir / "truth" / "tweet_topics.parquet")
     cfg.inputs.benchmarks = [str(shared_data / "tweeteval" / "emotion")]
     cfg.embed_graph.num_epochs = 3
-    cfg.pretrain.mlm.steps = 6
-    cfg.pretrain.mlm.warmup_steps = 1
-    cfg.pretrain.mlm_social.steps = 6
-    cfg.pretrain.mlm_social.warmup_steps = 1
+    # steps and warmup change together: each assignment is validated (warmup < steps)
+    short = {"steps": 6, "warmup_steps": 1}
+    cfg.pretrain.mlm = cfg.pretrain.mlm.model_validate(cfg.pretrain.mlm.model_dump() | short)
+    cfg.pretrain.mlm_social = cfg.pretrain.mlm_social.model_validate(
+        cfg.pretrain.mlm_social.model_dump() | short
+    )
     cfg.pretrain.checkpoint_every = 3
     cfg.evaluate.engagement.seeds = 1
     cfg.evaluate.engagement.epochs = 1
