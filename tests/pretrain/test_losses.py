@@ -51,3 +51,58 @@ def test_combined_and_mlm_loss() -> None:
     assert mlm.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item())
     assert masked_lm_loss(logits[:0], labels[:0]).item() == 0.0
     assert combined_loss(torch.tensor(1.0), torch.tensor(4.0), 0.05).item() == pytest.approx(1.2)
+
+
+def _rank_nt_xent(rank: int, world: int, port: int, za: torch.Tensor, zb: torch.Tensor, q) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+    )
+    b = za.shape[0] // world
+    mine_a = za[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+    mine_b = zb[rank * b : (rank + 1) * b].clone().requires_grad_(True)
+    loss = nt_xent(mine_a, mine_b, 0.2, across_ranks=True)
+    loss.backward()
+    q.put((rank, loss.item(), mine_a.grad, mine_b.grad))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_nt_xent_across_ranks_is_one_global_batch() -> None:
+    """Two gloo ranks of 3 pairs each give the loss and gradients of one batch of 6 pairs."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    world, b, d = 2, 3, 8
+    g = torch.Generator().manual_seed(7)
+    za, zb = torch.randn(world * b, d, generator=g), torch.randn(world * b, d, generator=g)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [
+        ctx.Process(target=_rank_nt_xent, args=(r, world, port, za, zb, q)) for r in range(world)
+    ]
+    for p in procs:
+        p.start()
+    results = sorted(q.get(timeout=120) for _ in range(world))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+
+    ga, gb = za.clone().requires_grad_(True), zb.clone().requires_grad_(True)
+    global_loss = nt_xent(ga, gb, 0.2)
+    global_loss.backward()
+    assert global_loss.item() == pytest.approx(reference_nt_xent(za, zb, 0.2), rel=1e-5)
+    # Each rank's loss is the mean over its anchors: their mean is the global loss.
+    assert sum(r[1] for r in results) / world == pytest.approx(global_loss.item(), rel=1e-5)
+    # DeepSpeed averages gradients over ranks: rank gradients / world = global gradients.
+    for rank, _, grad_a, grad_b in results:
+        rows = slice(rank * b, (rank + 1) * b)
+        torch.testing.assert_close(grad_a / world, ga.grad[rows], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grad_b / world, gb.grad[rows], rtol=1e-4, atol=1e-6)
+    # A single rank alone sees fewer negatives: a different (smaller-batch) loss.
+    assert nt_xent(za[:b], zb[:b], 0.2).item() != pytest.approx(global_loss.item(), rel=1e-3)

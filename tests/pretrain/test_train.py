@@ -5,6 +5,7 @@ killed with SIGKILL resumes to the same result."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -239,8 +240,11 @@ def test_sigkill_and_resume_matches_uninterrupted(
 
 
 @pytest.mark.slow
-def test_multi_process_launch_on_cpu(tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path) -> None:
-    """num_gpus > 1 re-launches the stage under torchrun (here: 2 CPU processes over gloo)."""
+def test_multi_process_launch_on_cpu(
+    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path
+) -> None:
+    """num_gpus > 1 re-launches the stage under torchrun (here: 2 CPU processes over gloo);
+    the social stage draws its NT-Xent negatives from both ranks."""
     from transformers import AutoModel
 
     cfg = tiny_cfg(
@@ -257,3 +261,20 @@ def test_multi_process_launch_on_cpu(tmp_path: Path, pt_ingested: Path, pt_token
     assert read_metrics(out)["world_size"] == 2
     assert AutoModel.from_pretrained(str(out)).config.num_hidden_layers == 2
     assert not list(out.glob("_pretrain_*"))
+
+    cfg.mlm_social = ObjectiveTraining(micro_batch_size=4, peak_lr=1e-3, warmup_steps=1, steps=4)
+    social = tmp_path / "ddp_social"
+    m = run_pretrain(
+        cfg,
+        social,
+        objective="mlm_social",
+        ingested=pt_ingested,
+        tokenizer=pt_tokenizer,
+        pairs=pt_pairs,
+        init_from=out,
+    )
+    assert m["world_size"] == 2 and m["steps"] == 4
+    # 2 ranks x 4 pairs: each anchor has 2*8-1 = 15 candidates besides its partner's 1, so
+    # the loss starts near ln(15) (a rank alone would sit near ln(7)).
+    log = json.loads((social / "training_log.json").read_text())
+    assert log[0]["social_loss"] > math.log(7) + 0.3

@@ -95,6 +95,12 @@ class PretrainConfig(StrictModel):
     lam: float = Field(
         0.05, ge=0.0, description="Weight of the MLM loss in stage 2: L_social + lam * L_MLM."
     )
+    negatives_across_ranks: bool = Field(
+        True,
+        description="With several ranks, NT-Xent negatives come from every rank's pairs "
+        "(all-gather with gradients): the contrastive batch is ranks x micro_batch_size pairs, "
+        "as one global batch. Off: each rank contrasts its own pairs only.",
+    )
     projection_dims: list[int] = Field(
         default_factory=lambda: [128, 128],
         min_length=1,

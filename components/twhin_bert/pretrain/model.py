@@ -132,6 +132,7 @@ class PretrainModel(nn.Module):
         social: bool = False,
         tau: float = 0.1,
         lam: float = 0.05,
+        across_ranks: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses of one micro-batch.
 
@@ -139,7 +140,8 @@ class PretrainModel(nn.Module):
             ``(loss, mlm_loss, social_loss)``; for the MLM objective ``loss = mlm_loss`` and
             ``social_loss`` is 0; for the social objective the CLS vectors of
             ``cls_index`` are ``a_0..a_{B-1}, b_0..b_{B-1}`` and
-            ``loss = social + lam * mlm``.
+            ``loss = social + lam * mlm``; with ``across_ranks`` the NT-Xent negatives
+            come from every rank's pairs (see :func:`nt_xent`).
         """
         h = self.hidden_states(input_ids, position_ids, segment_ids)
         flat = h.reshape(-1, h.shape[-1])
@@ -148,7 +150,7 @@ class PretrainModel(nn.Module):
             return mlm, mlm.detach(), torch.zeros((), device=h.device)
         z = self.social_head(flat.index_select(0, cls_index))
         b = z.shape[0] // 2
-        soc = nt_xent(z[:b], z[b:], tau)
+        soc = nt_xent(z[:b], z[b:], tau, across_ranks=across_ranks)
         return combined_loss(soc, mlm, lam), mlm.detach(), soc.detach()
 
     def batch_losses(

@@ -231,7 +231,9 @@ def train(
                 epoch, index, batch = next(batches)
                 next_batch = index + world  # this rank consumed up to here (all ranks agree)
                 batch = batch.to(engine.device)
-                loss, mlm, soc = _forward(engine, batch, social, cfg.tau, cfg.lam)
+                loss, mlm, soc = _forward(
+                    engine, batch, social, cfg.tau, cfg.lam, cfg.negatives_across_ranks
+                )
                 engine.backward(loss)
                 engine.step()
                 losses += torch.stack([loss.detach(), mlm, soc]).float().cpu()
@@ -316,7 +318,9 @@ def train(
     return metrics
 
 
-def _forward(engine: Any, batch: Any, social: bool, tau: float, lam: float) -> Any:
+def _forward(
+    engine: Any, batch: Any, social: bool, tau: float, lam: float, across_ranks: bool
+) -> Any:
     """One forward through the DeepSpeed engine (so its hooks — ZeRO, bf16 — apply)."""
     return engine(
         batch.input_ids,
@@ -328,6 +332,7 @@ def _forward(engine: Any, batch: Any, social: bool, tau: float, lam: float) -> A
         social,
         tau,
         lam,
+        across_ranks,
     )
 
 
