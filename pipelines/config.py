@@ -70,6 +70,19 @@ class TaskResources(StrictModel):
         default_factory=dict,
         description="PersistentVolumeClaims to mount, name -> mount path (e.g. for checkpoints).",
     )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pod labels, e.g. Kueue's {'kueue.x-k8s.io/queue-name': 'gpu', "
+        "'kueue.x-k8s.io/priority-class': 'training'} (KFP cannot set priorityClassName).",
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="Pod annotations, e.g. {'cluster-autoscaler.kubernetes.io/safe-to-evict': "
+        "'false'} for long training pods.",
+    )
+    timeout_s: int | None = Field(
+        None, ge=1, description="Kill the pod after this many seconds (activeDeadlineSeconds)."
+    )
     retries: int = Field(1, ge=0, description="Retries for transient failures (KFP set_retry).")
     caching: bool = Field(True, description="Let KFP reuse an identical earlier execution.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")

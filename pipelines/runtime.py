@@ -10,8 +10,9 @@ from twhin_bert_pipelines.config import PipelineConfig
 def apply_runtime(
     task: PipelineTask, cfg: PipelineConfig, stage: str, display_name: str
 ) -> PipelineTask:
-    """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, retries,
-    caching and env of ``task`` from ``cfg.resources`` (kfp.local ignores all but caching).
+    """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, PVCs, pod
+    labels and annotations, timeout, retries, caching and env of ``task`` from
+    ``cfg.resources`` (kfp.local ignores all but caching and env).
 
     Args:
         task: The pipeline task.
@@ -53,6 +54,12 @@ def apply_runtime(
         )
     for pvc, mount_path in res.pvc_mounts.items():
         kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=mount_path)
+    for key, value in res.pod_labels.items():
+        kubernetes.add_pod_label(task, label_key=key, label_value=value)
+    for key, value in res.pod_annotations.items():
+        kubernetes.add_pod_annotation(task, annotation_key=key, annotation_value=value)
+    if res.timeout_s:
+        kubernetes.set_timeout(task, seconds=res.timeout_s)
     if res.retries:
         task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
     task.set_caching_options(res.caching)

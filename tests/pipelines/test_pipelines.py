@@ -148,6 +148,7 @@ def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
 
 def test_prod_runtime_settings_reach_the_compiled_spec(tmp_path: Path) -> None:
     cfg = load_pipeline_config("prod")
+    cfg.resources["pretrain"].timeout_s = 7 * 24 * 3600
     spec = _compile(cfg, "pretrain", tmp_path)
     tasks = _tasks(spec)
     executors = spec["deploymentSpec"]["executors"]
@@ -168,6 +169,10 @@ def test_prod_runtime_settings_reach_the_compiled_spec(tmp_path: Path) -> None:
     assert [t["key"] for t in k8s["tolerations"]] == [t.key for t in res.tolerations]
     if res.shm_size:
         assert k8s["emptyDirMounts"][0]["mountPath"] == "/dev/shm"
+    assert res.pod_annotations and res.pod_labels
+    assert k8s["podMetadata"]["annotations"] == res.pod_annotations
+    assert k8s["podMetadata"]["labels"] == res.pod_labels
+    assert int(k8s["activeDeadlineSeconds"]) == 7 * 24 * 3600
 
 
 @pytest.mark.parametrize(
