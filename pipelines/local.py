@@ -7,19 +7,75 @@ land under ``<workdir>/pipeline_root/<run>/<task>/<output>``; MLflow uses
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 import os
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from twhin_bert.common import tracking
 from twhin_bert_pipelines.config import PipelineConfig
 from twhin_bert_pipelines.submit import PipelineName, build
 
 log = logging.getLogger(__name__)
+
+# What KFP's executor logs about itself in every task: where it loads the component from, and
+# the whole executor input as indented JSON (hundreds of lines per task).
+_EXECUTOR = "[KFP Executor "
+_EXECUTOR_CHATTER = (
+    "Looking for component",
+    "Loading KFP component",
+    "Wrote executor output file",
+    "Did not write output file",
+)
+
+
+class ExecutorChatterFilter(io.TextIOBase):
+    """A stdout that drops KFP executor boilerplate from the task logs the local runner streams.
+
+    Only the executor's own lines go: the executor-input JSON (from ``Got executor_input:`` to
+    its closing brace at column 0) and the lines in ``_EXECUTOR_CHATTER``. Everything a task
+    itself prints (progress, warnings, tracebacks) passes through unchanged.
+    """
+
+    def __init__(self, target: TextIO) -> None:
+        self.target = target
+        self._buffer = ""
+        self._in_json = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._buffer += text
+        *lines, self._buffer = self._buffer.split("\n")
+        for line in lines:
+            if self._keep(line):
+                self.target.write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer and self._keep(self._buffer):
+            self.target.write(self._buffer)
+        self._buffer = ""
+        self.target.flush()
+
+    def _keep(self, line: str) -> bool:
+        bare = line.strip()
+        if self._in_json:
+            if bare == "}" and not line.startswith(" " * 5):
+                self._in_json = False
+            return False
+        if _EXECUTOR in line and "Got executor_input:" in line:
+            self._in_json = True
+            return False
+        return not (_EXECUTOR in line and any(c in line for c in _EXECUTOR_CHATTER))
 
 
 def prepare_environment(workdir: Path) -> str:
@@ -36,8 +92,21 @@ def prepare_environment(workdir: Path) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def _quiet_executor(quiet: bool) -> Iterator[None]:
+    if not quiet:
+        yield
+        return
+    stream = ExecutorChatterFilter(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(stream):
+            yield
+    finally:
+        stream.flush()
+
+
 def run_local(
-    cfg: PipelineConfig, workdir: Path, which: PipelineName = "pretrain"
+    cfg: PipelineConfig, workdir: Path, which: PipelineName = "pretrain", *, quiet: bool = True
 ) -> dict[str, Any]:
     """Runs pipeline ``which`` through ``kfp.local`` and collects where its outputs are.
 
@@ -45,6 +114,8 @@ def run_local(
         cfg: The pipeline config (its ``inputs`` must name the data).
         workdir: Work dir for artifacts and the default MLflow store.
         which: ``pretrain`` or ``retrain``.
+        quiet: Drop KFP's executor boilerplate (executor-input JSON) from the streamed task
+            logs (:class:`ExecutorChatterFilter`); the tasks' own output always shows.
 
     Returns:
         ``{"run_dir", "tasks": {task: {output: path}}, "tracking_uri", "seconds"}``.
@@ -63,7 +134,7 @@ def run_local(
     t0 = time.perf_counter()
     pipeline_fn = build(cfg, which)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_executor(quiet):
             # The local runner ignores images, resources and node selection (they are for the
             # cluster) and says so once per task; that is expected here.
             warnings.filterwarnings("ignore", message=".*no effect in the current local runner.*")

@@ -581,7 +581,9 @@ def run_cmd(
         cfg.inputs.truth = str(demo / "truth" / "tweet_topics.parquet")
     if benchmark:
         cfg.inputs.benchmarks = list(benchmark)
-    summary = run_local(cfg, workdir, pipeline)  # type: ignore[arg-type]
+    # --verbose keeps KFP's executor boilerplate (the executor-input JSON of every task).
+    quiet = not logging.getLogger().isEnabledFor(logging.DEBUG)
+    summary = run_local(cfg, workdir, pipeline, quiet=quiet)  # type: ignore[arg-type]
     print_run_summary(summary, out_console)
 
 

@@ -22,15 +22,18 @@ The recipe, top to bottom:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
+import re
 import shutil
 import time
 import typing
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,33 @@ def _unpack_optional(type_: Any) -> Any:
     if typing.get_origin(type_) is typing.Union and len(args) == 2 and type(None) in args:
         return args[0] if args[1] is type(None) else args[1]
     raise TypeError("Not an optional type")
+
+
+_PBG_NOISY_MODULES = ("torchbiggraph", "torchbiggraph.tensorlist", "torchbiggraph.train")
+
+
+@contextlib.contextmanager
+def _quiet_pbg() -> Iterator[None]:
+    """Silences PBG's own deprecation chatter (pkg_resources, TypedStorage, float(loss)), which
+    is not ours to fix, in this process and in its workers (they import torchbiggraph afresh:
+    only the environment reaches them). Restores PBG's thread setting of this process."""
+    import torch
+
+    threads = torch.get_num_threads()  # PBG sets 1 thread in this process
+    before = os.environ.get("PYTHONWARNINGS")
+    ours = [f"ignore::UserWarning:{m}" for m in _PBG_NOISY_MODULES]
+    os.environ["PYTHONWARNINGS"] = ",".join([before, *ours] if before else ours)
+    try:
+        with warnings.catch_warnings():
+            for m in _PBG_NOISY_MODULES:
+                warnings.filterwarnings("ignore", category=UserWarning, module=re.escape(m) + "$")
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 def _import_pbg() -> None:
@@ -191,13 +221,12 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
     torch.manual_seed(cfg.seed)
     init = SubprocessInitializer()
     init.register(_seed_worker, cfg.seed)
-    threads = torch.get_num_threads()  # PBG sets 1 thread in this process; restore after
     trained = 0
     losses: dict[int, list[tuple[float, int]]] = {}
     n_buckets = int(pbg["entities"][USER]["num_partitions"]) ** 2
     first_new = resumed_version * n_buckets
     t0 = time.perf_counter()
-    try:
+    with _quiet_pbg():
         for index, _before, stats, _after in train_and_report_stats(config, subprocess_init=init):
             # PBG numbers buckets 1.. per iteration i as i * n_buckets + 1 ..(i + 1) * n_buckets.
             if index <= first_new:
@@ -215,8 +244,6 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
                 stats.count,
                 stats.metrics["loss"],
             )
-    finally:
-        torch.set_num_threads(threads)
     seconds = time.perf_counter() - t0
     per_iter = {
         it: sum(v * c for v, c in xs) / max(1, sum(c for _, c in xs)) for it, xs in losses.items()
