@@ -115,7 +115,13 @@ class Inputs(StrictModel):
     )
     data_window: str = Field(
         "",
-        description="Label of the engagement window this run trains on, e.g. 2026-11-01/2026-11-22.",
+        description="Label of the engagement window this run trains on, e.g. 2026-11-01/2026-11-22 "
+        "(with build_graph.window_days the window build_graph applied is recorded instead).",
+    )
+    window_end: str = Field(
+        "",
+        description="End of build_graph's rolling window_days window (ISO 8601). '' = the "
+        "scheduled time of a recurring run, else the run's creation time.",
     )
 
 
@@ -130,6 +136,11 @@ class PipelineConfig(StrictModel):
         True,
         description="Also train the MLM-only twin for as many steps as stage 2 and evaluate "
         "both side by side.",
+    )
+    embed_tweets: bool = Field(
+        True,
+        description="Embed every ingested tweet with the trained encoder (the embed stage: CLS, "
+        "mean and Combined vectors) as a Dataset artifact of the run.",
     )
     inputs: Inputs = Field(default_factory=Inputs, description="What the run reads.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="ingest stage.")

@@ -2,7 +2,8 @@
 
 ingest -> build_graph -> embed_graph -> mine_pairs -> train_tokenizer -> pretrain(mlm)
 -> pretrain(mlm_social) -> evaluate -> register_model, plus (``ablation: true``) the
-MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated beside it.
+MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated beside it, and
+(``embed_tweets: true``) the new encoder's embeddings of every ingested tweet.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
@@ -11,6 +12,7 @@ from collections.abc import Callable
 
 from kfp import dsl
 from twhin_bert.build_graph.component import build_graph
+from twhin_bert.embed.component import embed
 from twhin_bert.embed_graph.component import embed_graph
 from twhin_bert.evaluate.component import evaluate
 from twhin_bert.ingest.component import ingest
@@ -34,9 +36,25 @@ def ablation_twin(p: PretrainConfig) -> PretrainConfig:
 
 
 def graph_tasks(
-    cfg: PipelineConfig, tweets: list, engagements: list, parallel_tweets: str, truth: str
+    cfg: PipelineConfig,
+    tweets: list,
+    engagements: list,
+    parallel_tweets: str,
+    truth: str,
+    window_end: str,
+    data_window: str,
+    fresh_inputs: bool = False,
 ) -> dict:
-    """The stages both pipelines share: ingest -> build_graph -> embed_graph -> mine_pairs."""
+    """The stages both pipelines share: ingest -> build_graph -> embed_graph -> mine_pairs.
+
+    Args:
+        fresh_inputs: The input globs may hold new files under the same names (scheduled
+            retraining): ingest never reuses a cached execution.
+
+    Returns:
+        The tasks by stage name, and ``data_window``: the window label for the registry
+        (build_graph's resolved rolling window when ``build_graph.window_days`` is set).
+    """
     ing = apply_runtime(
         ingest(
             config=cfg.ingest.model_dump_json(),
@@ -48,11 +66,25 @@ def graph_tasks(
         "ingest",
         "ingest",
     )
+    if fresh_inputs:
+        ing.set_caching_options(False)
+    rolling = cfg.build_graph.window_days is not None
+    # Only a rolling window reads the run's times: they would defeat caching otherwise.
+    times = (
+        {
+            "window_end": window_end,
+            "schedule_time": dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+            "create_time": dsl.PIPELINE_JOB_CREATE_TIME_UTC_PLACEHOLDER,
+        }
+        if rolling
+        else {}
+    )
     graph = apply_runtime(
         build_graph(
             config=cfg.build_graph.model_dump_json(),
             ingested=ing.outputs["ingested"],
             pipeline_run_id=RUN_ID,
+            **times,
         ),
         cfg,
         "build_graph",
@@ -81,7 +113,30 @@ def graph_tasks(
         "mine_pairs",
         "mine_pairs",
     )
-    return {"ingest": ing, "build_graph": graph, "embed_graph": emb, "mine_pairs": pairs}
+    return {
+        "ingest": ing,
+        "build_graph": graph,
+        "embed_graph": emb,
+        "mine_pairs": pairs,
+        "data_window": graph.outputs["Output"] if rolling else data_window,
+    }
+
+
+def embed_task(cfg: PipelineConfig, model: dsl.PipelineChannel, ingested: dsl.PipelineChannel):
+    """The trained encoder's embeddings of every ingested tweet (``embed_tweets``), or None."""
+    if not cfg.embed_tweets:
+        return None
+    return apply_runtime(
+        embed(
+            config=cfg.embed.model_dump_json(),
+            model=model,
+            ingested=ingested,
+            pipeline_run_id=RUN_ID,
+        ),
+        cfg,
+        "embed",
+        "embed",
+    )
 
 
 def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
@@ -108,8 +163,9 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
         truth: str = inputs.truth,
         benchmarks: list = inputs.benchmarks,
         data_window: str = inputs.data_window,
+        window_end: str = inputs.window_end,
     ):
-        t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth)
+        t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth, window_end, data_window)
         ingested = t["ingest"].outputs["ingested"]
         tok = apply_runtime(
             train_tokenizer(
@@ -147,6 +203,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
             "pretrain",
             "pretrain-mlm-social",
         )
+        embed_task(cfg, social.outputs["model"], ingested)
         eval_args = dict(
             config=cfg.evaluate.model_dump_json(),
             model=social.outputs["model"],
@@ -178,7 +235,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
                 evaluation=ev.outputs["evaluation"],
                 pipeline_run_id=RUN_ID,
                 pipeline_config=cfg.model_dump_json(),
-                data_window=data_window,
+                data_window=t["data_window"],
             ),
             cfg,
             "register_model",

@@ -3,6 +3,12 @@
 resolve_champion -> ingest -> build_graph -> embed_graph -> mine_pairs ->
 pretrain(mlm_social, warm start from the champion, its tokenizer) -> evaluate ->
 register_model (the same gate; ``register_model.auto_promote`` lets scheduled runs promote).
+
+What makes each scheduled run train on *new* data: ingest never reuses a cached execution
+(the input globs keep their names while new files land under them), and with
+``build_graph.window_days`` build_graph keeps the engagements of the days before the run's
+scheduled time (KFP's ``PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``) and records that
+window as the registered version's ``data_window``.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
@@ -14,7 +20,7 @@ from twhin_bert.evaluate.component import evaluate
 from twhin_bert.pretrain.component import pretrain
 from twhin_bert.register_model.component import register_model, resolve_champion
 from twhin_bert_pipelines.config import PipelineConfig
-from twhin_bert_pipelines.pretrain_pipeline import RUN_ID, graph_tasks
+from twhin_bert_pipelines.pretrain_pipeline import RUN_ID, embed_task, graph_tasks
 from twhin_bert_pipelines.runtime import apply_runtime
 
 
@@ -40,11 +46,21 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
         truth: str = inputs.truth,
         benchmarks: list = inputs.benchmarks,
         data_window: str = inputs.data_window,
+        window_end: str = inputs.window_end,
     ):
         champ = resolve_champion(model_name=cfg.register_model.model_name)
         apply_runtime(champ, cfg, "resolve_champion", "resolve_champion")
         champ.set_caching_options(False)  # the champion moves between runs
-        t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth)
+        t = graph_tasks(
+            cfg,
+            tweets,
+            engagements,
+            parallel_tweets,
+            truth,
+            window_end,
+            data_window,
+            fresh_inputs=True,
+        )
         social = apply_runtime(
             pretrain(
                 config=cfg.pretrain.model_dump_json(),
@@ -59,6 +75,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             "pretrain",
             "pretrain-mlm-social",
         )
+        embed_task(cfg, social.outputs["model"], t["ingest"].outputs["ingested"])
         ev = apply_runtime(
             evaluate(
                 # The champion is the model to beat: it stands beside the candidate in the report.
@@ -81,7 +98,8 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
                 evaluation=ev.outputs["evaluation"],
                 pipeline_run_id=RUN_ID,
                 pipeline_config=cfg.model_dump_json(),
-                data_window=data_window,
+                data_window=t["data_window"],
+                evaluated_champion=champ.outputs["Output"],
             ),
             cfg,
             "register_model",

@@ -135,12 +135,30 @@ def schedule(
     token: str | None = None,
     service_account: str | None = None,
     work_dir: Path = Path("."),
+    window_days: float | None = None,
 ) -> dict[str, str]:
     """Creates a recurring run of the retrain pipeline (KFP 6-field cron).
 
+    Each run trains on the ``build_graph.window_days`` days of engagements before its
+    scheduled time (``window_days`` here overrides the config's); ingest re-reads the inputs.
+
     Returns:
         ``{"recurring_run_id", "cron", "pipeline_id", "version_id", "experiment_id"}``.
+
+    Raises:
+        ValueError: No window: every scheduled run would train on the same engagements.
     """
+    if window_days is not None:
+        cfg = cfg.model_copy(
+            update={"build_graph": cfg.build_graph.model_copy(update={"window_days": window_days})}
+        )
+    if cfg.build_graph.window_days is None:
+        raise ValueError(
+            "scheduled retraining needs a rolling window: set build_graph.window_days in the "
+            "config (or pass window_days), else every run trains on the same engagements"
+        )
+    if cfg.build_graph.start is not None or cfg.build_graph.end is not None:
+        raise ValueError("build_graph.start/end are fixed dates: a schedule uses window_days")
     kfp_cron = to_kfp_cron(cron)
     client = _client(host, namespace, token)
     package = compile_pipeline(cfg, work_dir / f"{cfg.name}-retrain.yaml", "retrain")

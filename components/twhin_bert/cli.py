@@ -203,6 +203,10 @@ def build_graph_cmd(
     ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
     config: ConfigOpt = None,
     pipeline_run_id: RunIdOpt = None,
+    window_end: Annotated[
+        str | None,
+        typer.Option(help="End of the rolling window_days window (ISO 8601; default now)."),
+    ] = None,
 ) -> None:
     """Build the TwHIN in PyTorch-BigGraph's input format, with a train/valid/test edge split."""
     from twhin_bert.build_graph.config import BuildGraphConfig
@@ -211,7 +215,9 @@ def build_graph_cmd(
     cfg = _load(BuildGraphConfig, config, "build_graph")
     print_metrics(
         "build_graph",
-        run_build_graph(cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested),
+        run_build_graph(
+            cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested, window_end=window_end
+        ),
         out,
     )
 
@@ -513,6 +519,13 @@ def schedule_cmd(
         str | None, typer.Option(help="Kubernetes service account the runs' pods use.")
     ] = "twhin-bert-pipeline",
     param: ParamOpt = None,
+    window_days: Annotated[
+        float,
+        typer.Option(
+            help="Each run trains on the engagements of this many days before its scheduled "
+            "time (sets build_graph.window_days)."
+        ),
+    ] = 28.0,
 ) -> None:
     """Schedule recurring retraining (the retrain pipeline) on Kubeflow Pipelines."""
     from twhin_bert_pipelines.config import load_pipeline_config
@@ -529,6 +542,7 @@ def schedule_cmd(
         namespace=namespace,
         token=os.environ.get("KFP_TOKEN"),
         service_account=service_account,
+        window_days=window_days,
     )
     out_console.print_json(json.dumps(res))
 

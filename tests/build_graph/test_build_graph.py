@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import GraphInputError, run_build_graph
 from twhin_bert.build_graph.synthetic import write_synthetic_ingest
+from twhin_bert.common import holdout
 from twhin_bert.common.schemas import read_table, write_table
 
 
@@ -49,15 +50,25 @@ def _edge_set(graph: Path) -> set[tuple[str, str, str]]:
     return edges
 
 
-def _input_set(ingest: Path) -> set[tuple[str, str, str]]:
+def _input_set(ingest: Path, graph: Path | None = None) -> set[tuple[str, str, str]]:
+    """The input engagements; with ``graph``, less those of its evaluation-holdout tweets."""
     t = pq.read_table(ingest / "engagements.parquet").to_pydict()
-    return set(zip(t["user_id"], t["tweet_id"], t["engagement_type"], strict=True))
+    rows = set(zip(t["user_id"], t["tweet_id"], t["engagement_type"], strict=True))
+    rule = holdout.read_rule(graph) if graph is not None else None
+    if rule is None:
+        return rows
+    held = {tid for tid, h in zip(t["tweet_id"], rule.held_out(t["tweet_id"]), strict=True) if h}
+    return {r for r in rows if r[1] not in held}
 
 
 @pytest.mark.parametrize("partitions", [1, 2])
 def test_graph_round_trips_every_edge(ingest_dir: Path, tmp_path: Path, partitions: int) -> None:
     out = tmp_path / "graph"
-    m = run_build_graph(BuildGraphConfig(num_partitions=partitions), out, ingested=ingest_dir)
+    cfg = BuildGraphConfig(
+        num_partitions=partitions, holdout_valid_fraction=0.0, holdout_test_fraction=0.0
+    )
+    m = run_build_graph(cfg, out, ingested=ingest_dir)
+    assert not (out / holdout.HOLDOUT_FILE).exists()
     expected = _input_set(ingest_dir)
     assert _edge_set(out) == expected
     assert m["edges"] == len(expected) == m["rows_read"]
@@ -84,6 +95,31 @@ def test_graph_round_trips_every_edge(ingest_dir: Path, tmp_path: Path, partitio
     rels = json.loads((out / "relations.json").read_text())
     assert [r["name"] for r in rels] == ["fave", "retweet", "reply", "quote"]
     assert sum(sum(r["edges"].values()) for r in rels) == m["edges"]
+
+
+def test_evaluation_holdout_tweets_stay_out_of_the_graph(ingest_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "graph"
+    m = run_build_graph(BuildGraphConfig(seed=5), out, ingested=ingest_dir)
+    rule = holdout.read_rule(out)
+    assert rule is not None and rule.seed == 5
+    assert (rule.valid_fraction, rule.test_fraction) == (0.1, 0.1)
+    every = _input_set(ingest_dir)
+    kept = _input_set(ingest_dir, out)
+    assert _edge_set(out) == kept
+    assert m["dropped"]["eval_holdout"] == len(every) - len(kept) > 0
+    assert m["edges"] + m["dropped"]["eval_holdout"] == m["rows_read"]
+    tweets = sorted({t for _, t, _ in every})
+    side = rule.split(tweets)
+    assert m["eval_holdout_tweets"] == {
+        "valid": int((side == holdout.VALID).sum()),
+        "test": int((side == holdout.TEST).sum()),
+    }
+    assert abs((side != holdout.TRAIN).mean() - 0.2) < 0.04
+    graph_tweets = {t for _, t, _ in kept}
+    assert not graph_tweets & {t for t, s in zip(tweets, side, strict=True) if s}
+    # The split is a function of the id alone: the same on any subset, in any order.
+    assert list(rule.split(tweets[::-1])) == list(side[::-1])
+    assert list(holdout.split_of(tweets, 0.1, 0.1, seed=6)) != list(side)
 
 
 def test_every_held_out_entity_is_seen_in_training(ingest_dir: Path, tmp_path: Path) -> None:
@@ -172,6 +208,8 @@ def test_empty_graph_after_filters_is_an_error(ingest_dir: Path, tmp_path: Path)
 def test_config_cross_field_validation() -> None:
     with pytest.raises(ValidationError, match="valid_fraction \\+ test_fraction"):
         BuildGraphConfig(valid_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValidationError, match="no tweet left for the graph"):
+        BuildGraphConfig(holdout_valid_fraction=0.5, holdout_test_fraction=0.5)
     with pytest.raises(ValidationError, match="time window is empty"):
         BuildGraphConfig(start="2022-02-01T00:00:00Z", end="2022-01-01T00:00:00Z")
     with pytest.raises(ValidationError, match="unknown engagement types"):
@@ -187,6 +225,31 @@ def test_demo_graph_counts(request: pytest.FixtureRequest) -> None:
     graph_dir: Path = request.getfixturevalue("graph_dir")
     ingested_dir: Path = request.getfixturevalue("ingested_dir")
     m = json.loads((graph_dir / "metrics.json").read_text())
-    expected = _input_set(ingested_dir)
+    expected = _input_set(ingested_dir, graph_dir)
     assert _edge_set(graph_dir) == expected
     assert m["edges"] == len(expected) and m["users"] > 0 and m["tweets"] > 0
+
+
+def test_rolling_window_ends_at_the_given_instant(ingest_dir: Path, tmp_path: Path) -> None:
+    from twhin_bert.build_graph.graph import first_instant, resolve_window
+
+    end = "2022-05-01T00:00:00Z"
+    cfg = BuildGraphConfig(window_days=30, holdout_valid_fraction=0, holdout_test_fraction=0)
+    m = run_build_graph(cfg, tmp_path / "g", ingested=ingest_dir, window_end=end)
+    assert m["window"] == "2022-04-01T00:00:00Z/2022-05-01T00:00:00Z"
+    df = pq.read_table(ingest_dir / "engagements.parquet").to_pandas()
+    start, stop = datetime(2022, 4, 1, tzinfo=UTC), datetime(2022, 5, 1, tzinfo=UTC)
+    inside = (df.engaged_at >= start) & (df.engaged_at < stop)
+    assert m["edges"] == int(inside.sum()) > 0
+    assert m["dropped"]["outside_time_window"] == int((~inside).sum())
+    # A KFP placeholder the local runner left unresolved is skipped; the next instant wins.
+    assert first_instant("", "{{$.pipeline_job_schedule_time_utc}}", end) == end
+    assert first_instant("", "") is None
+    with pytest.raises(GraphInputError, match="expected an ISO 8601 instant"):
+        first_instant("yesterday", end)
+    # A fixed window is labelled as is; none at all is open on both sides.
+    fixed = BuildGraphConfig(start="2022-02-01T00:00:00Z")
+    assert resolve_window(fixed, None)[1] == "2022-02-01T00:00:00Z/*"
+    assert resolve_window(BuildGraphConfig(), None)[1] == "*/*"
+    with pytest.raises(ValidationError, match="window_days replaces start/end"):
+        BuildGraphConfig(window_days=7, start="2022-02-01T00:00:00Z")

@@ -120,5 +120,8 @@ def test_schedule_uses_six_field_cron_on_the_retrain_pipeline(fake_kfp: type[Fak
     rr = dict(fake_kfp.calls)["create_recurring_run"]
     assert rr["cron_expression"] == "0 0 3 * * *"
     assert dict(fake_kfp.calls)["upload_pipeline"]["name"].endswith("retrain")
+    # the compiled retrain package reads a rolling 28-day window ending at the scheduled time
+    package = next(Path(".").glob("*-retrain.yaml")).read_text()
+    assert "window_days" in package and "pipeline_job_schedule_time_utc" in package
     bad = runner.invoke(app, ["schedule", "--host", "http://kfp.test", "--cron", "every day"])
     assert bad.exit_code == 2 and "cron" in bad.output

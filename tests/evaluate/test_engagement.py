@@ -64,6 +64,28 @@ def test_load_counts_skipped_users_and_split_has_no_leakage(eval_inputs: tuple[P
         assert not any((int(u), int(t)) in engaged for t in row[1:] if t >= 0)
 
 
+def test_load_uses_build_graph_holdout_when_present(
+    eval_inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from twhin_bert.common import holdout
+
+    ingested, graph = eval_inputs
+    with_rule = tmp_path / "graph"
+    shutil.copytree(graph, with_rule)
+    holdout.write_rule(with_rule, valid_fraction=0.15, test_fraction=0.2, seed=9)
+    cfg = EngagementConfig(candidates=50)
+    data = load_engagement_data(ingested, with_rule, cfg, seed=0)
+    assert data.counts["split_source"] == "build_graph holdout"
+    expected = holdout.split_of(data.tweet_ids, 0.15, 0.2, seed=9)
+    np.testing.assert_array_equal(data.split, expected)  # TRAIN/VAL/TEST == holdout sides
+    assert (data.split == TEST).sum() == data.counts["tweets_test"] > 0
+    # without the rule: evaluate's own seeded split, and it says so
+    plain = load_engagement_data(ingested, graph, cfg, seed=0)
+    assert plain.counts["split_source"].startswith("evaluate")
+
+
 def _planted(n_users: int = 160, n_tweets: int = 1200, topics: int = 16, seed: int = 0):
     rng = np.random.default_rng(seed)
     t_topic = rng.integers(topics, size=n_tweets)

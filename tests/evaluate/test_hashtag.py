@@ -50,3 +50,30 @@ def test_build_sets_keeps_tweets_with_exactly_one_frequent_hashtag() -> None:
     assert labels.count(0) == 41 and labels.count(1) == 30
     counts = stats["by_lang"]["en"]
     assert counts["with_several"] == 1 and counts["empty_after_removal"] == 1
+
+
+def test_build_sets_follow_the_holdout_when_given(tmp_path) -> None:
+    """With build_graph's rule, valid/test are exactly its held-out tweets (never in a pair)."""
+    from twhin_bert.common import holdout
+
+    n = 300
+    df = pd.DataFrame(
+        {
+            "tweet_id": [f"t{i}" for i in range(n)],
+            "text": [f"text {i} #{'ab'[i % 2]}" for i in range(n)],
+            "lang": "en",
+            "hashtags": [["ab"[i % 2]] for i in range(n)],
+        }
+    )
+    holdout.write_rule(tmp_path, valid_fraction=0.2, test_fraction=0.2, seed=1)
+    rule = holdout.read_rule(tmp_path)
+    cfg = HashtagConfig(top_n=2, min_examples=20, min_tweets_per_hashtag=2)
+    sets, _ = build_hashtag_sets(df, cfg, seed=0, rule=rule)
+    s = sets["en"]
+    side = dict(
+        zip(df.text.str.replace(r" #\w+", "", regex=True), rule.split(df.tweet_id), strict=True)
+    )
+    assert {side[t] for t in s.train_texts} == {holdout.TRAIN}
+    assert {side[t] for t in s.val_texts} == {holdout.VALID}
+    assert {side[t] for t in s.test_texts} == {holdout.TEST}
+    assert len(s.train_texts) + len(s.val_texts) + len(s.test_texts) == n

@@ -99,6 +99,7 @@ def test_pretrain_pipeline_graph_and_wiring(tmp_path: Path) -> None:
     assert set(tasks) == {
         "ingest", "build_graph", "embed_graph", "mine_pairs", "train_tokenizer",
         "pretrain-mlm", "pretrain-mlm-social", "pretrain-mlm-only", "evaluate", "register_model",
+        "embed",
     }  # fmt: skip
 
     def src(task: str, art: str) -> tuple[str, str]:
@@ -118,6 +119,8 @@ def test_pretrain_pipeline_graph_and_wiring(tmp_path: Path) -> None:
     assert src("evaluate", "graph_embeddings") == ("embed_graph", "embeddings")
     assert src("register_model", "model") == ("pretrain-mlm-social", "model")
     assert src("register_model", "evaluation") == ("evaluate", "evaluation")
+    assert src("embed", "model") == ("pretrain-mlm-social", "model")
+    assert src("embed", "ingested") == ("ingest", "ingested")
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert {"tweets", "engagements", "benchmarks", "data_window"} <= set(params)
 
@@ -127,6 +130,8 @@ def test_no_ablation_drops_the_twin(tmp_path: Path) -> None:
     cfg.ablation = False
     tasks = _tasks(_compile(cfg, "pretrain", tmp_path))
     assert "pretrain-mlm-only" not in tasks
+    cfg.embed_tweets = False
+    assert "embed" not in _tasks(_compile(cfg, "pretrain", tmp_path))
     assert "baseline_model" not in tasks["evaluate"]["inputs"].get("artifacts", {})
 
 
@@ -144,6 +149,29 @@ def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
     assert "train_tokenizer" not in tasks and "pretrain-mlm" not in tasks
     producer, key = _artifact_source(tasks["pretrain-mlm-social"], "init_model")
     assert (_display(spec, producer), key) == ("resolve_champion", "champion")
+    # the gate compares with the champion version evaluated beside the challenger
+    ev = tasks["register_model"]["inputs"]["parameters"]["evaluated_champion"]
+    assert _display(spec, ev["taskOutputParameter"]["producerTask"]) == "resolve_champion"
+
+
+def test_retrain_reads_new_data_each_scheduled_run(tmp_path: Path) -> None:
+    """Ingest is never a cache hit; a rolling window ends at the run's scheduled time and
+    build_graph's resolved window is what register_model records as data_window."""
+    cfg = load_pipeline_config("tiny")
+    cfg.build_graph.window_days = 28
+    spec = _compile(cfg, "retrain", tmp_path)
+    tasks = _tasks(spec)
+    assert tasks["ingest"]["cachingOptions"] == {}  # enableCache absent = off
+    bg = tasks["build_graph"]["inputs"]["parameters"]
+    assert bg["schedule_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
+    assert bg["create_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_create_time_utc}}"
+    assert bg["window_end"]["componentInputParameter"] == "window_end"
+    dw = tasks["register_model"]["inputs"]["parameters"]["data_window"]["taskOutputParameter"]
+    assert _display(spec, dw["producerTask"]) == "build_graph"
+    # A fixed-data pretrain run keeps both cacheable: no run times reach build_graph.
+    plain = _tasks(_compile(load_pipeline_config("tiny"), "pretrain", tmp_path))
+    assert "schedule_time" not in plain["build_graph"]["inputs"]["parameters"]
+    assert plain["ingest"]["cachingOptions"].get("enableCache") is True
 
 
 def test_prod_runtime_settings_reach_the_compiled_spec(tmp_path: Path) -> None:

@@ -51,3 +51,6 @@ def test_deepspeed_config_follows_ours() -> None:
         9,
     )
     assert ds["optimizer"]["type"] == "AdamW"
+    assert "torch_adam" not in ds["optimizer"]["params"]  # GPUs: DeepSpeed's FusedAdam
+    cpu = deepspeed_config(cfg, "mlm_social", bf16=False, on_gpu=False)
+    assert cpu["optimizer"]["params"]["torch_adam"] is True  # CPU: no JIT-built extension

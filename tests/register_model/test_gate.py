@@ -14,7 +14,7 @@ from twhin_bert.register_model.gate import (
     metrics_from_tags,
     metrics_to_tags,
 )
-from twhin_bert.register_model.register import read_primary_metrics
+from twhin_bert.register_model.register import gate_reference, read_primary_metrics
 
 GATE = GateConfig(
     metrics={
@@ -120,3 +120,32 @@ def test_read_primary_metrics_errors(tmp_path: Path) -> None:
         read_primary_metrics(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps({"primary": {"a": 1, "b": None}}))
     assert read_primary_metrics(tmp_path) == {"a": 1.0, "b": None}
+
+
+def test_gate_prefers_the_champion_evaluated_in_the_same_run(tmp_path: Path) -> None:
+    same_run = {"engagement_hits@10": 0.31, "hashtag_macro_f1": 0.4}
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "primary": {"engagement_hits@10": 0.30, "hashtag_macro_f1": 0.45},
+                "baseline": {"name": "champion", "primary": same_run},
+            }
+        )
+    )
+    # the evaluated version is still the champion: its same-split numbers win over its tags
+    ref, source = gate_reference(tmp_path, "3", "3", CHAMPION)
+    assert ref == same_run and "evaluated in this run" in source
+    verdict = evaluate_gate(GATE, {"engagement_hits@10": 0.30, "hashtag_macro_f1": 0.45}, ref, "3")
+    assert not verdict.passed  # 0.30 < 0.31 on the same split, though > 0.20 registered
+    # the champion moved meanwhile: back to the registered metrics, and the note says why
+    ref, source = gate_reference(tmp_path, "3", "4", CHAMPION)
+    assert ref == CHAMPION and "no longer the champion" in source
+    # no champion evaluated (the pretrain pipeline's ablation twin is not the champion)
+    (tmp_path / "metrics.json").write_text(
+        json.dumps({"primary": {"a": 1.0}, "baseline": {"name": "mlm_only", "primary": {"a": 2}}})
+    )
+    assert gate_reference(tmp_path, None, "2", CHAMPION) == (
+        CHAMPION,
+        "champion v2's registered metrics",
+    )
+    assert gate_reference(tmp_path, None, None, None) == (None, "no champion")

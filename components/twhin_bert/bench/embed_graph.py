@@ -108,7 +108,13 @@ def main(
         write_synthetic_ingest(root / "ingest", users=users, tweets=tweets, edges=edges, seed=seed)
         t_gen = time.perf_counter() - t0
 
-        bg_cfg = BuildGraphConfig(num_partitions=partitions, seed=seed)
+        # Every generated edge goes to PBG: the holdout only serves the evaluate stage.
+        bg_cfg = BuildGraphConfig(
+            num_partitions=partitions,
+            seed=seed,
+            holdout_valid_fraction=0.0,
+            holdout_test_fraction=0.0,
+        )
         bg = run_build_graph(bg_cfg, root / "graph", ingested=root / "ingest")
         eg_cfg = EmbedGraphConfig(
             dimension=dimension,

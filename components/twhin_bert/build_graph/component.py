@@ -15,22 +15,31 @@ def build_graph(
     pipeline_run_id: str,
     graph: Output[Dataset],
     metrics: Output[Metrics],
-):
+    window_end: str = "",
+    schedule_time: str = "",
+    create_time: str = "",
+) -> str:
     """Builds the TwHIN (users, tweets, one relation per engagement type) in PBG's format.
 
     Args:
         config: The build_graph section of the pipeline config, as JSON.
         ingested: The ingest stage's folder (``engagements.parquet``).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
+        window_end: End of a rolling ``window_days`` window (ISO 8601); '' = the next one.
+        schedule_time: A recurring run's scheduled time (KFP placeholder), or ''.
+        create_time: The run's creation time (KFP placeholder), or ''.
         graph: Folder with ``pbg/`` (entity counts, partitioned HDF5 edge buckets for
             ``train/``, ``valid/``, ``test/``), ``entities.parquet``, ``relations.json``,
             ``graph.json`` and ``metrics.json``.
         metrics: Entity and edge counts, split sizes, rows dropped by reason.
+
+    Returns:
+        The data window's label (``start/end``), for the registry's ``data_window`` tag.
     """
     from pathlib import Path
 
     from twhin_bert.build_graph.config import BuildGraphConfig
-    from twhin_bert.build_graph.graph import run_build_graph
+    from twhin_bert.build_graph.graph import first_instant, run_build_graph
     from twhin_bert.common.kfp_utils import log_kfp_metrics
 
     result = run_build_graph(
@@ -38,5 +47,7 @@ def build_graph(
         graph.path,
         pipeline_run_id=pipeline_run_id,
         ingested=Path(ingested.path),
+        window_end=first_instant(window_end, schedule_time, create_time),
     )
     log_kfp_metrics(metrics, result)
+    return result["window"]

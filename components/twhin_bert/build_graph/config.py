@@ -33,11 +33,34 @@ class BuildGraphConfig(StrictModel):
     end: datetime | None = Field(
         None, description="Keep engagements strictly before this time (ISO 8601, UTC if naive)."
     )
+    window_days: float | None = Field(
+        None,
+        gt=0,
+        description="A rolling window instead of start/end: keep the engagements of the "
+        "window_days days before the window end (the run's window_end, else a recurring "
+        "KFP run's scheduled time, else the run's creation time). Retraining schedules set it.",
+    )
     valid_fraction: float = Field(
         0.05, ge=0.0, lt=1.0, description="Share of edges held out for validation."
     )
     test_fraction: float = Field(
         0.1, ge=0.0, lt=1.0, description="Share of edges held out for link-prediction tests."
+    )
+    holdout_valid_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of tweets (by a seeded hash of the id) kept out of the graph, and "
+        "so out of pair mining and stage-2 training, for the evaluate stage's validation "
+        "split. Their engagements are dropped and counted (dropped.eval_holdout).",
+    )
+    holdout_test_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of tweets kept out of the graph for the evaluate stage's test "
+        "split (see holdout_valid_fraction). 0 and 0 disable the holdout: evaluate then "
+        "splits on its own and its engagement numbers include tweets seen in training.",
     )
     num_partitions: int = Field(
         1, ge=1, description="PBG partitions per entity type (buckets = partitions squared)."
@@ -64,6 +87,14 @@ class BuildGraphConfig(StrictModel):
                 f"valid_fraction + test_fraction must be < 1 (got "
                 f"{self.valid_fraction} + {self.test_fraction}): no edges left to train on"
             )
+        if self.holdout_valid_fraction + self.holdout_test_fraction >= 1.0:
+            raise ValueError(
+                f"holdout_valid_fraction + holdout_test_fraction must be < 1 (got "
+                f"{self.holdout_valid_fraction} + {self.holdout_test_fraction}): no tweet left "
+                "for the graph"
+            )
+        if self.window_days is not None and (self.start is not None or self.end is not None):
+            raise ValueError("window_days replaces start/end: set one or the other")
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError(f"time window is empty: start {self.start} >= end {self.end}")
         return self

@@ -8,7 +8,12 @@ train/valid/test and writes, with torchbiggraph's own storage classes:
 * ``pbg/{train,valid,test}/edges_{lhs_p}_{rhs_p}.h5`` (``EDGE_STORAGES``: PBG's HDF5 buckets),
 
 plus ``entities.parquet`` (our ids <-> PBG partition/offset; schema ``entities``),
-``relations.json`` and ``graph.json`` (counts, partitions, relative paths).
+``relations.json``, ``graph.json`` (counts, partitions, relative paths) and ``holdout.json``.
+
+Evaluation holdout: a seeded hash of the tweet id keeps ``holdout_valid_fraction +
+holdout_test_fraction`` of the tweets out of the graph altogether, so that no later training
+stage sees their engagements (see :mod:`twhin_bert.common.holdout`); the rule is written as
+``holdout.json`` for mine_pairs and evaluate.
 
 Orientation: PBG applies a relation's operator to the *right-hand side* entity and scores
 ``comparator(lhs, op(rhs))``. SPEC 2.2 wants f = (u + r)ᵀt, a translation on the user, so
@@ -23,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twhin_bert.build_graph.config import BuildGraphConfig
+from twhin_bert.common import holdout
 from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check, write_table
 from twhin_bert.common.stage import stage
 
@@ -48,6 +54,57 @@ class GraphInputError(ValueError):
 
 def _utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+def parse_instant(value: str | None) -> datetime | None:
+    """An ISO 8601 instant (``Z`` or an offset; naive = UTC), or None for '' / an unresolved
+    KFP placeholder (``{{$.pipeline_job_schedule_time_utc}}`` outside a recurring run)."""
+    if not value or "{{" in value:
+        return None
+    try:
+        return _utc(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+    except ValueError:
+        return None
+
+
+def first_instant(*candidates: str) -> str | None:
+    """The first candidate that is an ISO 8601 instant (KFP placeholders that the runner left
+    unresolved are skipped), or None.
+
+    Raises:
+        GraphInputError: The first candidate is set but is not an instant (a user's typo).
+    """
+    given = candidates[0] if candidates else ""
+    if given and "{{" not in given and parse_instant(given) is None:
+        raise GraphInputError(
+            f"window_end {given!r}: expected an ISO 8601 instant, e.g. 2026-11-30T00:00:00Z"
+        )
+    return next((c for c in candidates if parse_instant(c) is not None), None)
+
+
+def resolve_window(cfg: BuildGraphConfig, window_end: str | None) -> tuple[BuildGraphConfig, str]:
+    """Applies ``window_days`` (if set) and labels the data window.
+
+    Args:
+        cfg: The stage config.
+        window_end: End of the rolling window (ISO 8601); None: now.
+
+    Returns:
+        The config with ``start``/``end`` set for a rolling window, and the window's label
+        (``start/end`` as ISO instants, ``*`` for an open side).
+
+    Raises:
+        GraphInputError: A ``window_end`` that is not an ISO 8601 instant.
+    """
+    if cfg.window_days is not None:
+        end = parse_instant(first_instant(window_end or "")) or datetime.now(UTC)
+        start = end - timedelta(days=cfg.window_days)
+        cfg = cfg.model_copy(update={"start": start, "end": end, "window_days": None})
+    label = "/".join(
+        _utc(t).isoformat(timespec="seconds").replace("+00:00", "Z") if t else "*"
+        for t in (cfg.start, cfg.end)
+    )
+    return cfg, label
 
 
 def read_edges(
@@ -233,13 +290,16 @@ def write_buckets(
 
 
 @stage("build_graph")
-def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> dict[str, Any]:
+def run_build_graph(
+    cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path, window_end: str | None = None
+) -> dict[str, Any]:
     """Builds the TwHIN from an ingest folder and writes it in PBG's input format.
 
     Args:
         cfg: The stage config.
         out_dir: Staging output folder (see module docstring for its layout).
         ingested: The ingest stage's folder (``engagements.parquet``).
+        window_end: End of a rolling ``window_days`` window (ISO 8601; default now).
 
     Returns:
         Metrics: entity/edge counts, split sizes, rows dropped by reason.
@@ -251,11 +311,18 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         warnings.simplefilter("ignore", UserWarning)
         from torchbiggraph.graph_storages import ENTITY_STORAGES
 
+    cfg, window = resolve_window(cfg, window_end)
     src = Path(ingested) / "engagements.parquet"
     out = Path(out_dir)
     rng = np.random.default_rng(cfg.seed)
     u, t, r, user_ids, tweet_ids, dropped = read_edges(src, cfg)
     n_read = int(u.size) + sum(dropped.values())
+    held = holdout.split_of(
+        tweet_ids, cfg.holdout_valid_fraction, cfg.holdout_test_fraction, cfg.seed
+    )
+    in_graph = held[t] == holdout.TRAIN
+    dropped["eval_holdout"] = int((~in_graph).sum())
+    u, t, r = u[in_graph], t[in_graph], r[in_graph]
     keep, rounds = degree_filter(
         u, t, len(user_ids), len(tweet_ids), cfg.min_user_degree, cfg.min_tweet_degree
     )
@@ -332,6 +399,7 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         "lhs": LHS,
         "rhs": RHS,
         "num_partitions": p,
+        "window": window,
         "relations": list(cfg.relations),
         "entities": {
             RHS: {
@@ -353,6 +421,8 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         },
     }
     (out / "graph.json").write_text(json.dumps(graph, indent=2) + "\n")
+    if cfg.holdout_valid_fraction + cfg.holdout_test_fraction > 0:
+        holdout.write_rule(out, cfg.holdout_valid_fraction, cfg.holdout_test_fraction, cfg.seed)
     log.info(
         "build_graph: %d users, %d tweets, edges %s (dropped %s)",
         n_users,
@@ -361,6 +431,7 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         dropped,
     )
     return {
+        "window": window,
         "rows_read": n_read,
         "users": int(n_users),
         "tweets": int(n_tweets),
@@ -369,6 +440,10 @@ def run_build_graph(cfg: BuildGraphConfig, out_dir: Path, *, ingested: Path) -> 
         "edges_valid": edge_counts["valid"],
         "edges_test": edge_counts["test"],
         "heldout_moved_to_train": moved,
+        "eval_holdout_tweets": {
+            "valid": int((held == holdout.VALID).sum()),
+            "test": int((held == holdout.TEST).sum()),
+        },
         "degree_filter_rounds": rounds,
         "dropped": dropped,
         "num_partitions": p,

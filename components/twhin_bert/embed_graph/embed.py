@@ -13,7 +13,8 @@ The recipe, top to bottom:
    run restarts at the first epoch (or edge chunk) it had not finished.
 3. **export** – the last checkpoint's embeddings, in the row order of ``entities.parquet``:
    ``users.npy``/``users.ids.parquet``, ``tweets.npy``/``tweets.ids.parquet`` (float32),
-   ``relations.json`` ``{type: vector}`` and ``model.json`` (operator, comparator, ...).
+   ``relations.json`` ``{type: vector}`` and ``model.json`` (operator, comparator, ...);
+   the graph's ``holdout.json`` (tweets kept out for evaluation) is passed on beside them.
 4. **evaluate** – link prediction on held-out edges: each test edge's tweet is ranked among
    ``eval_candidates`` random tweets (known positives of that user filtered out) by our score
    computed from the exported vectors, and by train-set popularity (degree) on the same
@@ -41,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from twhin_bert.common import tracking
+from twhin_bert.common import holdout, tracking
 from twhin_bert.common.schemas import read_table, write_table
 from twhin_bert.common.stage import stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
@@ -485,6 +486,9 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
 
     t0 = time.perf_counter()
     users, tweets, rel = export(out, graph, meta, cfg, checkpoint)
+    rule = holdout.read_rule(graph)  # passed on: mine_pairs and evaluate honour it
+    if rule is not None:
+        shutil.copyfile(rule.path, out / holdout.HOLDOUT_FILE)
     t_export = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -541,4 +545,5 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
         },
         "outside_pbg_share": outside / max(train["seconds"], 1e-9),
         "epochs_completed": version // chunks,
+        "eval_holdout": rule.as_dict() if rule is not None else None,
     }

@@ -5,8 +5,11 @@ Protocol, as in the TwHIN-BERT paper, with our documented choices:
 - Data: engaged (user, tweet) pairs from the ingest folder, deduplicated over engagement
   types. Users without a graph embedding (embed_graph ``users.npy``) are skipped and
   counted; engagements with unknown tweets are dropped and counted.
-- Split: the engaged tweets are split 0.8/0.1/0.1 *by tweet* (seeded with ``cfg.seed``); each
-  engagement follows its tweet, so no test tweet is ever seen in training.
+- Split: *by tweet*, each engagement following its tweet. The split is build_graph's holdout
+  (``holdout.json`` in the embed_graph folder, 0.8/0.1/0.1 by default): valid and test tweets
+  were kept out of the graph, hence out of the user embeddings, the mined pairs and stage-2
+  training, so neither model has seen their engagements. Without a holdout the engaged tweets
+  are split here (``cfg.split``, seeded), with a warning.
 - Model: ``h_u = W_uᵀ e_u``, ``h_t = W_tᵀ e_t`` (both linear, to 128-d, no bias),
   ``P(t|u) = σ(h_uᵀ h_t)``. User and tweet features are z-scored with train statistics first
   (the frozen encoders' features have arbitrary scale; this makes one LR fit every model).
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from twhin_bert.common import holdout
 from twhin_bert.common.schemas import read_table
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.features import zscore
@@ -61,7 +65,7 @@ class EngagementData:
     user_ids: np.ndarray
     user_emb: np.ndarray
     pairs: np.ndarray  # [n, 2] (user index, tweet index), unique
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
 
 
 def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
@@ -130,7 +134,19 @@ def load_engagement_data(
     remap[used] = np.arange(used.size)
     pairs = np.stack([pairs_all[:, 0], remap[pairs_all[:, 1]]], axis=1)
     sub = tweets.iloc[used]
-    split = split_by_tweet(used.size, cfg.split, seed)
+    rule = holdout.read_rule(graph_embeddings)
+    if rule is not None:  # build_graph's holdout: test tweets were never in the graph
+        split = rule.split(sub["tweet_id"].to_numpy())
+        counts["split_source"] = "build_graph holdout"
+    else:
+        log.warning(
+            "%s: no %s; splitting the engaged tweets here, so test tweets may have been in "
+            "the graph (and in mined pairs) the models were trained on",
+            graph_embeddings,
+            holdout.HOLDOUT_FILE,
+        )
+        split = split_by_tweet(used.size, cfg.split, seed)
+        counts["split_source"] = "evaluate (random, not held out of training)"
     counts |= {
         "pairs": int(pairs.shape[0]),
         "tweets": int(used.size),

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from twhin_bert.common import tracking
+from twhin_bert.common import holdout, tracking
 from twhin_bert.common.schemas import read_table
 from twhin_bert.common.stage import stage
 from twhin_bert.evaluate.config import EvaluateConfig
@@ -139,9 +139,15 @@ def _evaluate(
         from twhin_bert.evaluate.hashtag import run_hashtag
 
         tweets = read_table(
-            Path(ingested) / "tweets.parquet", "tweets", ["text", "lang", "hashtags"]
+            Path(ingested) / "tweets.parquet", "tweets", ["tweet_id", "text", "lang", "hashtags"]
         ).to_pandas()
-        per, floor, info = run_hashtag(tweets, encoders=encoders, model_dirs=model_dirs, cfg=cfg)
+        per, floor, info = run_hashtag(
+            tweets,
+            encoders=encoders,
+            model_dirs=model_dirs,
+            cfg=cfg,
+            rule=holdout.read_rule(graph_embeddings),
+        )
         curves["hashtag_finetune"] = {n: r.pop("finetune_curves", None) for n, r in per.items()}
         for n, r in per.items():
             result["models"][n]["hashtag"] = r
@@ -169,6 +175,12 @@ def _evaluate(
     result["primary"] = _flat_key_metrics(result, cfg.candidate, cfg)
     if cfg.baseline in model_dirs:
         result["ablation"] = _ablation(result, cfg)
+        # The baseline's key metrics on the same split: when the baseline is the champion
+        # (retraining), register_model's gate compares like with like from these.
+        result["baseline"] = {
+            "name": cfg.baseline,
+            "primary": _flat_key_metrics(result, cfg.baseline, cfg),
+        }
     (out_dir / CURVES_FILE).write_text(json.dumps(curves, indent=1) + "\n")
     if conf:
         (out_dir / CONFUSION_FILE).write_text(json.dumps(conf, indent=1) + "\n")

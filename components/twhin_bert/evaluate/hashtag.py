@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from twhin_bert.common import holdout
+from twhin_bert.common.holdout import Holdout
 from twhin_bert.evaluate.benchmarks import score_splits
 from twhin_bert.evaluate.classify import Splits
 from twhin_bert.evaluate.config import EvaluateConfig, HashtagConfig
@@ -43,14 +45,17 @@ def remove_hashtag(text: str, tag: str) -> str:
 
 
 def build_hashtag_sets(
-    tweets: pd.DataFrame, cfg: HashtagConfig, seed: int
+    tweets: pd.DataFrame, cfg: HashtagConfig, seed: int, rule: Holdout | None = None
 ) -> tuple[dict[str, Splits], dict[str, Any]]:
     """Builds the per-language hashtag classification sets.
 
     Args:
-        tweets: Columns ``text``, ``lang``, ``hashtags`` (list of hashtags without '#').
+        tweets: Columns ``text``, ``lang``, ``hashtags`` (list of hashtags without '#'), and
+            ``tweet_id`` when ``rule`` is given.
         cfg: Hashtag settings.
         seed: Drives the cap sample and the split.
+        rule: build_graph's holdout: when given, its valid/test tweets (never in a mined
+            pair) are the validation/test sets and the rest is train; ``cfg.split`` is unused.
 
     Returns:
         ``(sets, stats)``: ``sets[lang]`` train/val/test splits (labels = hashtag ids, names =
@@ -68,8 +73,12 @@ def build_hashtag_sets(
         top = {t for t, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.top_n]}
         texts: list[str] = []
         labels: list[str] = []
+        sides: list[int] = []
+        side_of = (
+            rule.split(sub["tweet_id"].to_numpy()) if rule is not None else np.zeros(len(sub), int)
+        )
         multi = empty = 0
-        for text, tags in zip(sub["text"], tag_lists, strict=True):
+        for text, tags, side in zip(sub["text"], tag_lists, side_of, strict=True):
             hit = [t for t in tags if t in top]
             if len(hit) != 1:
                 multi += len(hit) > 1
@@ -80,9 +89,10 @@ def build_hashtag_sets(
                 continue
             texts.append(clean)
             labels.append(hit[0])
+            sides.append(int(side))
         per_class = Counter(labels)
         keep = {t for t, c in per_class.items() if c >= cfg.min_tweets_per_hashtag}
-        pairs = [(x, y) for x, y in zip(texts, labels, strict=True) if y in keep]
+        pairs = [(x, y, side) for x, y, side in zip(texts, labels, sides, strict=True) if y in keep]
         counts[lang] = {
             "tweets": len(sub),
             "with_one_frequent_hashtag": len(texts),
@@ -100,13 +110,25 @@ def build_hashtag_sets(
         order = rng.permutation(len(pairs))[: cfg.max_examples_per_lang]
         names = [
             t
-            for t, _ in sorted(Counter(y for _, y in pairs).items(), key=lambda kv: (-kv[1], kv[0]))
+            for t, _ in sorted(
+                Counter(y for _, y, _ in pairs).items(), key=lambda kv: (-kv[1], kv[0])
+            )
         ]
         ids = {t: i for i, t in enumerate(names)}
+        if rule is not None:  # the holdout decides: train, then valid, then test tweets
+            order = order[np.argsort([pairs[i][2] for i in order], kind="stable")]
+            n_tr = sum(pairs[i][2] == holdout.TRAIN for i in order)
+            n_va = sum(pairs[i][2] == holdout.VALID for i in order)
+        else:
+            n_tr = round(cfg.split[0] * len(order))
+            n_va = round(cfg.split[1] * len(order))
+        if min(n_tr, n_va, len(order) - n_tr - n_va) == 0:
+            skipped[lang] = (
+                f"an empty split (train/valid/test {n_tr}/{n_va}/{len(order) - n_tr - n_va})"
+            )
+            continue
         x = [pairs[i][0] for i in order]
         y = np.array([ids[pairs[i][1]] for i in order], dtype=np.int64)
-        n_tr = round(cfg.split[0] * len(x))
-        n_va = round(cfg.split[1] * len(x))
         sets[lang] = Splits(
             x[:n_tr],
             y[:n_tr],
@@ -125,6 +147,7 @@ def run_hashtag(
     encoders: Mapping[str, FrozenEncoder],
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
+    rule: Holdout | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Runs hashtag prediction for every model and the TF-IDF floor.
 
@@ -133,7 +156,7 @@ def run_hashtag(
         languages), ``feature_macro_f1``, ``finetune_macro_f1`` and ``by_lang``; the floor's
         ``macro_f1`` and ``by_lang``; info with ``languages``, ``languages_skipped`` and counts.
     """
-    sets, stats = build_hashtag_sets(tweets, cfg.hashtag, cfg.seed)
+    sets, stats = build_hashtag_sets(tweets, cfg.hashtag, cfg.seed, rule)
     finetune = cfg.finetune.enabled and "hashtag" in cfg.finetune.tasks
     per_lang_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
     per_lang_floor: dict[str, dict[str, Any]] = {}
@@ -172,6 +195,7 @@ def run_hashtag(
         "by_lang": {lang: r[METRIC] for lang, r in per_lang_floor.items()},
     }
     info = {
+        "split_source": "build_graph holdout" if rule is not None else "evaluate (random)",
         "languages": len(sets),
         "languages_skipped": len(stats["skipped"]),
         "skipped": stats["skipped"],

@@ -9,6 +9,9 @@ Reads top to bottom:
 3. translation (TPP) — pairs from a parallel-tweets file, when one is given;
 4. mix the sources by their weights, write ``pairs.parquet`` (schema ``pairs``);
 5. with a planted-truth file (demo data): precision of social pairs vs random pairs.
+
+Tweets that build_graph held out for evaluation (``holdout.json`` in the embed_graph folder)
+are removed first: no source pairs them, so stage 2 never trains on a test tweet.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twhin_bert.common import schemas
+from twhin_bert.common import holdout, schemas
 from twhin_bert.common.io import local_path
 from twhin_bert.common.stage import stage
 from twhin_bert.mine_pairs import index as faiss_index
@@ -63,9 +66,15 @@ def run_mine_pairs(
     threads = faiss_index.set_threads(cfg.social.num_threads)
     tweets_path = Path(ingested) / "tweets.parquet"
     tweets = schemas.read_table(tweets_path, "tweets", columns=["tweet_id", "text", "hashtags"])
+    metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
+    # Tweets held out for evaluation (build_graph's rule) are in no pair of any source.
+    rule = holdout.read_rule(Path(embeddings))
+    if rule is not None:
+        held = rule.held_out(tweets.column("tweet_id"))
+        tweets = tweets.filter(pa.array(~held))
+        metrics["tweets_eval_holdout"] = int(held.sum())
     tweet_ids = tweets.column("tweet_id").combine_chunks()
     texts: list[str] = tweets.column("text").to_pylist()
-    metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
 
     parts: dict[str, dict[str, Any]] = {}  # source -> columns of its candidate pairs
 

@@ -178,7 +178,7 @@ def train(
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         model_parameters=_param_groups(model, cfg.weight_decay),
-        config=deepspeed_config(cfg, objective, bf16=bf16),
+        config=deepspeed_config(cfg, objective, bf16=bf16, on_gpu=device.type == "cuda"),
     )
 
     # --- resume
@@ -339,10 +339,18 @@ def _forward(
 # --------------------------------------------------------------------------- engine pieces
 
 
-def deepspeed_config(cfg: PretrainConfig, objective: str, *, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(
+    cfg: PretrainConfig, objective: str, *, bf16: bool, on_gpu: bool = True
+) -> dict[str, Any]:
     """The DeepSpeed config dict built from ours (per-process micro-batch, ZeRO, precision,
-    AdamW, linear warmup then linear decay to 0 over the run)."""
+    AdamW, linear warmup then linear decay to 0 over the run).
+
+    On GPUs AdamW is DeepSpeed's FusedAdam. On the CPU it is ``torch.optim.AdamW`` (``torch_adam``,
+    multi-tensor ``foreach``): DeepSpeed's CPU FusedAdam is a C++ extension JIT-compiled on first
+    use (~75 s on 2 cores), which a small CPU run never earns back.
+    """
     tc = cfg.training(objective)
+    cpu_adam = {} if on_gpu else {"torch_adam": True, "foreach": True}
     return {
         "train_micro_batch_size_per_gpu": tc.micro_batch_size,
         "gradient_accumulation_steps": tc.grad_accum_steps,
@@ -356,6 +364,7 @@ def deepspeed_config(cfg: PretrainConfig, objective: str, *, bf16: bool) -> dict
                 "betas": list(cfg.adam_betas),
                 "eps": cfg.adam_eps,
                 "weight_decay": cfg.weight_decay,
+                **cpu_adam,
             },
         },
         "scheduler": {
@@ -410,6 +419,8 @@ def _init_distributed() -> tuple[Any, int, int]:
             # os.environ, so that child processes never mistake it for a launcher's world
             # (only LOCAL_RANK, which DeepSpeed's engine insists on reading).
             os.environ.setdefault("LOCAL_RANK", "0")
+            if not torch.cuda.is_available():
+                _skip_shm_comm_op()
             deepspeed.init_distributed(
                 dist_backend=backend,
                 auto_mpi_discovery=False,
@@ -424,6 +435,20 @@ def _init_distributed() -> tuple[Any, int, int]:
     else:
         device = torch.device("cpu")
     return device, dist.get_world_size(), dist.get_rank()
+
+
+def _skip_shm_comm_op() -> None:
+    """Tells DeepSpeed not to build its shared-memory all-reduce op for a world of one.
+
+    On the CPU accelerator DeepSpeed's communication backend JIT-compiles a C++ extension
+    (``deepspeed_shm_comm``) the first time it starts, ~2 minutes on 2 cores, to speed up
+    all-reduce between processes of one machine. One process never all-reduces, so the op is
+    marked unavailable (the same switch DeepSpeed itself flips on platforms without it) and
+    gloo serves; multi-process CPU runs under a launcher keep it.
+    """
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 def _free_port() -> int:

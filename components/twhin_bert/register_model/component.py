@@ -22,6 +22,7 @@ def register_model(
     data_window: str,
     registration: Output[Artifact],
     metrics: Output[Metrics],
+    evaluated_champion: str = "",
 ):
     """Registers the model in the MLflow Model Registry as `challenger` and runs the promotion gate.
 
@@ -34,6 +35,8 @@ def register_model(
         data_window: The engagement window the model was trained on.
         registration: Folder with registration.json (name, version, aliases, gate verdict).
         metrics: Version, gate passed (0/1), promoted (0/1) and the key metrics.
+        evaluated_champion: The champion version evaluated beside the model ('' = none): the
+            gate then compares with its numbers from this run's split.
     """
     import json
     from pathlib import Path
@@ -50,6 +53,7 @@ def register_model(
         evaluation=Path(evaluation.path),
         pipeline_config=json.loads(pipeline_config),
         data_window=data_window,
+        evaluated_champion=evaluated_champion or None,
     )
     info = json.loads((Path(registration.path) / "registration.json").read_text())
     registration.metadata.update(

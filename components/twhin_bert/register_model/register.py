@@ -71,6 +71,44 @@ def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
     return out
 
 
+def read_baseline_metrics(evaluation: Path, name: str) -> dict[str, float | None] | None:
+    """Key metrics evaluate measured for its baseline model ``name`` in the same run (same
+    split, same seeds), or None when its baseline was another model or absent."""
+    data = json.loads((Path(evaluation) / "metrics.json").read_text())
+    baseline = data.get("baseline") if isinstance(data, dict) else None
+    if not isinstance(baseline, dict) or baseline.get("name") != name:
+        return None
+    primary = baseline.get("primary") or {}
+    return {
+        k: float(v) if isinstance(v, int | float) and math.isfinite(float(v)) else None
+        for k, v in primary.items()
+    }
+
+
+def gate_reference(
+    evaluation: Path,
+    evaluated_champion: str | None,
+    champion_version: str | None,
+    champion_tags: dict[str, float | None] | None,
+) -> tuple[dict[str, float | None] | None, str]:
+    """The champion metrics the gate compares with, and where they come from.
+
+    The champion's numbers measured in this run beside the challenger (retraining) are
+    preferred: its registered tags come from an older window and split. They are used only
+    when the version evaluated is still the champion.
+    """
+    if evaluated_champion and champion_version == evaluated_champion:
+        same_run = read_baseline_metrics(evaluation, "champion")
+        if same_run:
+            return same_run, f"champion v{champion_version} evaluated in this run (same split)"
+    if champion_version is None:
+        return None, "no champion"
+    note = f"champion v{champion_version}'s registered metrics"
+    if evaluated_champion and champion_version != evaluated_champion:
+        note += f" (v{evaluated_champion}, evaluated in this run, is no longer the champion)"
+    return champion_tags, note
+
+
 def _pip_requirements() -> list[str]:
     """Pinned requirements of the logged model (MLflow's own inference would import
     torchvision, which the images do not ship, and costs a model reload)."""
@@ -122,6 +160,7 @@ def run_register_model(
     evaluation: Path,
     pipeline_config: dict[str, Any],
     data_window: str,
+    evaluated_champion: str | None = None,
 ) -> dict[str, Any]:
     """Registers the exported model as a new version, gates it and writes ``registration.json``.
 
@@ -132,6 +171,8 @@ def run_register_model(
         evaluation: The evaluate stage's folder (its ``metrics.json`` ``primary`` mapping).
         pipeline_config: The resolved pipeline config (logged with the model).
         data_window: The engagement window the model was trained on (e.g. ``2026-10-01/2026-10-31``).
+        evaluated_champion: The champion version evaluate ran beside the model (retraining);
+            while it is still the champion the gate compares with those same-split numbers.
 
     Returns:
         ``version``, ``gate_passed``, ``promoted`` and the key metrics (``primary.<name>``).
@@ -168,8 +209,12 @@ def run_register_model(
             mlflow.end_run()
 
     client = registry.connect()
-    champion_version, champion_metrics = registry.champion_metrics(cfg.model_name)
-    verdict = evaluate_gate(cfg.gate, primary, champion_metrics, champion_version)
+    champion_version, champion_tags = registry.champion_metrics(cfg.model_name)
+    reference, source = gate_reference(
+        evaluation, evaluated_champion, champion_version, champion_tags
+    )
+    verdict = evaluate_gate(cfg.gate, primary, reference, champion_version)
+    verdict.reasons.insert(0, f"compared with: {source}")
 
     tags = {
         "git_sha": tracking.git_sha(),
