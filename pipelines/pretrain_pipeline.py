@@ -9,6 +9,7 @@ MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated be
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
 
 from collections.abc import Callable
+from typing import Any
 
 from kfp import dsl
 from twhin_bert.build_graph.component import build_graph
@@ -122,8 +123,12 @@ def graph_tasks(
     }
 
 
-def embed_task(cfg: PipelineConfig, model: dsl.PipelineChannel, ingested: dsl.PipelineChannel):
-    """The trained encoder's embeddings of every ingested tweet (``embed_tweets``), or None."""
+def embed_task(cfg: PipelineConfig, model: Any, ingested: Any) -> Any:
+    """The trained encoder's embeddings of every ingested tweet (``embed_tweets``), or None.
+
+    Args:
+        model, ingested: Pipeline channels (task outputs) of the model and the ingest folder.
+    """
     if not cfg.embed_tweets:
         return None
     return apply_runtime(

@@ -157,11 +157,12 @@ def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
 def test_retrain_reads_new_data_each_scheduled_run(tmp_path: Path) -> None:
     """Ingest is never a cache hit; a rolling window ends at the run's scheduled time and
     build_graph's resolved window is what register_model records as data_window."""
-    cfg = load_pipeline_config("tiny")
+    cfg = load_pipeline_config("prod")  # caching on by default (tiny turns it off)
     cfg.build_graph.window_days = 28
     spec = _compile(cfg, "retrain", tmp_path)
     tasks = _tasks(spec)
     assert tasks["ingest"]["cachingOptions"] == {}  # enableCache absent = off
+    assert tasks["build_graph"]["cachingOptions"] == {"enableCache": True}
     bg = tasks["build_graph"]["inputs"]["parameters"]
     assert bg["schedule_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_schedule_time_utc}}"
     assert bg["create_time"]["runtimeValue"]["constant"] == "{{$.pipeline_job_create_time_utc}}"
@@ -169,7 +170,7 @@ def test_retrain_reads_new_data_each_scheduled_run(tmp_path: Path) -> None:
     dw = tasks["register_model"]["inputs"]["parameters"]["data_window"]["taskOutputParameter"]
     assert _display(spec, dw["producerTask"]) == "build_graph"
     # A fixed-data pretrain run keeps both cacheable: no run times reach build_graph.
-    plain = _tasks(_compile(load_pipeline_config("tiny"), "pretrain", tmp_path))
+    plain = _tasks(_compile(load_pipeline_config("prod"), "pretrain", tmp_path))
     assert "schedule_time" not in plain["build_graph"]["inputs"]["parameters"]
     assert plain["ingest"]["cachingOptions"].get("enableCache") is True
 

@@ -24,7 +24,9 @@ def test_register_model_component(tmp_path: Path) -> None:
         "pipeline_run_id": "STRING",
         "pipeline_config": "STRING",
         "data_window": "STRING",
+        "evaluated_champion": "STRING",
     }
+    assert params["evaluated_champion"]["isOptional"] is True
     arts = comp["inputDefinitions"]["artifacts"]
     assert arts["model"]["artifactType"]["schemaTitle"] == "system.Model"
     assert arts["evaluation"]["artifactType"]["schemaTitle"] == "system.Dataset"
