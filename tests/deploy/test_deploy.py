@@ -221,3 +221,23 @@ def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_prod_checkpoint_volume_is_a_claim_the_gpu_overlay_creates() -> None:
+    """pretrain.checkpoint_dir lies on a PVC mounted by the pretrain task, and that PVC exists."""
+    prod = yaml.safe_load((ROOT / "pipelines/configs/prod.yaml").read_text())
+    mounts = prod["resources"]["pretrain"]["pvc_mounts"]
+    ckpt = prod["pretrain"]["checkpoint_dir"]
+    assert any(ckpt.startswith(path.rstrip("/") + "/") for path in mounts.values())
+    rendered = subprocess.run(
+        [_tool("kubectl"), "kustomize", str(ROOT / "manifests/overlays/gke-gpu")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    claims = {
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(rendered)
+        if d and d["kind"] == "PersistentVolumeClaim"
+    }
+    assert set(mounts) <= claims

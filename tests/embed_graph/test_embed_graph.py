@@ -150,6 +150,37 @@ def test_kill_9_mid_epoch_resumes_from_pbg_checkpoint(graph1: Path, tmp_path: Pa
     assert len(stats) == epochs * chunks  # PBG's own log: every chunk trained exactly once
 
 
+def test_checkpoint_dir_outlives_the_staging_folder(
+    graph1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With checkpoint_dir (a persistent volume), a retry on a fresh pod -- its staging folder
+    gone -- resumes from the checkpoint PBG left there, which then moves into the output."""
+    import shutil
+
+    from twhin_bert.embed_graph import embed as E
+
+    monkeypatch.setenv("TWHIN_BERT_TRACKING", "0")
+    volume = tmp_path / "volume"
+    cfg = EmbedGraphConfig(**TINY, num_epochs=2, checkpoint_dir=str(volume))
+    out = tmp_path / "emb"
+    real_export = E.export
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("pod evicted")
+
+    monkeypatch.setattr(E, "export", crash)
+    with pytest.raises(RuntimeError, match="pod evicted"):
+        run_embed_graph(cfg, out, graph=graph1)
+    (kept,) = volume.iterdir()
+    assert checkpoint_version(kept) == 2
+    shutil.rmtree(partial_dir(out))  # the retried pod starts with an empty staging folder
+    monkeypatch.setattr(E, "export", real_export)
+    m = run_embed_graph(cfg, out, graph=graph1)
+    assert m["pbg_resumed_from_version"] == 2 and m["pbg_iterations_run"] == 0
+    assert checkpoint_version(out / "checkpoint") == 2 and not any(volume.iterdir())
+    assert m["mrr"] > m["popularity_mrr"]
+
+
 def test_on_demo_data(request: pytest.FixtureRequest) -> None:
     """The shared demo chain (once demo_data and ingest exist): MRR beats popularity."""
     pytest.importorskip("twhin_bert.demo_data.generate")

@@ -68,6 +68,12 @@ class EmbedGraphConfig(StrictModel):
     keep_checkpoint: bool = Field(
         True, description="Keep PBG's checkpoint/ in the output (the trained model)."
     )
+    checkpoint_dir: str | None = Field(
+        None,
+        description="Where PBG checkpoints while training: storage that outlives the pod (a "
+        "mounted persistent volume) so a retried task resumes; one subfolder per graph and "
+        "model, moved into the output when done. Default: inside the staging folder.",
+    )
     seed: int = Field(0, description="Seed of PBG's initialisation/negatives and the evaluation.")
 
     @model_validator(mode="after")

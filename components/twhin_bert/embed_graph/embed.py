@@ -476,7 +476,12 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     meta = read_graph(graph)
     checkpoint = (out / CHECKPOINT_DIR).resolve()
     pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
-    resumed = prepare_checkpoint(checkpoint, _fingerprint(pbg, meta, cfg.seed))
+    fingerprint = _fingerprint(pbg, meta, cfg.seed)
+    if cfg.checkpoint_dir:  # one folder per (graph, model): a retry finds its own
+        sub = hashlib.sha256(f"{graph}|{fingerprint}".encode()).hexdigest()[:16]
+        checkpoint = (Path(cfg.checkpoint_dir) / f"pbg-{sub}").resolve()
+        pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
+    resumed = prepare_checkpoint(checkpoint, fingerprint)
     if resumed:
         log.info("embed_graph: resuming from PBG checkpoint version %d in %s", resumed, checkpoint)
     t_setup = time.perf_counter() - t_start
@@ -507,6 +512,8 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
 
     if not cfg.keep_checkpoint:
         shutil.rmtree(checkpoint)
+    elif checkpoint != (out / CHECKPOINT_DIR).resolve():
+        shutil.move(checkpoint, out / CHECKPOINT_DIR)  # the trained model joins the output
     outside = t_setup + t_export + t_eval
     # PBG's default chunking: as many chunks as needed for <= 1e9 edges per chunk.
     chunks = cfg.num_edge_chunks or max(1, -(-int(meta["buckets"]["train"][0]) // 1_000_000_000))

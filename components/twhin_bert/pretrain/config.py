@@ -127,7 +127,9 @@ class PretrainConfig(StrictModel):
     keep_checkpoints: int = Field(2, ge=1, description="Most recent checkpoints kept on disk.")
     checkpoint_dir: str | None = Field(
         None,
-        description="Checkpoint folder (e.g. a persistent volume); default: inside the staging folder.",
+        description="Checkpoint root on storage that outlives the pod (a mounted persistent "
+        "volume), so a retried task resumes; each run of each task gets its own subfolder "
+        "<objective>-<fingerprint of config and inputs>. Default: inside the staging folder.",
     )
     keep_checkpoints_after: bool = Field(
         False, description="Keep the checkpoints when the run finished (default: delete them)."

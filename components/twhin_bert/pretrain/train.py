@@ -182,8 +182,15 @@ def train(
     )
 
     # --- resume
-    ckpt_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else out_dir / CHECKPOINTS
-    fingerprint = _fingerprint(cfg, objective)
+    fingerprint = _fingerprint(cfg, objective, inputs=[ingested, tokenizer, pairs, init_from])
+    # A shared checkpoint_dir (a persistent volume that outlives the pod, so a retried task
+    # resumes) holds one folder per (objective, config, inputs): stage 2 and the MLM-only twin
+    # of one run, and every other run, never meet; a retry of the same task finds its own.
+    ckpt_dir = (
+        Path(cfg.checkpoint_dir) / f"{objective}-{fingerprint}"
+        if cfg.checkpoint_dir
+        else out_dir / CHECKPOINTS
+    )
     state: dict[str, Any] = {"step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0}
     resumed_from = 0
     if (ckpt_dir / "latest").is_file():
@@ -486,8 +493,11 @@ def _derive(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
 
 
-def _fingerprint(cfg: PretrainConfig, objective: str) -> str:
-    """What must match for a checkpoint to be resumed (not the bookkeeping fields)."""
+def _fingerprint(
+    cfg: PretrainConfig, objective: str, inputs: list[Path | None] | None = None
+) -> str:
+    """What must match for a checkpoint to be resumed: the objective, the config (not its
+    bookkeeping fields) and the inputs (data, tokenizer, pairs, initial model) by location."""
     keep = cfg.model_dump(
         mode="json",
         exclude={
@@ -500,7 +510,10 @@ def _fingerprint(cfg: PretrainConfig, objective: str) -> str:
             "num_gpus",
         },
     )
-    return hashlib.sha256(json.dumps([objective, keep], sort_keys=True).encode()).hexdigest()[:16]
+    where = [str(Path(p).resolve()) if p is not None else None for p in inputs or []]
+    return hashlib.sha256(
+        json.dumps([objective, keep, where], sort_keys=True).encode()
+    ).hexdigest()[:16]
 
 
 def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
