@@ -77,3 +77,23 @@ def test_build_sets_follow_the_holdout_when_given(tmp_path) -> None:
     assert {side[t] for t in s.val_texts} == {holdout.VALID}
     assert {side[t] for t in s.test_texts} == {holdout.TEST}
     assert len(s.train_texts) + len(s.val_texts) + len(s.test_texts) == n
+
+
+def test_paired_bootstrap_delta_hand_computed() -> None:
+    import numpy as np
+    from twhin_bert.evaluate.hashtag import paired_bootstrap_delta
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    same = paired_bootstrap_delta({"en": (y, y, y)}, resamples=200, seed=0)
+    assert same["delta_points"] == 0 and same["ci95_points"] == [0.0, 0.0]
+    # perfect vs "always 0": class 0 has precision 1/3, recall 1, F1 1/2; classes 1, 2 score
+    # 0: macro-F1 1.0 vs 0.5 / 3 -> +83.33 points
+    zeros = np.zeros_like(y)
+    d = paired_bootstrap_delta({"en": (y, y, zeros)}, resamples=200, seed=0)
+    assert abs(d["delta_points"] - 100 * (1 - 0.5 / 3)) < 1e-9
+    lo, hi = d["ci95_points"]
+    assert 0 < lo <= d["delta_points"] <= hi <= 100 and d["se_points"] > 0
+    # two languages: the headline is the mean of the per-language differences
+    two = paired_bootstrap_delta({"en": (y, y, zeros), "es": (y, y, y)}, resamples=0, seed=0)
+    assert abs(two["delta_points"] - d["delta_points"] / 2) < 1e-9 and two["ci95_points"] is None
+    assert two["test_tweets"] == 12

@@ -58,7 +58,7 @@ def main(
     edges: int = 10_000_000,
     users: int | None = None,
     tweets: int | None = None,
-    epochs: int = 1,
+    epochs: int | None = None,
     dimension: int = 128,
     partitions: int = 1,
     workers: int | None = None,
@@ -73,7 +73,9 @@ def main(
         edges: Engagements to generate (before de-duplication).
         users: Users (default edges / 20).
         tweets: Tweets (default edges / 10).
-        epochs: PBG epochs.
+        epochs: PBG epochs (default: the stage's, 10 as in the paper and prod.yaml; the share
+            of time spent outside training is only meaningful for a real run's length;
+            quick mode: 1).
         dimension: Embedding dimension.
         partitions: PBG partitions per entity type.
         workers: PBG Hogwild! workers (default: CPU count).
@@ -94,6 +96,8 @@ def main(
 
     _import_pbg()  # import torch/torchbiggraph up front: a per-process constant, not per edge
 
+    if epochs is None:
+        epochs = 1 if quick else EmbedGraphConfig.model_fields["num_epochs"].default
     if quick:
         edges = min(edges, 200_000)
         tsv_baseline_edges = min(tsv_baseline_edges, 50_000)

@@ -102,6 +102,12 @@ class HashtagConfig(StrictModel):
         3000, ge=10, description="Cap on tweets per language (seeded sample)."
     )
     skip_langs: list[str] = Field(["und"], description="Language codes never evaluated.")
+    bootstrap: int = Field(
+        1000,
+        ge=0,
+        description="Paired bootstrap resamples of the test tweets (per language) for the "
+        "candidate-minus-baseline macro-F1 difference and its 95% interval (0 = none).",
+    )
     split: tuple[float, float, float] = Field(
         (0.8, 0.1, 0.1), description="Train/validation/test fractions per language."
     )

@@ -225,6 +225,10 @@ def _ablation(result: dict[str, Any], cfg: EvaluateConfig) -> dict[str, float | 
             out[f"{key}_baseline"] = vb
         else:
             out[f"{key}_delta"] = 100.0 * (va - vb)  # points
+    paired = result["info"].get("hashtag", {}).get("paired_delta")
+    if paired and paired.get("ci95_points"):  # how much of the difference is test-set noise
+        out["hashtag_macro_f1_delta_ci95_low"] = paired["ci95_points"][0]
+        out["hashtag_macro_f1_delta_ci95_high"] = paired["ci95_points"][1]
     return out
 
 

@@ -141,6 +141,50 @@ def build_hashtag_sets(
     return sets, {"skipped": skipped, "by_lang": counts}
 
 
+def paired_bootstrap_delta(
+    by_lang: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], resamples: int, seed: int
+) -> dict[str, Any]:
+    """The headline difference (mean over languages of macro-F1, model a minus model b) and
+    its paired bootstrap interval: each resample draws every language's test tweets with
+    replacement and scores both models' predictions on the same draw.
+
+    Args:
+        by_lang: ``lang -> (y_true, y_pred_a, y_pred_b)`` on that language's test tweets.
+        resamples: Bootstrap resamples.
+        seed: Seed of the draws.
+
+    Returns:
+        ``delta_points`` (on the full test sets), ``ci95_points`` ([2.5%, 97.5%]),
+        ``se_points``, ``resamples`` and ``test_tweets``; differences in points (x100).
+    """
+    from twhin_bert.evaluate.scoring import classification_score
+
+    def headline(draw: Mapping[str, np.ndarray]) -> float:
+        deltas = [
+            classification_score(y[i], a[i], METRIC) - classification_score(y[i], b[i], METRIC)
+            for (y, a, b), i in ((by_lang[lang], draw[lang]) for lang in by_lang)
+        ]
+        return 100.0 * float(np.mean(deltas))
+
+    full = headline({lang: np.arange(len(v[0])) for lang, v in by_lang.items()})
+    rng = np.random.default_rng([seed, 31])
+    boot = np.array(
+        [
+            headline({lang: rng.integers(0, len(v[0]), len(v[0])) for lang, v in by_lang.items()})
+            for _ in range(resamples)
+        ]
+    )
+    return {
+        "delta_points": full,
+        "ci95_points": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))]
+        if resamples
+        else None,
+        "se_points": float(boot.std(ddof=1)) if resamples > 1 else None,
+        "resamples": resamples,
+        "test_tweets": int(sum(len(v[0]) for v in by_lang.values())),
+    }
+
+
 def run_hashtag(
     tweets: pd.DataFrame,
     *,
@@ -160,9 +204,10 @@ def run_hashtag(
     finetune = cfg.finetune.enabled and "hashtag" in cfg.finetune.tasks
     per_lang_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
     per_lang_floor: dict[str, dict[str, Any]] = {}
+    paired: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for lang, splits in sets.items():
         log.info("hashtag %s: %s, %d classes", lang, splits.counts(), len(splits.label_names))
-        pm, floor, _ = score_splits(
+        pm, floor, preds = score_splits(
             splits,
             metric=METRIC,
             encoders=encoders,
@@ -174,6 +219,9 @@ def run_hashtag(
         for m, r in pm.items():
             per_lang_model[m][lang] = r
         per_lang_floor[lang] = floor
+        if cfg.candidate in preds and cfg.baseline in preds:
+            y = np.asarray(splits.test_labels)
+            paired[lang] = (y, np.asarray(preds[cfg.candidate]), np.asarray(preds[cfg.baseline]))
 
     def mean(rows: dict[str, dict[str, Any]], key: str) -> float | None:
         vals = [r[key] for r in rows.values() if key in r]
@@ -194,7 +242,20 @@ def run_hashtag(
         METRIC: mean(per_lang_floor, METRIC),
         "by_lang": {lang: r[METRIC] for lang, r in per_lang_floor.items()},
     }
+    if paired and cfg.hashtag.bootstrap:
+        info_delta = paired_bootstrap_delta(paired, cfg.hashtag.bootstrap, cfg.seed)
+        log.info(
+            "hashtag macro-F1 %s - %s: %+.2f points (95%% CI %s over %d test tweets)",
+            cfg.candidate,
+            cfg.baseline,
+            info_delta["delta_points"],
+            [round(v, 2) for v in info_delta["ci95_points"]],
+            info_delta["test_tweets"],
+        )
+    else:
+        info_delta = None
     info = {
+        "paired_delta": info_delta,
         "split_source": "build_graph holdout" if rule is not None else "evaluate (random)",
         "languages": len(sets),
         "languages_skipped": len(stats["skipped"]),
