@@ -19,13 +19,7 @@ def test_clustered_vectors_are_unit_and_clustered() -> None:
 
 
 def test_bench_mine_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
-    out = main(
-        quick=True,
-        n=20_000,
-        queries=200,
-        settings="nprobe=4,k_factor_rf=16;nprobe=16,k_factor_rf=64",
-        repeats=1,
-    )
+    out = main(quick=True, n=20_000, queries=200, sweep="nprobe=16,k_factor_rf=64", repeats=1)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
     assert summary["bench"] == "mine" and summary == json.loads(json.dumps(out))
@@ -40,7 +34,9 @@ def test_bench_mine_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
         "met",
     ):
         assert key in summary, key
+    # the index and settings mine_pairs itself derives for 20K vectors on the CPU
     assert summary["n"] == 20_000 and summary["index"] == "IVF128,PQ64x4fs,RFlat"
+    assert summary["settings"] == "nprobe=8,k_factor_rf=32"
     assert summary["recall@10"] >= 0.9
     assert summary["speedup"] == pytest.approx(summary["qps"] / summary["exact_qps"], rel=1e-3)
     assert summary["met"] == (summary["recall@10"] >= 0.95 and summary["speedup"] >= 20)

@@ -14,8 +14,9 @@ from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, alter_hasht
     [
         (2_000, 256, "Flat"),
         (19_999, 64, "Flat"),
-        (100_000, 256, "IVF1024,Flat"),
-        (1_000_000, 256, "IVF4096,Flat"),
+        (100_000, 256, "IVF256,PQ64x4fs,RFlat"),
+        (1_000_000, 256, "IVF1024,PQ64x4fs,RFlat"),  # what bench mine measures
+        (1_000_000, 30, "IVF4096,Flat"),  # d not a multiple of 4: no fast-scan layout
         (10_000_000, 256, "OPQ64,IVF16384,PQ64"),
         (1_000_000_000, 256, "OPQ64,IVF65536,PQ64"),  # the paper's index
         (10_000_000, 100, "OPQ20,IVF16384,PQ20"),  # m divides d
@@ -30,8 +31,18 @@ def test_derive_index_string(n: int, d: int, expected: str) -> None:
     faiss.index_factory(d, s, faiss.METRIC_INNER_PRODUCT)  # valid for FAISS
 
 
+def test_gpu_layout_and_derived_search_settings() -> None:
+    # fast-scan codes and RFlat re-ranking are CPU-only: on GPUs, IVF-Flat below 2M
+    assert fi.derive_index_string(1_000_000, 256, gpu=True) == "IVF4096,Flat"
+    assert fi.derive_index_string(10_000_000, 256, gpu=True) == "OPQ64,IVF16384,PQ64"
+    assert fi.derive_nprobe("IVF1024,PQ64x4fs,RFlat", 10**6) == 8
+    assert fi.derive_search_params("IVF1024,PQ64x4fs,RFlat") == "k_factor_rf=32"
+    assert fi.derive_search_params("IVF4096,Flat") == ""
+
+
 def test_nlist_keeps_enough_training_points() -> None:
     assert fi.nlist_for(25_000) * 39 <= 25_000
+    assert fi.fast_scan_nlist_for(25_000) * 39 <= 25_000
     assert fi.derive_nprobe("IVF4096,Flat", 10**6) == 256
     assert fi.derive_nprobe("IVF64,Flat", 10**4) == 8
     assert fi.derive_nprobe("Flat", 10) is None

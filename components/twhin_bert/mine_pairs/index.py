@@ -46,16 +46,22 @@ def pq_m_for(d: int) -> int:
     return 1
 
 
-def derive_index_string(n: int, d: int) -> str:
+def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
     """A sensible FAISS index-factory string for ``n`` vectors of dimension ``d``.
 
-    ``Flat`` (exact) below 20K vectors; ``IVF{nlist},Flat`` up to 2M (nlist ~ 4·sqrt(n), a
-    power of two); ``OPQ{m},IVF{nlist},PQ{m}`` above, with m dividing d (64 for 256-d, the
-    paper's layout ``OPQ64,IVF65536,PQ64`` at a billion vectors).
+    ``Flat`` (exact) below 20K vectors. On the CPU up to 2M vectors (``d`` a multiple of 4):
+    ``IVF{nlist},PQ{d/4}x4fs,RFlat`` with nlist ~ sqrt(n) -- 4-bit fast-scan PQ codes (SIMD
+    in-register lookups) shortlist ``k_factor_rf x k`` candidates that are re-ranked exactly
+    (``twhin-bert bench mine`` on 1M x 256: recall@10 0.998 at ~54x exact search on 2 cores,
+    where IVF4096,Flat at nprobe 256 manages 2.3x). On GPUs (fast-scan and re-ranking are
+    CPU-only) ``IVF{nlist},Flat`` with nlist ~ 4·sqrt(n). From 2M vectors on, everywhere,
+    ``OPQ{m},IVF{nlist},PQ{m}`` with m dividing d (64 for 256-d, the paper's layout
+    ``OPQ64,IVF65536,PQ64`` at a billion vectors).
 
     Args:
         n: Number of vectors to index.
         d: Their dimension.
+        gpu: The index will live on GPUs (faiss-gpu).
 
     Returns:
         The index-factory string.
@@ -64,20 +70,38 @@ def derive_index_string(n: int, d: int) -> str:
         return "Flat"
     nlist = nlist_for(n)
     if n < PQ_FROM:
+        if not gpu and d % 4 == 0:
+            return f"IVF{fast_scan_nlist_for(n)},PQ{d // 4}x4fs,RFlat"
         return f"IVF{nlist},Flat"
     m = pq_m_for(d)
     return f"OPQ{m},IVF{nlist},PQ{m}"
 
 
+def fast_scan_nlist_for(n: int) -> int:
+    """IVF list count of the fast-scan layout: the power of two nearest sqrt(n) (scanning
+    4-bit codes is cheap, so fewer, longer lists train faster at the same recall)."""
+    nlist = 2 ** round(math.log2(math.sqrt(max(n, 1))))
+    while nlist > 1 and nlist * 39 > n:
+        nlist //= 2
+    return int(max(1, nlist))
+
+
 def derive_nprobe(index_string: str, n: int) -> int | None:
-    """Default nprobe for an IVF index string: 1/16 of the lists, at least 8 (None: not IVF)."""
+    """Default nprobe of an IVF index string (None: not IVF): 1/128 of the lists for the
+    re-ranked fast-scan layout, 1/16 otherwise; at least 8, at most every list."""
     import re
 
     m = re.search(r"IVF(\d+)", index_string)
     if not m:
         return None
     nlist = int(m.group(1))
-    return int(min(nlist, max(8, nlist // 16)))
+    share = 128 if "fs" in index_string and "RFlat" in index_string else 16
+    return int(min(nlist, max(8, nlist // share)))
+
+
+def derive_search_params(index_string: str) -> str:
+    """Default extra search settings: re-rank 32 x k candidates behind an ``RFlat``."""
+    return "k_factor_rf=32" if "RFlat" in index_string else ""
 
 
 def set_threads(num_threads: int) -> int:
@@ -112,7 +136,8 @@ class BuiltIndex:
     train_size: int
 
 
-def _gpu_count(use_gpu: bool) -> int:
+def gpu_count(use_gpu: bool) -> int:
+    """GPUs faiss-gpu sees (0 without faiss-gpu or when ``use_gpu`` is off)."""
     import faiss
 
     if not use_gpu or not hasattr(faiss, "get_num_gpus"):
@@ -169,7 +194,7 @@ def build_index(
         raise ValueError(
             f"index '{index_string}' is not a valid FAISS factory string for d={d}: {e}"
         ) from e
-    ngpu = _gpu_count(use_gpu)
+    ngpu = gpu_count(use_gpu)
     ivf = _try_extract_ivf(index)
     if ngpu and ivf is not None:
         # Train the coarse quantizer's k-means on the GPUs too.

@@ -239,8 +239,12 @@ def _social_pairs(
         empty = np.zeros(0, np.int64)
         return empty, empty, np.zeros(0, np.float32), tweet_rows, {**metrics, "pairs": 0}
 
-    index_string = faiss_index.derive_index_string(n, d) if sc.index == "auto" else sc.index
+    on_gpu = faiss_index.gpu_count(sc.use_gpu) > 0
+    index_string = (
+        faiss_index.derive_index_string(n, d, gpu=on_gpu) if sc.index == "auto" else sc.index
+    )
     nprobe = sc.nprobe if sc.nprobe is not None else faiss_index.derive_nprobe(index_string, n)
+    search_params = sc.search_params or faiss_index.derive_search_params(index_string)
     sample = np.sort(rng.choice(n, size=min(sc.train_size, n), replace=False))
     train_raw = emb[sample] if contiguous else emb[emb_rows[sample]]
     train_x, _ = faiss_index.normalize(train_raw)
@@ -251,7 +255,7 @@ def _social_pairs(
         train_x,
         index_string=index_string,
         nprobe=nprobe,
-        search_params=sc.search_params,
+        search_params=search_params,
         use_gpu=sc.use_gpu,
     )
     del train_x
@@ -286,6 +290,7 @@ def _social_pairs(
         {
             "index": index_string,
             "nprobe": nprobe,
+            "search_params": search_params,
             "device": built.device,
             "k": k,
             f"recall@{k}": recall,
