@@ -11,6 +11,7 @@ setting, fp32, after a warm-up; the vectors of both sides are compared.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import tempfile
 import time
@@ -115,7 +116,7 @@ def main(
     hidden: int = 256,
     vocab: int = 8000,
     batch_size: int = 64,
-    threads: int = 1,
+    threads: int = 0,
     default_n: int | None = None,
     rounds: int = 3,
     data: str | None = None,
@@ -130,8 +131,10 @@ def main(
         hidden: Hidden size (heads = hidden / 64, FFN = 4 x hidden).
         vocab: Tokenizer vocabulary trained on the tweets.
         batch_size: Batch size of ``embed_texts`` and of the batched pipeline run.
-        threads: torch CPU threads for every side (1 by default: on a shared few-core
-            machine more threads mostly measure OpenMP waiting on busy cores).
+        threads: torch CPU threads for every side; 0 (default) = every core, what both
+            ``twhin-bert embed`` and a default ``transformers.pipeline`` use. (With one
+            thread on the 2-core dev machine ours is ~2.8x the pipeline: at batch size 1 the
+            pipeline's per-call overhead is serial, our batched matmuls use the second core.)
         default_n: Tweets for the slow one-at-a-time pipeline run (the first ``default_n``;
             default 500); its tweets/s is compared as a rate.
         rounds: The sides take turns over this many disjoint slices of the tweets.
@@ -151,6 +154,7 @@ def main(
         rounds = min(rounds, 2)
     default_n = min(default_n or 500, n)
     old_threads = torch.get_num_threads()
+    threads = threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     try:
         return _run(
