@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -36,18 +37,26 @@ _EXECUTOR_CHATTER = (
 )
 
 
+# The local runner's listing of a finished task's outputs (its metadata can be hundreds of
+# metrics long); the ANSI colour codes around the task name are optional.
+_OUTPUTS = re.compile(r" - INFO - Task \S+ outputs:$")
+
+
 class ExecutorChatterFilter(io.TextIOBase):
     """A stdout that drops KFP executor boilerplate from the task logs the local runner streams.
 
-    Only the executor's own lines go: the executor-input JSON (from ``Got executor_input:`` to
-    its closing brace at column 0) and the lines in ``_EXECUTOR_CHATTER``. Everything a task
-    itself prints (progress, warnings, tracebacks) passes through unchanged.
+    Only KFP's own lines go: the executor-input JSON (from ``Got executor_input:`` to its
+    closing brace at column 0), the lines in ``_EXECUTOR_CHATTER``, and the runner's
+    ``Task '...' outputs:`` blocks (every artifact's URI and its whole metadata dict; the run
+    summary lists where the outputs are). Everything a task itself prints (progress,
+    warnings, tracebacks) passes through unchanged.
     """
 
     def __init__(self, target: TextIO) -> None:
         self.target = target
         self._buffer = ""
         self._in_json = False
+        self._in_outputs = False
 
     def writable(self) -> bool:
         return True
@@ -68,6 +77,13 @@ class ExecutorChatterFilter(io.TextIOBase):
 
     def _keep(self, line: str) -> bool:
         bare = line.strip()
+        if self._in_outputs:
+            if line.startswith(" "):  # the block's artifact lines are indented
+                return False
+            self._in_outputs = False
+        if _OUTPUTS.search(line):
+            self._in_outputs = True
+            return False
         if self._in_json:
             if bare == "}" and not line.startswith(" " * 5):
                 self._in_json = False

@@ -40,3 +40,22 @@ def test_filter_drops_executor_chatter_and_keeps_task_output() -> None:
         "    Traceback (most recent call last):",
         "    partial line without newline",
     ]
+
+
+def test_filter_drops_the_runner_outputs_listing() -> None:
+    out = io.StringIO()
+    stream = ExecutorChatterFilter(out)
+    stream.write(
+        "03:06:38.657 - INFO - Task \x1b[96m'evaluate'\x1b[0m finished with status SUCCESS\n"
+        "03:06:38.659 - INFO - Task \x1b[96m'evaluate'\x1b[0m outputs:\n"
+        "    evaluation: Dataset( name='evaluation',\n"
+        "                         metadata={'a': 1, 'b': 2} )\n"
+        "--------------------------------------------------------------------------------\n"
+        "03:06:38.663 - INFO - Executing task 'register-model'\n"
+    )
+    stream.flush()
+    assert out.getvalue().splitlines() == [
+        "03:06:38.657 - INFO - Task \x1b[96m'evaluate'\x1b[0m finished with status SUCCESS",
+        "-" * 80,
+        "03:06:38.663 - INFO - Executing task 'register-model'",
+    ]
