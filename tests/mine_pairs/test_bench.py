@@ -43,8 +43,10 @@ def test_bench_mine_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 @pytest.mark.slow
-def test_bench_mine_quick_default_meets_goal() -> None:
-    out = main(quick=True)
-    assert out["n"] == 100_000
+def test_bench_mine_default_meets_goal() -> None:
+    """The goal is stated at 1M vectors (~40 s here): at 100K exact search is only ~1,900
+    queries/s, too fast for a 20x margin, so quick mode is a smoke run, not the check."""
+    out = main()
+    assert out["n"] == 1_000_000 and out["index"] == "IVF1024,PQ64x4fs,RFlat"
     assert out["recall@10"] >= 0.95
     assert out["met"], out
