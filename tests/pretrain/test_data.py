@@ -117,9 +117,10 @@ def test_tweet_stream_is_deterministic_and_resumable(pt_ingested: Path, pt_token
 def test_pair_texts_resolve_ids_and_carried_texts(pt_ingested: Path, pt_pairs: Path) -> None:
     a, b = D.load_pair_texts(pt_pairs, pt_ingested)
     assert len(a) == len(b) == 600
+    assert pa.types.is_string(a.type) or pa.types.is_large_string(a.type)  # one Arrow buffer
     tweets = pa.parquet.read_table(pt_ingested / "tweets.parquet")
-    assert a[0] == tweets.column("text")[0].as_py()  # by id (text_a null)
-    assert all(isinstance(t, str) and t for t in a + b)
+    assert a[0].as_py() == tweets.column("text")[0].as_py()  # by id (text_a null)
+    assert all(isinstance(t, str) and t for t in a.to_pylist() + b.to_pylist())
 
 
 def test_pair_with_unknown_tweet_names_file_and_row(pt_ingested: Path, tmp_path: Path) -> None:
@@ -157,6 +158,13 @@ def test_pair_batch_orders_cls_a_then_b(
     start = int(batch.cls_index[0])
     n = int((seg[start:] == seg[start]).cumprod(0).sum())  # the tweet's span in its row
     got = batch.input_ids.view(-1)[start + 1 : start + n - 1].tolist()
-    expected = D.encode(tok, [a[k]], 30)[0]
+    expected = D.encode(tok, [a[k].as_py()], 30)[0]
+    # the same batch from plain lists: the Arrow columns change memory, not data
+    lists = D.PairStream(
+        a.to_pylist(), b.to_pylist(), tok, sp, pairs_per_batch=8, max_seq_len=64,
+        max_tweet_tokens=32, position_offset=2, mask_prob=0.15, seed=0,
+    )  # fmt: skip
+    assert torch.equal(lists.batch(0, 3).input_ids, batch.input_ids)
+    assert ps.order(0) is ps.order(0)  # drawn once per epoch
     assert len(got) == len(expected)
     assert sum(x == y for x, y in zip(got, expected, strict=True)) >= 0.7 * len(expected)

@@ -448,8 +448,9 @@ class TweetStream:
 # --------------------------------------------------------------------------- pairs (mlm_social)
 
 
-def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[list[str], list[str]]:
-    """The two texts of every positive pair (null ``text_x`` = the tweet's text from ingest).
+def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[pa.Array, pa.Array]:
+    """The two texts of every positive pair (null ``text_x`` = the tweet's text from ingest),
+    as Arrow string arrays: one contiguous buffer per side, not a Python object per text.
 
     Args:
         pairs: The mine_pairs folder (``pairs.parquet``) or the file.
@@ -485,15 +486,12 @@ def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[list[str],
                 f"{pf}: row {first + 1}: tweet_{side} {j.column(f'tweet_{side}')[first]} is not "
                 f"in {tweets_file(ingested)} and the pair carries no text_{side}"
             )
-        out[side] = np.asarray(text.to_pylist(), dtype=object)
-    keep = np.asarray(
-        pc.not_equal(table.column("tweet_a"), table.column("tweet_b")).to_numpy(
-            zero_copy_only=False
-        )
-    )
-    if not keep.any():
+        out[side] = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    keep = pc.not_equal(table.column("tweet_a"), table.column("tweet_b"))
+    keep = keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
+    if not pc.any(keep).as_py():
         raise DataError(f"{pf}: no usable pairs")
-    return list(out["a"][keep]), list(out["b"][keep])
+    return out["a"].filter(keep), out["b"].filter(keep)
 
 
 class PairStream:
@@ -505,8 +503,8 @@ class PairStream:
 
     def __init__(
         self,
-        texts_a: list[str],
-        texts_b: list[str],
+        texts_a: pa.Array | list[str],
+        texts_b: pa.Array | list[str],
         tokenizer: Any,
         specials: Specials,
         *,
@@ -530,6 +528,23 @@ class PairStream:
         self.position_offset = position_offset
         self.mask_prob = mask_prob
         self.seed = seed
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its pair order)
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The seeded order of the pairs in ``epoch``, drawn once per epoch (int32 when it
+        fits: 100M pairs cost 400 MB, not a fresh O(N) permutation per batch)."""
+        if self._order is None or self._order[0] != epoch:
+            perm = np.random.default_rng([self.seed, epoch, 3]).permutation(len(self.a))
+            if len(self.a) < 2**31:
+                perm = perm.astype(np.int32)
+            self._order = (epoch, perm)
+        return self._order[1]
+
+    @staticmethod
+    def _take(texts: pa.Array | list[str], rows: np.ndarray) -> list[str]:
+        if isinstance(texts, pa.Array):
+            return texts.take(pa.array(rows)).to_pylist()
+        return [texts[i] for i in rows]
 
     def batches_per_epoch(self) -> int:
         """Full batches in one epoch."""
@@ -537,9 +552,8 @@ class PairStream:
 
     def batch(self, epoch: int, index: int) -> Batch:
         """Batch ``index`` of ``epoch`` (random access: resuming skips for free)."""
-        order = np.random.default_rng([self.seed, epoch, 3]).permutation(len(self.a))
-        sel = order[index * self.pairs_per_batch : (index + 1) * self.pairs_per_batch]
-        texts = [self.a[i] for i in sel] + [self.b[i] for i in sel]
+        sel = self.order(epoch)[index * self.pairs_per_batch : (index + 1) * self.pairs_per_batch]
+        texts = self._take(self.a, sel) + self._take(self.b, sel)
         toks = encode(self.tokenizer, texts, self.max_tweet_tokens - 2)
         toks = [t if t else [self.specials.mask] for t in toks]  # empty text: one token
         bins = pack_first_fit([len(t) + 2 for t in toks], self.max_seq_len)
