@@ -389,8 +389,13 @@ class TweetStream:
         rng.shuffle(buffer)
         yield from buffer
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
-        """The micro-batches of ``epoch`` in order (a partial last batch is dropped)."""
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch | None]:
+        """The micro-batches of ``epoch`` in order (a partial last batch is dropped).
+
+        The first ``skip`` are yielded as None: their packing must be replayed (it decides
+        which tweets the later batches hold) but not their masking and tensors, which is most
+        of a batch's cost, so a resumed run regains its data position quickly.
+        """
         budget = self.max_seq_len - 2
         pending: list[list[int]] = []
         chunk: list[str] = []
@@ -409,12 +414,16 @@ class TweetStream:
                 rows = [[pending[i] for i in b] for b in take]
                 taken = {i for b in take for i in b}
                 pending = [t for i, t in enumerate(pending) if i not in taken]
-                yield collate(
-                    rows,
-                    self.specials,
-                    position_offset=self.position_offset,
-                    mask_prob=self.mask_prob,
-                    generator=_generator(self.seed, epoch, index, 2),
+                yield (
+                    None
+                    if index < skip
+                    else collate(
+                        rows,
+                        self.specials,
+                        position_offset=self.position_offset,
+                        mask_prob=self.mask_prob,
+                        generator=_generator(self.seed, epoch, index, 2),
+                    )
                 )
                 index += 1
 
@@ -433,9 +442,9 @@ class TweetStream:
         epoch = start_epoch
         while True:
             produced = 0
-            for i, batch in enumerate(self.epoch(epoch)):
+            for i, batch in enumerate(self.epoch(epoch, skip if epoch == start_epoch else 0)):
                 produced += 1
-                if epoch == start_epoch and i < skip:
+                if batch is None:  # before the resume point
                     continue
                 yield epoch, i, batch
             if produced == 0:
