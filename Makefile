@@ -40,8 +40,12 @@ compile: $(STAMP)  ## compile both pipelines with the prod config
 	$(BIN)/twhin-bert compile --config prod --pipeline pretrain --out build/twhin-bert-pretrain.yaml
 	$(BIN)/twhin-bert compile --config prod --pipeline retrain --out build/twhin-bert-retrain.yaml
 
+# Real tweets (TweetEval/UMSAB layout) for the benchmarks that embed or train on text.
+BENCH_DATA ?= $(wildcard $(abspath ../shared/data))
+
 bench-quick: $(STAMP)  ## every benchmark in quick mode
-	for b in ingest embed-graph mine pretrain embed; do $(BIN)/twhin-bert bench $$b --quick || true; done
+	for b in ingest embed-graph mine pretrain embed; do \
+	  TWHIN_BERT_BENCH_DATA="$(BENCH_DATA)" $(BIN)/twhin-bert bench $$b --quick || true; done
 
 clean:
 	rm -rf $(VENV) build twhin-bert-runs .pytest_cache

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from twhin_bert.bench.embed import load_tweets, main
 
 
-def test_bench_embed_quick_reports_same_vectors_and_ratios(capsys: pytest.CaptureFixture) -> None:
-    summary = main(quick=True, threads=1)
+def test_bench_embed_quick_reports_same_vectors_and_ratios(
+    capsys: pytest.CaptureFixture, shared_data: Path
+) -> None:
+    summary = main(quick=True, threads=1, data=str(shared_data))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["bench"] == "embed"
     assert summary["bench"] == "embed" and isinstance(summary["met"], bool)

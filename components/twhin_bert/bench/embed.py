@@ -1,6 +1,7 @@
 """`twhin-bert bench embed`: tweets/s of ``embed_texts`` against ``transformers.pipeline``.
 
-Both sides embed the same real tweets (``../shared/data`` when present, else generated text)
+Both sides embed the same real tweets (``data`` or ``$TWHIN_BERT_BENCH_DATA``, a folder in
+the TweetEval/UMSAB layout; else generated text)
 with the same randomly initialised XLM-R-style encoder (made locally, no download) and end
 with the same pooled vectors: CLS, mean of the tweet's own tokens, and Combined. The
 ``feature-extraction`` pipeline returns token vectors per tweet, which the baseline pools the
@@ -28,16 +29,6 @@ _WORDS = (  # noqa: SIM905 - a readable word list for the generated fallback tex
     "happy sad news people time day night world life best good bad really just like "
     "bonjour merci gracias hola ciao danke obrigado amor fútbol música noche día"
 ).split()
-
-
-def find_shared_data() -> Path | None:
-    """``../shared/data`` beside the working dir or the checkout, if there."""
-    here = Path(__file__).resolve()
-    for base in (Path.cwd(), *here.parents):
-        cand = base.parent / "shared" / "data"
-        if (cand / "umsab").is_dir() or (cand / "tweeteval").is_dir():
-            return cand
-    return None
 
 
 def load_tweets(n: int, data_dir: Path | None, seed: int = 0) -> tuple[list[str], str]:
@@ -138,7 +129,8 @@ def main(
         default_n: Tweets for the slow one-at-a-time pipeline run (the first ``default_n``;
             default 500); its tweets/s is compared as a rate.
         rounds: The sides take turns over this many disjoint slices of the tweets.
-        data: Folder of the real tweets (default: ``../shared/data`` if found).
+        data: Folder of the real tweets, TweetEval/UMSAB layout (default:
+            ``$TWHIN_BERT_BENCH_DATA``; neither: generated text).
         seed: Seed of the tweet sample and the model weights.
 
     Returns:
@@ -189,10 +181,10 @@ def _run(
     """The measurement itself (``main`` resolves sizes and restores torch's thread count)."""
     from transformers import AutoModel, AutoTokenizer, pipeline
 
-    from twhin_bert.common.bench import report
+    from twhin_bert.common.bench import report, tweets_dir
     from twhin_bert.embed.embed import KINDS, embed_texts, load_encoder
 
-    texts, source = load_tweets(n, Path(data) if data else find_shared_data(), seed)
+    texts, source = load_tweets(n, tweets_dir(data), seed)
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         folder = Path(tmp)
         make_model(texts, folder, layers=layers, hidden=hidden, vocab=vocab, seed=seed)

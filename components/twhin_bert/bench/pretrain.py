@@ -7,8 +7,8 @@ with one tweet per sequence padded to ``max_seq_len`` and the full-vocabulary ML
 ``XLMRobertaForMaskedLM``. The figure is *non-padding* training tokens per second (the first,
 warm-up step of each excluded); the goal is a speed-up of at least 3x.
 
-The tweets are the real ones of ``../shared/data`` (TweetEval + UMSAB) when present, else
-generated text; the tokenizer is a BPE trained here with a realistic vocabulary (32K by
+The tweets are real ones (TweetEval + UMSAB layout: the ``data`` option or
+``$TWHIN_BERT_BENCH_DATA``) when given, else generated text; the tokenizer is a BPE trained here with a realistic vocabulary (32K by
 default) so that the full-vocabulary head costs what it does in reality.
 """
 
@@ -38,23 +38,19 @@ UMSAB_LANGS = {
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 
 
-def shared_data_dir() -> Path | None:
-    """``../shared/data`` beside the checkout (or ``TWHIN_BERT_SHARED_DATA``), if present."""
-    env = os.environ.get("TWHIN_BERT_SHARED_DATA")
-    cands = [Path(env)] if env else []
-    cands.append(Path(__file__).resolve().parents[3].parent / "shared" / "data")
-    cands.append(Path.cwd().parent / "shared" / "data")
-    return next((c for c in cands if c.is_dir()), None)
-
-
-def real_tweets(limit: int | None = None, seed: int = 0) -> list[tuple[str, str]]:
-    """``(text, lang)`` of the real tweets in the shared data (shuffled), or generated ones.
+def real_tweets(
+    limit: int | None = None, seed: int = 0, data: str | Path | None = None
+) -> list[tuple[str, str]]:
+    """``(text, lang)`` of the real tweets (shuffled), or generated ones.
 
     Args:
         limit: At most this many (None: all, about 120K).
         seed: Shuffle seed.
+        data: Folder in the TweetEval/UMSAB layout (default ``$TWHIN_BERT_BENCH_DATA``).
     """
-    root = shared_data_dir()
+    from twhin_bert.common.bench import tweets_dir
+
+    root = tweets_dir(data)
     rows: list[tuple[str, str]] = []
     if root is not None:
         for folder, lang in UMSAB_LANGS.items():
@@ -245,6 +241,7 @@ def main(
     arch: str = "tiny",
     threads: int = 2,
     seed: int = 0,
+    data: str | None = None,
 ) -> dict[str, Any]:
     """Measures non-padding training tokens/s of ours vs the HF Trainer baseline.
 
@@ -257,6 +254,8 @@ def main(
         arch: ``tiny`` (2 x 128) or ``base`` (12 x 768).
         threads: torch CPU threads for both.
         seed: Seed of everything.
+        data: Real tweets, TweetEval/UMSAB layout (default ``$TWHIN_BERT_BENCH_DATA``;
+            neither: generated text).
 
     Returns:
         The JSON summary (see :func:`twhin_bert.common.bench.report`).
@@ -273,7 +272,7 @@ def main(
     if threads:
         torch.set_num_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    rows = real_tweets(n_tweets, seed)
+    rows = real_tweets(n_tweets, seed, data)
     arch_cfg = BASE_ARCH if arch == "base" else ArchConfig()
     cfg = PretrainConfig(
         arch=arch_cfg,

@@ -11,10 +11,22 @@ import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+#: Folder of real tweets in the TweetEval/UMSAB layout that benchmarks read when no ``data``
+#: option is given (``make bench-quick`` points it at the project's sample data).
+BENCH_DATA_ENV = "TWHIN_BERT_BENCH_DATA"
+
+
+def tweets_dir(given: str | Path | None = None) -> Path | None:
+    """The real-tweets folder a benchmark reads: ``given``, else ``$TWHIN_BERT_BENCH_DATA``;
+    None (the benchmark generates text) when neither names an existing folder."""
+    where = given or os.environ.get(BENCH_DATA_ENV)
+    return Path(where) if where and Path(where).is_dir() else None
 
 
 def machine() -> dict[str, Any]:
