@@ -124,7 +124,7 @@ def main(
             if p
         )
     extra = [p.strip() for p in sweep.split(";") if p.strip() and p.strip() != settings]
-    trials = [settings, *extra] if "IVF" in index or not extra else [settings]
+    trials = [settings, *extra] if "IVF" in index else [settings]  # a sweep needs an IVF
 
     t0 = time.perf_counter()
     data = clustered_vectors(n + queries, dim, centres, seed)

@@ -16,14 +16,11 @@ machine, assigns any tweet, engaged or not, to the same side, and no id list is 
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-log = logging.getLogger(__name__)
 
 HOLDOUT_FILE = "holdout.json"
 HASH = "pandas.hash_array/siphash24"
@@ -85,18 +82,17 @@ class Holdout:
         self.path = Path(path)
         try:
             rule = json.loads(self.path.read_text())
-            if rule["hash"] != HASH:
-                raise HoldoutError(f"{path}: hash {rule['hash']!r}, this version reads {HASH!r}")
+            hash_name = rule["hash"]
             self.seed = int(rule["seed"])
             self.valid_fraction = float(rule["valid_fraction"])
             self.test_fraction = float(rule["test_fraction"])
         except (OSError, ValueError, KeyError, TypeError) as e:
-            if isinstance(e, HoldoutError):
-                raise
             raise HoldoutError(
                 f"{path}: expected a JSON object with hash, seed, valid_fraction and "
                 f"test_fraction (written by build_graph): {e}"
             ) from e
+        if hash_name != HASH:
+            raise HoldoutError(f"{path}: hash {hash_name!r}, this version reads {HASH!r}")
 
     def split(self, tweet_ids: Any) -> np.ndarray:
         """TRAIN / VALID / TEST per tweet id (see :func:`split_of`)."""

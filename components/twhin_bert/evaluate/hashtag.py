@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 
 from twhin_bert.common import holdout
-from twhin_bert.common.holdout import Holdout
 from twhin_bert.evaluate.benchmarks import score_splits
 from twhin_bert.evaluate.classify import Splits
 from twhin_bert.evaluate.config import EvaluateConfig, HashtagConfig
@@ -45,7 +44,7 @@ def remove_hashtag(text: str, tag: str) -> str:
 
 
 def build_hashtag_sets(
-    tweets: pd.DataFrame, cfg: HashtagConfig, seed: int, rule: Holdout | None = None
+    tweets: pd.DataFrame, cfg: HashtagConfig, seed: int, rule: holdout.Holdout | None = None
 ) -> tuple[dict[str, Splits], dict[str, Any]]:
     """Builds the per-language hashtag classification sets.
 
@@ -191,7 +190,7 @@ def run_hashtag(
     encoders: Mapping[str, FrozenEncoder],
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
-    rule: Holdout | None = None,
+    rule: holdout.Holdout | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Runs hashtag prediction for every model and the TF-IDF floor.
 

@@ -28,10 +28,11 @@ PQ_FROM = 2_000_000
 _PQ_M = (64, 48, 32, 28, 24, 20, 16, 12, 8, 4, 2, 1)
 
 
-def nlist_for(n: int) -> int:
-    """IVF list count for ``n`` vectors: the power of two nearest 4·sqrt(n), clamped so every
-    list gets >= 39 training points and at most 65,536 lists (the paper's production value)."""
-    target = 4.0 * math.sqrt(max(n, 1))
+def nlist_for(n: int, scale: float = 4.0) -> int:
+    """IVF list count for ``n`` vectors: the power of two nearest ``scale``·sqrt(n), clamped so
+    every list gets >= 39 training points and at most 65,536 lists (the paper's production
+    value)."""
+    target = scale * math.sqrt(max(n, 1))
     nlist = 2 ** round(math.log2(target))
     while nlist > 1 and nlist * 39 > n:
         nlist //= 2
@@ -78,12 +79,9 @@ def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
 
 
 def fast_scan_nlist_for(n: int) -> int:
-    """IVF list count of the fast-scan layout: the power of two nearest sqrt(n) (scanning
-    4-bit codes is cheap, so fewer, longer lists train faster at the same recall)."""
-    nlist = 2 ** round(math.log2(math.sqrt(max(n, 1))))
-    while nlist > 1 and nlist * 39 > n:
-        nlist //= 2
-    return int(max(1, nlist))
+    """IVF list count of the fast-scan layout: ~sqrt(n) (scanning 4-bit codes is cheap, so
+    fewer, longer lists train faster at the same recall)."""
+    return nlist_for(n, scale=1.0)
 
 
 def derive_nprobe(index_string: str, n: int) -> int | None:

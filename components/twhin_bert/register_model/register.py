@@ -38,6 +38,31 @@ EXTRA_PATTERNS = ("*_head.safetensors", "README.md", "training_log.json")
 EXTRA_DIR = "extra"
 
 
+def _read_evaluation(evaluation: Path) -> tuple[Path, dict[str, Any]]:
+    """evaluate's ``metrics.json`` as a mapping (named in every error)."""
+    path = Path(evaluation) / "metrics.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: missing; expected the evaluate stage's output folder")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    return path, data if isinstance(data, dict) else {}
+
+
+def _key_metrics(values: dict[str, Any], path: Path, where: str) -> dict[str, float | None]:
+    """A flat ``{metric: number | None}`` mapping; non-finite numbers become None."""
+    out: dict[str, float | None] = {}
+    for k, v in values.items():
+        if v is None:
+            out[k] = None
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = float(v) if math.isfinite(float(v)) else None
+        else:
+            raise ValueError(f"{path}: {where}.{k} = {v!r}; expected a number or null")
+    return out
+
+
 def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
     """Reads evaluate's ``metrics.json`` ``primary`` mapping (the candidate's key metrics).
 
@@ -50,39 +75,21 @@ def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
     Raises:
         ValueError: The file is missing or ``primary`` is absent or not a flat numeric mapping.
     """
-    path = Path(evaluation) / "metrics.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; expected the evaluate stage's output folder")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    primary = data.get("primary") if isinstance(data, dict) else None
+    path, data = _read_evaluation(evaluation)
+    primary = data.get("primary")
     if not isinstance(primary, dict) or not primary:
         raise ValueError(f"{path}: expected a non-empty 'primary' mapping of key metrics")
-    out: dict[str, float | None] = {}
-    for k, v in primary.items():
-        if v is None:
-            out[k] = None
-        elif isinstance(v, int | float) and not isinstance(v, bool):
-            out[k] = float(v) if math.isfinite(float(v)) else None
-        else:
-            raise ValueError(f"{path}: primary.{k} = {v!r}; expected a number or null")
-    return out
+    return _key_metrics(primary, path, "primary")
 
 
 def read_baseline_metrics(evaluation: Path, name: str) -> dict[str, float | None] | None:
     """Key metrics evaluate measured for its baseline model ``name`` in the same run (same
     split, same seeds), or None when its baseline was another model or absent."""
-    data = json.loads((Path(evaluation) / "metrics.json").read_text())
-    baseline = data.get("baseline") if isinstance(data, dict) else None
+    path, data = _read_evaluation(evaluation)
+    baseline = data.get("baseline")
     if not isinstance(baseline, dict) or baseline.get("name") != name:
         return None
-    primary = baseline.get("primary") or {}
-    return {
-        k: float(v) if isinstance(v, int | float) and math.isfinite(float(v)) else None
-        for k, v in primary.items()
-    }
+    return _key_metrics(baseline.get("primary") or {}, path, "baseline.primary")
 
 
 def gate_reference(
