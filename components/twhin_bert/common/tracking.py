@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from twhin_bert import __version__
 from twhin_bert.common.config import flatten
 from twhin_bert.common.kfp_utils import flat_numeric
+from twhin_bert.common.redact import redact_mapping
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def stage_run(
         log_system_metrics=os.environ.get("TWHIN_BERT_SYSTEM_METRICS", "0") == "1",
     ) as run:
         if config is not None:
-            dumped = config.model_dump(mode="json")
+            dumped = redact_mapping(config.model_dump(mode="json"))
             params = {param_key(k): str(v)[:500] for k, v in flatten(dumped).items()}
             for i in range(0, len(params), 90):  # MLflow takes at most 100 params per call
                 mlflow.log_params(dict(list(params.items())[i : i + 90]))
