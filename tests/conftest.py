@@ -1,5 +1,11 @@
-"""Shared fixtures: an isolated MLflow store and work dir, the real tweets in ../shared/data,
-and a session-wide chain of stage outputs on generated demo data (each built once).
+"""Shared fixtures: an isolated MLflow store and work dir, real tweets (the UMSAB sample kept
+in tests/data, and optionally a larger data folder), and a session-wide chain of stage
+outputs on generated demo data (each built once).
+
+Real tweets: ``sample_data`` is the sample in the repository (always present; every default
+test uses it). ``full_data`` is a larger folder in the TweetEval/UMSAB layout, the one the
+benchmarks read (``$TWHIN_BERT_BENCH_DATA``, else ``../shared/data`` beside the checkout);
+tests that use it are skipped when it is absent, so a bare clone passes.
 
 Fixtures of the chain (session scope, built lazily on first use):
 ``demo_dir`` -> ``ingested_dir`` -> ``graph_dir`` -> ``graph_embeddings_dir`` -> ``pairs_dir``;
@@ -14,7 +20,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: The UMSAB sample kept in the repository (see tests/data/README.md).
+SAMPLE_DATA = ROOT / "tests" / "data"
+#: Where a developer checkout keeps the full data when $TWHIN_BERT_BENCH_DATA is unset.
+SIBLING_DATA = ROOT.parent / "shared" / "data"
 
 # Small enough for 2 cores, large enough for the planted signal to show.
 DEMO_USERS = 400
@@ -34,11 +43,27 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real tweets of ../shared/data (TweetEval, UMSAB)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: tests need ../shared/data beside the checkout")
-    return SHARED_DATA
+def sample_data() -> Path:
+    """The real-tweets sample in the repository: ``umsab/<language>/{train,val}_*.txt``."""
+    return SAMPLE_DATA
+
+
+@pytest.fixture(scope="session")
+def full_data() -> Path:
+    """The full data folder the benchmarks read (TweetEval, UMSAB); skips the test when absent.
+
+    Only for slow or extended tests: a behaviour's default test uses ``sample_data``.
+    """
+    from twhin_bert.common.bench import BENCH_DATA_ENV
+
+    given = os.environ.get(BENCH_DATA_ENV)
+    if given:
+        if not Path(given).is_dir():
+            pytest.fail(f"${BENCH_DATA_ENV}={given}: not a folder (expected TweetEval/UMSAB data)")
+        return Path(given)
+    if SIBLING_DATA.is_dir():
+        return SIBLING_DATA
+    pytest.skip(f"no full data: set ${BENCH_DATA_ENV} to a TweetEval/UMSAB folder")
 
 
 @pytest.fixture(scope="session")
