@@ -11,8 +11,12 @@ def apply_runtime(
     task: PipelineTask, cfg: PipelineConfig, stage: str, display_name: str
 ) -> PipelineTask:
     """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, PVCs, pod
-    labels and annotations, timeout, retries, caching and env of ``task`` from
+    labels and annotations, timeout, retries, caching, env and Secrets of ``task`` from
     ``cfg.resources`` (kfp.local ignores all but caching and env).
+
+    ``secret_env`` and ``secret_volumes`` become references to Kubernetes Secrets
+    (kfp-kubernetes ``use_secret_as_env`` / ``use_secret_as_volume``): the compiled spec
+    names the Secret and its key, never a value.
 
     Args:
         task: The pipeline task.
@@ -65,4 +69,13 @@ def apply_runtime(
     task.set_caching_options(res.caching)
     for key, value in res.env.items():
         task.set_env_variable(key, value)
+    for env_name, ref in res.secret_env.items():
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=ref.secret,
+            secret_key_to_env={ref.key: env_name},
+            optional=ref.optional,
+        )
+    for secret, mount_path in res.secret_volumes.items():
+        kubernetes.use_secret_as_volume(task, secret_name=secret, mount_path=mount_path)
     return task

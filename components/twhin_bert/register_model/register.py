@@ -22,6 +22,7 @@ import yaml
 from twhin_bert import __version__
 from twhin_bert.common import tracking
 from twhin_bert.common.config import flatten
+from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
 from twhin_bert.register_model import registry
 from twhin_bert.register_model.config import RegisterModelConfig
@@ -131,9 +132,11 @@ def _pip_requirements() -> list[str]:
 
 
 def _log_pipeline_config(pipeline_config: dict[str, Any]) -> None:
-    """The resolved pipeline config as an artifact and as ``pipeline.*`` params."""
+    """The resolved pipeline config as an artifact and as ``pipeline.*`` params, with
+    credential-named values and passwords in URIs redacted (``common.redact``)."""
     import mlflow
 
+    pipeline_config = redact_mapping(pipeline_config)
     mlflow.log_text(yaml.safe_dump(pipeline_config, sort_keys=False), "pipeline_config.yaml")
     params = {
         "pipeline." + re.sub(r"[^\w.\-/:]", "_", k.replace("@", "_at_")): str(v)[:500]
