@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from twhin_bert import __version__
+from twhin_bert.common import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,6 +69,7 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
         force=True,
     )
+    redact.install_log_redaction()  # no credential reaches a log line
     for noisy in ("alembic", "urllib3", "h5py", "matplotlib", "git", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -114,7 +116,7 @@ def friendly_errors(fn: F) -> F:
         ) as e:
             if os.environ.get("TWHIN_BERT_DEBUG") == "1":
                 raise
-            console.print(f"[bold red]error:[/] {e}")
+            console.print(f"[bold red]error:[/] {redact.redact_text(str(e))}")
             raise typer.Exit(2) from e
 
     return wrapper  # type: ignore[return-value]
@@ -619,15 +621,16 @@ def ui_cmd(
         "-m",
         "mlflow",
         "ui",
-        "--backend-store-uri",
-        uri,
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
     ]
-    console.print(f"MLflow UI on http://127.0.0.1:{port}  (store {uri}; Ctrl-C to stop)")
-    raise typer.Exit(subprocess.call(cmd))
+    shown = redact.redact_uri(uri)
+    console.print(f"MLflow UI on http://127.0.0.1:{port}  (store {shown}; Ctrl-C to stop)")
+    # The store URI goes by environment, not argv: `ps` shows every user the arguments.
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
+    raise typer.Exit(subprocess.call(cmd, env=env))
 
 
 # ----------------------------------------------------------------------------- registry

@@ -174,8 +174,8 @@ class RedactingFilter(logging.Filter):
 
     Install it on a handler (``handler.addFilter(RedactingFilter())``) so that records
     from any logger, including third-party ones, are redacted before they are written.
-    The record's message is formatted once with its arguments and replaced by the
-    redacted text; the exception text is redacted too.
+    A record whose message or traceback holds a credential gets the redacted text as its
+    message (arguments already applied) and no separate exception.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -189,13 +189,17 @@ class RedactingFilter(logging.Filter):
         """
         message = record.getMessage()
         redacted = redact_text(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            # Handlers such as rich's render the exception object itself, not exc_text: a
+            # traceback that holds a credential is folded, redacted, into the message.
+            trace = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            if redact_text(trace) != trace:
+                redacted = f"{redacted}\n{redact_text(trace)}"
+                record.exc_info = None
+                record.exc_text = None
         if redacted != message:
             record.msg = redacted
             record.args = None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_text(record.exc_text)
         return True
 
 
