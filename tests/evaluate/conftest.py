@@ -59,21 +59,14 @@ def synthetic_tweets(n: int, seed: int) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 64-wide XLM-R encoder (random weights) with a WordPiece-free BPE tokenizer."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
 
     out = tmp_path_factory.mktemp("tiny_model")
     corpus = [r["text"] for r in synthetic_tweets(400, 1)]
-    corpus += (
-        (
-            Path(__file__).resolve().parents[2].parent
-            / "shared/data/tweeteval/emotion/train_text.txt"
-        )
-        .read_text()
-        .splitlines()[:500]
-    )
+    corpus += (sample_data / "umsab" / "english" / "train_text.txt").read_text().splitlines()
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
