@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from twhin_bert import __version__
@@ -27,6 +28,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 app = typer.Typer(
     name="twhin-bert",
     help="Train socially-enriched language models (TwHIN-BERT) as a Kubeflow pipeline.",
+    epilog="Exit codes: 0 ok; 1 unexpected error (a bug, with traceback); 2 bad input, config "
+    "or usage; 3 I/O failure (permission denied, read-only or full disk); 4 MLflow tracking "
+    "server unreachable or failing; 130 interrupted.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -46,11 +50,12 @@ console = Console(stderr=True)
 out_console = Console()
 
 ConfigOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--config",
         "-c",
-        help="Stage config (YAML/JSON), or a pipeline config: its section is used.",
+        help="'tiny' or 'prod' (the built-in pipeline configs), a pipeline config file (its "
+        "section is used) or a stage config file (YAML/JSON).",
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written atomically).")]
@@ -94,30 +99,33 @@ def _main(
 
 
 def friendly_errors(fn: F) -> F:
-    """Turns expected user errors (bad config, bad input) into one red line and exit code 2."""
+    """Turns expected failures into one red line and a distinct exit code.
+
+    The codes (``twhin_bert.common.errors.ExitCode``): 2 bad input, config or usage; 3 an
+    I/O failure (permission, read-only or full disk); 4 the MLflow server unreachable or
+    failing; 130 interrupted. Anything else is a bug and keeps its traceback (exit 1).
+    ``TWHIN_BERT_DEBUG=1`` shows the traceback of every failure.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pydantic import ValidationError
-
-        from twhin_bert.common.config import ConfigError
-        from twhin_bert.common.schemas import SchemaError
+        from twhin_bert.common.errors import ExitCode, describe, exit_code_for
         from twhin_bert.register_model.registry import RegistryError
 
         try:
             return fn(*args, **kwargs)
-        except (
-            ConfigError,
-            SchemaError,
-            FileNotFoundError,
-            ValidationError,
-            ValueError,
-            RegistryError,
-        ) as e:
-            if os.environ.get("TWHIN_BERT_DEBUG") == "1":
+        except (Exception, KeyboardInterrupt) as e:
+            code = ExitCode.BAD_INPUT if isinstance(e, RegistryError) else exit_code_for(e)
+            if code is None or os.environ.get("TWHIN_BERT_DEBUG") == "1":
                 raise
-            console.print(f"[bold red]error:[/] {redact.redact_text(str(e))}")
-            raise typer.Exit(2) from e
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            message = describe(e, redact.redact_uri(uri) if uri else None)
+            console.print(
+                f"[bold red]error:[/] {escape(redact.redact_text(message))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(int(code)) from e
 
     return wrapper  # type: ignore[return-value]
 
@@ -136,10 +144,27 @@ def print_metrics(title: str, metrics: dict[str, Any], out: Path | None = None) 
         out_console.print(f"[green]outputs:[/] {out}")
 
 
-def _load(cls: type, path: Path | None, section: str) -> Any:
-    from twhin_bert.common.config import load_stage_config
+def _load(cls: type, config: str | None, section: str) -> Any:
+    """A stage's config from ``--config``: a built-in name, a pipeline file or a stage file.
 
-    return load_stage_config(cls, path, section)
+    A built-in name (``tiny``, ``prod``) and a file that reads as a pipeline config (its
+    top-level keys are pipeline-config fields, not all of them the stage's) resolve exactly
+    as ``twhin-bert run --config`` does and give their ``section``; any other file is the
+    stage config (or holds it under ``section``).
+    """
+    from twhin_bert_pipelines.config import BUILTIN_CONFIGS, PipelineConfig, load_pipeline_config
+
+    from twhin_bert.common.config import load_stage_config, read_mapping
+
+    if config is None:
+        return cls()
+    if config in BUILTIN_CONFIGS:
+        return getattr(load_pipeline_config(config), section)
+    keys = set(read_mapping(config))
+    fields = set(PipelineConfig.model_fields)
+    if section not in keys and keys and keys <= fields and not keys <= set(cls.model_fields):
+        return getattr(load_pipeline_config(config), section)
+    return load_stage_config(cls, config, section)
 
 
 # ----------------------------------------------------------------------------- demo data

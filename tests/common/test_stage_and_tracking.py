@@ -30,7 +30,12 @@ def run_toy(cfg: ToyConfig, out_dir: Path, *, fail_after: int | None = None) -> 
 def test_stage_writes_atomically_and_logs_to_mlflow(tmp_path: Path) -> None:
     out = tmp_path / "out"
     metrics = run_toy(ToyConfig(n=2), out, pipeline_run_id="pr-1")
-    assert sorted(p.name for p in out.iterdir()) == ["0.txt", "1.txt", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".twhin-bert-stage.json",
+        "0.txt",
+        "1.txt",
+        "metrics.json",
+    ]
     assert not partial_dir(out).exists()
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["lines"] == 2 and saved["nested"] == {"a@1": 0.5} and saved["wall_seconds"] >= 0
@@ -72,7 +77,11 @@ def test_failed_stage_leaves_no_output_but_keeps_partial_for_resume(tmp_path: Pa
     with pytest.raises(RuntimeError, match="boom"):
         run_toy(ToyConfig(n=3), out, fail_after=2)
     assert not out.exists()
-    assert sorted(p.name for p in partial_dir(out).iterdir()) == ["0.txt", "1.txt"]
+    assert sorted(p.name for p in partial_dir(out).iterdir()) == [
+        ".twhin-bert-stage.json",
+        "0.txt",
+        "1.txt",
+    ]
     run_toy(ToyConfig(n=3), out)  # the rerun completes and replaces the partial folder
     assert (out / "2.txt").exists() and not partial_dir(out).exists()
 

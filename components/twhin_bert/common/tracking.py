@@ -4,6 +4,11 @@ The tracking store is ``MLFLOW_TRACKING_URI`` when set; otherwise a SQLite store
 artifact folder under the work dir (``TWHIN_BERT_HOME``, default ``./twhin-bert-runs``).
 Stages run in separate processes (KFP tasks), so they find their pipeline's parent run by
 the tag ``twhin_bert.pipeline_run_id`` instead of sharing Python state.
+
+Every MLflow call is bounded in time: :func:`apply_http_defaults` (called by
+:func:`configure`, so by the CLI and the stage wrapper alike) sets MLflow's HTTP timeout
+and retry budget unless the user set them, so an unreachable tracking server fails in
+about a minute at most instead of MLflow's default of several minutes of retries.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -29,7 +35,26 @@ from twhin_bert.common.redact import redact_mapping
 log = logging.getLogger(__name__)
 
 PIPELINE_RUN_TAG = "twhin_bert.pipeline_run_id"
+STAGE_TAG = "twhin_bert.stage"
+OUT_DIR_TAG = "twhin_bert.out_dir"
+HOST_TAG = "twhin_bert.host"
+PID_TAG = "twhin_bert.pid"
 DEFAULT_EXPERIMENT = "twhin-bert"
+
+# MLflow's defaults (120 s per request, 7 retries with exponential backoff) let one call to
+# an unreachable server hang for minutes. Worst case with these: 3 tries x 20 s + ~3 s of
+# backoff; a refused connection fails in about 3 s.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+
+
+def apply_http_defaults() -> None:
+    """Bounds MLflow's HTTP timeout and retries (``HTTP_DEFAULTS``); values already set win."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
 
 
 def work_home() -> Path:
@@ -52,6 +77,7 @@ def configure(home: Path | None = None) -> str:
     """
     import mlflow
 
+    apply_http_defaults()
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
@@ -87,7 +113,7 @@ def git_sha() -> str:
 def run_tags(stage: str, pipeline_run_id: str | None) -> dict[str, str]:
     """The tags every stage run carries: stage, code version, git SHA, image, pipeline run."""
     tags = {
-        "twhin_bert.stage": stage,
+        STAGE_TAG: stage,
         "twhin_bert.version": __version__,
         "twhin_bert.git_sha": git_sha(),
         "twhin_bert.image": os.environ.get("TWHIN_BERT_IMAGE", "local"),
@@ -108,9 +134,7 @@ def _parent_run_id(pipeline_run_id: str) -> str:
     exp = mlflow.get_experiment_by_name(
         os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     )
-    query = (
-        f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`twhin_bert.stage` = 'pipeline'"
-    )
+    query = f"tags.`{PIPELINE_RUN_TAG}` = '{pipeline_run_id}' and tags.`{STAGE_TAG}` = 'pipeline'"
     found = mlflow.search_runs(
         [exp.experiment_id], filter_string=query, order_by=["start_time ASC"], output_format="list"
     )
@@ -125,19 +149,77 @@ def _parent_run_id(pipeline_run_id: str) -> str:
     return run.info.run_id
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but another user's
+        return True
+    return True
+
+
+def end_stale_runs(stage: str, out_dir: str | Path) -> list[str]:
+    """Ends as KILLED the RUNNING runs of ``stage`` that wrote to ``out_dir`` and are dead.
+
+    A stage killed by a signal (OOM, pod eviction, ``kill -9``) cannot end its own run, so
+    it would stay RUNNING forever; the next start of the same stage on the same output
+    folder ends it. A run whose process is still alive on this host is left alone.
+
+    Args:
+        stage: Stage name.
+        out_dir: The stage's output folder (as recorded in the ``twhin_bert.out_dir`` tag).
+
+    Returns:
+        The ids of the runs ended.
+    """
+    import mlflow
+
+    exp = mlflow.get_experiment_by_name(
+        os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    )
+    if exp is None:
+        return []
+    out = str(Path(out_dir).resolve()).replace("'", "\\'")
+    query = (
+        f"tags.`{STAGE_TAG}` = '{stage}' and tags.`{OUT_DIR_TAG}` = '{out}' "
+        "and attributes.status = 'RUNNING'"
+    )
+    client = mlflow.MlflowClient()
+    ended = []
+    for run in client.search_runs([exp.experiment_id], filter_string=query):
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if tags.get(HOST_TAG) == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
+            continue
+        client.set_terminated(run.info.run_id, status="KILLED")
+        log.info(
+            "%s: ended its stale run %s (left RUNNING by a killed process)", stage, run.info.run_id
+        )
+        ended.append(run.info.run_id)
+    return ended
+
+
 @contextlib.contextmanager
 def stage_run(
-    stage: str, config: BaseModel | None = None, pipeline_run_id: str | None = None
+    stage: str,
+    config: BaseModel | None = None,
+    pipeline_run_id: str | None = None,
+    out_dir: str | Path | None = None,
 ) -> Iterator[Any]:
     """Opens the MLflow run of one stage (nested under its pipeline run when given one).
 
     Logs the flattened config as params, the resolved config as ``config.yaml`` and the
-    standard tags. Set ``TWHIN_BERT_TRACKING=0`` to run without MLflow.
+    standard tags. Set ``TWHIN_BERT_TRACKING=0`` to run without MLflow. The run ends
+    FINISHED, FAILED when the stage raises, or KILLED on Ctrl-C; runs of earlier processes
+    killed outright are ended KILLED when the stage starts again (:func:`end_stale_runs`).
 
     Args:
         stage: Stage name (``ingest``, ``pretrain``, ...).
         config: The stage's resolved config.
         pipeline_run_id: The KFP run id; stages of one pipeline run share a parent run.
+        out_dir: The stage's output folder: tagged on the run, and the key under which stale
+            runs of the same stage are found.
 
     Yields:
         The active ``mlflow.ActiveRun`` (or None when tracking is off).
@@ -148,12 +230,20 @@ def stage_run(
     import mlflow
 
     configure()
+    tags = run_tags(stage, pipeline_run_id)
+    if out_dir is not None:
+        end_stale_runs(stage, out_dir)
+        tags |= {
+            OUT_DIR_TAG: str(Path(out_dir).resolve()),
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
+        }
     parent = _parent_run_id(pipeline_run_id) if pipeline_run_id else None
     with mlflow.start_run(
         run_name=stage,
         parent_run_id=parent,
         nested=parent is not None,
-        tags=run_tags(stage, pipeline_run_id),
+        tags=tags,
         log_system_metrics=os.environ.get("TWHIN_BERT_SYSTEM_METRICS", "0") == "1",
     ) as run:
         if config is not None:
@@ -162,7 +252,11 @@ def stage_run(
             for i in range(0, len(params), 90):  # MLflow takes at most 100 params per call
                 mlflow.log_params(dict(list(params.items())[i : i + 90]))
             mlflow.log_text(yaml.safe_dump(dumped, sort_keys=False), "config.yaml")
-        yield run
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")  # start_run's exit would record FAILED
+            raise
 
 
 def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
