@@ -66,7 +66,7 @@ def test_model_folder_is_config_weights_and_tokenizer(tmp_path: Path) -> None:
     assert fp.model_fingerprint(m) == key
     (m / "model.safetensors").write_bytes(b"weightz")
     assert fp.model_fingerprint(m) != key
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
         fp.model_fingerprint(tmp_path)
 
 

@@ -54,18 +54,3 @@ def test_deepspeed_config_follows_ours() -> None:
     assert "torch_adam" not in ds["optimizer"]["params"]  # GPUs: DeepSpeed's FusedAdam
     cpu = deepspeed_config(cfg, "mlm_social", bf16=False, on_gpu=False)
     assert cpu["optimizer"]["params"]["torch_adam"] is True  # CPU: no JIT-built extension
-
-
-def test_checkpoint_fingerprint_separates_tasks_and_runs(tmp_path) -> None:
-    """A shared checkpoint_dir gets one folder per (objective, config, inputs): the twin and
-    stage 2 of a run, or two runs, never resume each other; a retry finds its own."""
-    from twhin_bert.pretrain.train import _fingerprint
-
-    cfg = PretrainConfig()
-    run1 = [tmp_path / "r1/ingest", tmp_path / "r1/tok", tmp_path / "r1/pairs", tmp_path / "r1/mlm"]
-    run2 = [tmp_path / "r2/ingest", tmp_path / "r2/tok", tmp_path / "r2/pairs", tmp_path / "r2/mlm"]
-    same = _fingerprint(cfg, "mlm_social", inputs=run1)
-    assert same == _fingerprint(PretrainConfig(threads=7), "mlm_social", inputs=list(run1))
-    assert same != _fingerprint(cfg, "mlm_social", inputs=run2)
-    assert same != _fingerprint(cfg, "mlm", inputs=[*run1[:2], None, run1[3]])
-    assert same != _fingerprint(PretrainConfig(lam=0.5), "mlm_social", inputs=run1)

@@ -324,6 +324,15 @@ def tweets_file(ingested: str | Path) -> Path:
     return f
 
 
+def pairs_file(pairs: str | Path) -> Path:
+    """``pairs.parquet`` of a mine_pairs folder (or the file itself)."""
+    p = Path(pairs)
+    f = p / PAIRS_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise DataError(f"{f}: no pairs.parquet (expected the mine_pairs stage's output folder)")
+    return f
+
+
 class TweetStream:
     """Packed, masked micro-batches of tweets for the MLM objective, streamed from Parquet.
 
@@ -472,10 +481,7 @@ def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[pa.Array, 
         DataError: A pair names a tweet that is neither in tweets.parquet nor carries its text
             (the message names the file and the row).
     """
-    p = Path(pairs)
-    pf = p / PAIRS_FILE if p.is_dir() else p
-    if not pf.is_file():
-        raise DataError(f"{pf}: no pairs.parquet (expected the mine_pairs stage's output folder)")
+    pf = pairs_file(pairs)
     table = schemas.read_table(pf, "pairs", ["tweet_a", "tweet_b", "text_a", "text_b"])
     tweets = schemas.read_table(tweets_file(ingested), "tweets", ["tweet_id", "text"])
     lookup = pa.table({"tid": tweets.column("tweet_id"), "ttext": tweets.column("text")})

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -31,9 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from twhin_bert.common import tracking
+from twhin_bert.common import fingerprint as fp
+from twhin_bert.common import lifetime, tracking
 from twhin_bert.common.progress import progress
-from twhin_bert.common.stage import stage
+from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.pretrain.config import OBJECTIVES, PretrainConfig
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,18 @@ log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
 RESULT_FILE = "_pretrain_result.json"
 LAUNCHED_ENV = "TWHIN_BERT_PRETRAIN_LAUNCHED"
+#: Set to 1 to let ``num_gpus`` > 1 run as CPU processes on a machine without CUDA.
+CPU_RANKS_ENV = "TWHIN_BERT_CPU_RANKS"
+#: The launching process's pid, as its workers expect to see their parent's.
+PARENT_ENV = "TWHIN_BERT_PRETRAIN_PARENT"
+#: First argument of this module's command line that makes it the launcher's torchrun.
+TORCHRUN_ARG = "--torchrun"
+#: Written into a checkpoint's folder once every rank's files are complete.
+COMPLETE_FILE = "complete.json"
+#: The fingerprint of the inputs and settings a checkpoint folder's checkpoints belong to.
+FINGERPRINT_FILE = "fingerprint.json"
+#: Never fewer checkpoints kept: a torn newest one falls back to the one before.
+MIN_KEPT = 2
 MLFLOW_RUN_ENV = "TWHIN_BERT_MLFLOW_RUN_ID"
 
 
@@ -72,17 +84,29 @@ def run_pretrain(
         Final losses, steps, tokens/s, non-padding tokens and more.
     """
     _check_inputs(objective, pairs)
-    if cfg.num_gpus > 1 and not os.environ.get(LAUNCHED_ENV):
-        return _launch(cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from)
-    return train(
-        cfg,
-        Path(out_dir),
-        objective=objective,
-        ingested=Path(ingested),
-        tokenizer=Path(tokenizer),
-        pairs=Path(pairs) if pairs else None,
-        init_from=Path(init_from) if init_from else None,
+    check_devices(cfg.num_gpus)
+    ingested, tokenizer = Path(ingested), Path(tokenizer)
+    init_from = Path(init_from) if init_from else None
+    pairs = Path(pairs) if pairs else None
+    ckpt_dir, _ = checkpoint_folder(
+        cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from
     )
+    # One writer per checkpoint folder for the whole run: a second run (or a rerun while the
+    # workers of a killed one still live) fails at once instead of resuming mid-write.
+    with lifetime.hold_folder(ckpt_dir, "pretrain") as lock_fd:
+        if cfg.num_gpus > 1 and not os.environ.get(LAUNCHED_ENV):
+            return _launch(
+                cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from, lock_fd
+            )
+        return train(
+            cfg,
+            Path(out_dir),
+            objective=objective,
+            ingested=ingested,
+            tokenizer=tokenizer,
+            pairs=pairs,
+            init_from=init_from,
+        )
 
 
 def _check_inputs(objective: str, pairs: Path | None) -> None:
@@ -90,6 +114,33 @@ def _check_inputs(objective: str, pairs: Path | None) -> None:
         raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if objective == "mlm_social" and pairs is None:
         raise ValueError("objective mlm_social needs pairs (the mine_pairs output folder)")
+
+
+def check_devices(num_gpus: int) -> None:
+    """Refuses a ``num_gpus`` the machine cannot serve (one line, before any process starts).
+
+    With CUDA, ``num_gpus`` must not exceed the visible devices. Without CUDA only one process
+    trains, unless ``$TWHIN_BERT_CPU_RANKS=1`` asks for ``num_gpus`` CPU processes (a test of
+    the multi-process path): otherwise N idle workers would start and make no progress.
+
+    Raises:
+        ValueError: Too few devices.
+    """
+    import torch
+
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found:
+        if num_gpus > found:
+            raise ValueError(
+                f"pretrain: num_gpus is {num_gpus} but this machine has {found} CUDA "
+                f"device(s); set pretrain.num_gpus to at most {found}"
+            )
+    elif num_gpus > 1 and os.environ.get(CPU_RANKS_ENV) != "1":
+        raise ValueError(
+            f"pretrain: num_gpus is {num_gpus} but this machine has no CUDA device; set "
+            f"pretrain.num_gpus to 1 to train on the CPU (or {CPU_RANKS_ENV}=1 to run "
+            f"{num_gpus} CPU processes)"
+        )
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -181,27 +232,14 @@ def train(
         config=deepspeed_config(cfg, objective, bf16=bf16, on_gpu=device.type == "cuda"),
     )
 
-    # --- resume
-    fingerprint = _fingerprint(cfg, objective, inputs=[ingested, tokenizer, pairs, init_from])
-    # A shared checkpoint_dir (a persistent volume that outlives the pod, so a retried task
-    # resumes) holds one folder per (objective, config, inputs): stage 2 and the MLM-only twin
-    # of one run, and every other run, never meet; a retry of the same task finds its own.
-    ckpt_dir = (
-        Path(cfg.checkpoint_dir) / f"{objective}-{fingerprint}"
-        if cfg.checkpoint_dir
-        else out_dir / CHECKPOINTS
+    # --- resume: the newest complete checkpoint of these inputs and settings that loads
+    ckpt_dir, fingerprint = checkpoint_folder(
+        cfg, out_dir, objective, ingested, tokenizer, pairs, init_from
     )
     state: dict[str, Any] = {"step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0}
     resumed_from = 0
-    if (ckpt_dir / "latest").is_file():
-        _, client = engine.load_checkpoint(str(ckpt_dir))
-        if client is None:
-            raise RuntimeError(f"{ckpt_dir}: 'latest' names a checkpoint that cannot be loaded")
-        if client.get("fingerprint") != fingerprint:
-            raise RuntimeError(
-                f"{ckpt_dir}: checkpoint was written by another config or objective; "
-                "delete it or use another output folder"
-            )
+    client = _resume(engine, ckpt_dir, fingerprint, world, rank)
+    if client is not None:
         state = {k: client[k] for k in state}
         resumed_from = state["step"]
         log.info("pretrain: resumed from step %d (%s)", resumed_from, ckpt_dir)
@@ -285,8 +323,11 @@ def train(
                     "fingerprint": fingerprint,
                 }
                 engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
+                if world > 1:
+                    torch.distributed.barrier()  # every rank's files are written
                 if rank == 0:
-                    _prune_checkpoints(ckpt_dir, cfg.keep_checkpoints)
+                    _mark_complete(ckpt_dir / f"step{step}")
+                    _prune_checkpoints(ckpt_dir, max(MIN_KEPT, cfg.keep_checkpoints))
         bar.close()
 
         # --- metrics and export
@@ -493,11 +534,46 @@ def _derive(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
 
 
+# --------------------------------------------------------------------------- checkpoints
+
+
+def checkpoint_folder(
+    cfg: PretrainConfig,
+    out_dir: Path,
+    objective: str,
+    ingested: Path,
+    tokenizer: Path,
+    pairs: Path | None,
+    init_from: Path | None,
+) -> tuple[Path, str]:
+    """Where this run's checkpoints live, and the fingerprint they must carry.
+
+    A shared ``checkpoint_dir`` (a persistent volume that outlives the pod) holds one folder
+    per (objective, config, input contents): stage 2 and the MLM-only twin of one run never
+    meet, while a retried pod or a resubmitted pipeline -- the same artifacts under new
+    paths -- finds its own. Without it: ``out_dir/checkpoints`` in the staging folder.
+    """
+    key = _fingerprint(
+        cfg, objective, ingested=ingested, tokenizer=tokenizer, pairs=pairs, init_from=init_from
+    )
+    if cfg.checkpoint_dir:
+        return Path(cfg.checkpoint_dir) / f"{objective}-{key}", key
+    return out_dir / CHECKPOINTS, key
+
+
 def _fingerprint(
-    cfg: PretrainConfig, objective: str, inputs: list[Path | None] | None = None
+    cfg: PretrainConfig,
+    objective: str,
+    *,
+    ingested: Path,
+    tokenizer: Path,
+    pairs: Path | None = None,
+    init_from: Path | None = None,
 ) -> str:
     """What must match for a checkpoint to be resumed: the objective, the config (not its
-    bookkeeping fields) and the inputs (data, tokenizer, pairs, initial model) by location."""
+    bookkeeping fields) and the contents of the inputs (never their paths)."""
+    from twhin_bert.pretrain import data as D
+
     keep = cfg.model_dump(
         mode="json",
         exclude={
@@ -510,20 +586,132 @@ def _fingerprint(
             "num_gpus",
         },
     )
-    where = [str(Path(p).resolve()) if p is not None else None for p in inputs or []]
-    return hashlib.sha256(
-        json.dumps([objective, keep, where], sort_keys=True).encode()
-    ).hexdigest()[:16]
+    start: str | None = None
+    if init_from is not None:  # a model folder, or a name of a released model
+        p = Path(init_from)
+        start = fp.model_fingerprint(p) if p.is_dir() else str(init_from)
+    inputs = {
+        "tweets": fp.file_fingerprint(D.tweets_file(ingested)),
+        "tokenizer": fp.path_fingerprint(tokenizer, ignore={METRICS_FILE}),
+        "pairs": fp.file_fingerprint(D.pairs_file(pairs)) if pairs is not None else None,
+        "init_from": start,
+    }
+    return fp.fingerprint([objective, keep], inputs)
 
 
-def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
-    tags = sorted(
+def _resume(
+    engine: Any, ckpt_dir: Path, fingerprint: str, world: int, rank: int
+) -> dict[str, Any] | None:
+    """Loads the newest complete checkpoint of ``fingerprint`` into ``engine``.
+
+    A folder holding another fingerprint's checkpoints is emptied (one log line); a torn
+    newest checkpoint (cut short, truncated, unloadable) is passed over, with one log line,
+    for the one before it; checkpoints newer than the one loaded are removed, since training
+    rewrites them.
+
+    Returns:
+        The loaded checkpoint's client state, or ``None`` for a fresh start.
+    """
+    import torch
+
+    key_file = ckpt_dir / FINGERPRINT_FILE
+    saved = json.loads(key_file.read_text()).get("fingerprint") if key_file.is_file() else None
+    if saved != fingerprint and (saved is not None or _tags(ckpt_dir)):
+        log.warning(
+            "pretrain: %s holds checkpoints of other inputs or settings; starting over", ckpt_dir
+        )
+        if world > 1:
+            torch.distributed.barrier()  # every rank has read the folder before it is emptied
+        if rank == 0:
+            _clear_checkpoints(ckpt_dir)
+    if rank == 0:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
+    if world > 1:
+        torch.distributed.barrier()
+
+    client: dict[str, Any] | None = None
+    loaded = 0
+    for step, tag in reversed(_tags(ckpt_dir)):
+        problem = _incomplete(tag)
+        if problem is None:
+            try:
+                _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag.name)
+            except (RuntimeError, OSError, EOFError, ValueError, KeyError) as e:
+                problem = f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})"
+            else:
+                if client is None:
+                    problem = "cannot be loaded"
+                elif client.get("fingerprint") != fingerprint:
+                    problem = "was written for other inputs or settings"
+        if problem is None:
+            loaded = step
+            break
+        client = None
+        log.warning("pretrain: checkpoint %s %s; trying the one before", tag, problem)
+    if world > 1:
+        torch.distributed.barrier()
+    if rank == 0:
+        for step, tag in _tags(ckpt_dir):
+            if step > loaded:
+                shutil.rmtree(tag, ignore_errors=True)
+    return client
+
+
+def _tags(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """The checkpoint folders ``step<N>``, oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    return sorted(
         (int(m.group(1)), p)
         for p in ckpt_dir.iterdir()
         if p.is_dir() and (m := re.fullmatch(r"step(\d+)", p.name))
     )
-    for _, p in tags[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
+
+
+def _mark_complete(tag: Path) -> None:
+    """Records the fingerprint of every file of a fully written checkpoint."""
+    files = {
+        f.relative_to(tag).as_posix(): fp.file_fingerprint(f)
+        for f in sorted(tag.rglob("*"))
+        if f.is_file() and f.name != COMPLETE_FILE
+    }
+    tmp = tag / (COMPLETE_FILE + ".tmp")
+    tmp.write_text(json.dumps({"files": files}, indent=1) + "\n")
+    os.replace(tmp, tag / COMPLETE_FILE)
+
+
+def _incomplete(tag: Path) -> str | None:
+    """Why a checkpoint folder cannot be trusted (``None``: its files are as saved)."""
+    marker = tag / COMPLETE_FILE
+    if not marker.is_file():
+        return f"is incomplete (no {COMPLETE_FILE}: its save was cut short)"
+    for name, want in json.loads(marker.read_text())["files"].items():
+        f = tag / name
+        if not f.is_file():
+            return f"lacks {name}"
+        if fp.file_fingerprint(f) != want:
+            return f"has a torn or changed {name}"
+    return None
+
+
+def _clear_checkpoints(ckpt_dir: Path) -> None:
+    """Empties a checkpoint folder except its lock file (held by this run)."""
+    for p in ckpt_dir.iterdir():
+        if p.name == lifetime.LOCK_FILE:
+            continue
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
+def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
+    """Keeps the ``keep`` newest complete checkpoints (and anything newer)."""
+    tags = _tags(ckpt_dir)
+    complete = [s for s, p in tags if (p / COMPLETE_FILE).is_file()]
+    if len(complete) <= keep:
+        return
+    for s, p in tags:
+        if s < complete[-keep]:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- multi-GPU launch
@@ -537,17 +725,20 @@ def _launch(
     tokenizer: Path,
     pairs: Path | None,
     init_from: Path | None,
+    lock_fd: int,
 ) -> dict[str, Any]:
     """Re-runs this stage under ``torchrun`` with ``cfg.num_gpus`` processes on this node.
 
     The children run :func:`train` (via this module's ``__main__``); rank 0 exports into
     ``out_dir``, logs to this process's MLflow run and leaves its metrics in a result file.
+    ``torchrun`` (started through this module, see :func:`main`) shares the checkpoint
+    folder's lock (``lock_fd``) and dies with this process; its workers die with it.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = out_dir / "_pretrain_config.json"
     cfg_file.write_text(cfg.model_dump_json())
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        sys.executable, "-m", "twhin_bert.pretrain.train", TORCHRUN_ARG, "--standalone",
         f"--nproc_per_node={cfg.num_gpus}",
         "-m", "twhin_bert.pretrain.train",
         "--config", str(cfg_file), "--out", str(out_dir), "--objective", objective,
@@ -557,14 +748,14 @@ def _launch(
         cmd += ["--pairs", str(pairs)]
     if init_from:
         cmd += ["--init-from", str(init_from)]
-    env = dict(os.environ, **{LAUNCHED_ENV: "1"})
+    env = dict(os.environ, **{LAUNCHED_ENV: "1", PARENT_ENV: str(os.getpid())})
     with contextlib.suppress(ImportError):
         import mlflow
 
         if mlflow.active_run() is not None:
             env[MLFLOW_RUN_ENV] = mlflow.active_run().info.run_id
     log.info("pretrain: launching %s", " ".join(cmd))
-    done = subprocess.run(cmd, env=env, check=False)
+    done = subprocess.run(cmd, env=env, check=False, pass_fds=(lock_fd,))
     if done.returncode != 0:
         raise RuntimeError(f"pretrain: torchrun exited with {done.returncode} ({' '.join(cmd)})")
     result = out_dir / RESULT_FILE
@@ -575,7 +766,22 @@ def _launch(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of one launched process: ``python -m twhin_bert.pretrain.train ...``."""
+    """Entry point of one launched process: ``python -m twhin_bert.pretrain.train ...``.
+
+    ``python -m twhin_bert.pretrain.train --torchrun <torchrun args>`` is the launcher's
+    ``torchrun``. Both ask to be killed when their parent dies: ``torchrun`` starts its workers
+    in sessions of their own, so without this a ``kill -9`` of the launcher's process group
+    left them training and writing checkpoints.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    parent = os.environ.get(PARENT_ENV)
+    lifetime.die_with_parent(int(parent) if parent else None)
+    if argv[:1] == [TORCHRUN_ARG]:
+        from torch.distributed.run import main as torchrun
+
+        os.environ[PARENT_ENV] = str(os.getpid())  # the workers' parent
+        torchrun(argv[1:])
+        return
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="PretrainConfig as a JSON file")
     p.add_argument("--out", required=True, help="output (staging) folder")
