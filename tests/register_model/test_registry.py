@@ -78,12 +78,12 @@ def test_gate_approve_force_rollback_history(
     with pytest.raises(RegistryError, match="no 'champion' alias"):
         registry.resolve_champion(name, tmp_path / "nothing")
     with pytest.raises(RegistryError, match="no previous champion"):
-        registry.rollback(name, actor="carol", reason="oops")
+        registry.rollback(name, actor="admin", reason="oops")
 
-    registry.approve(name, 1, actor="alice", reason="first model looks fine")
+    registry.approve(name, 1, actor="admin", reason="first model looks fine")
     assert _aliases(name) == {"champion": "1"}  # challenger removed, no previous champion yet
     with pytest.raises(RegistryError, match="already the champion"):
-        registry.approve(name, 1, actor="alice")
+        registry.approve(name, 1, actor="admin", reason="again")
 
     # A worse challenger fails the gate with reasons naming the metric and both values.
     worse = make_evaluation(engagement_hits_at_10=0.15, hashtag_macro_f1=0.505)
@@ -98,35 +98,42 @@ def test_gate_approve_force_rollback_history(
     assert _version_tags(name, "2")["gate.verdict"] == "failed"
     assert _aliases(name) == {"champion": "1", "challenger": "2"}
 
-    with pytest.raises(RegistryError, match="gate failed"):
-        registry.approve(name, 2, actor="bob", reason="please")
+    with pytest.raises(RegistryError, match="gate fails"):
+        registry.approve(name, 2, actor="admin", reason="please")
     with pytest.raises(RegistryError, match="needs a --reason"):
-        registry.approve(name, 2, actor="bob", reason=" ", force=True)
-    entry = registry.approve(name, 2, actor="bob", reason="hotfix for a tokenizer bug", force=True)
+        registry.approve(name, 2, actor="admin", reason=" ", force=True)
+    entry = registry.approve(
+        name, 2, actor="admin", reason="hotfix for a tokenizer bug", force=True
+    )
     assert entry["action"] == "force_approve" and entry["from_version"] == "1"
     assert _aliases(name) == {"champion": "2", "previous-champion": "1"}
     tags2 = _version_tags(name, "2")
-    assert tags2["approved_by"] == "bob" and tags2["approval_forced"] == "true"
+    assert tags2["approved_by"] == "admin" and tags2["approval_forced"] == "true"
     assert tags2["approval_reason"] == "hotfix for a tokenizer bug"
     assert tags2["approved_at"] == entry["time"]
 
-    registry.rollback(name, actor="carol", reason="engagement dropped in prod")
+    registry.rollback(name, actor="admin", reason="engagement dropped in prod")
     assert _aliases(name) == {"champion": "1", "previous-champion": "2"}
-    assert _version_tags(name, "2")["rolled_back_by"] == "carol"
+    assert _version_tags(name, "2")["rolled_back_by"] == "admin"
 
     hist = registry.history(name)
     assert [
-        (h["action"], h["alias"], h["from_version"], h["to_version"], h["actor"]) for h in hist
+        (h["action"], h["alias"], h["from_version"], h["to_version"], h["via"]) for h in hist
     ] == [
+        ("gate", None, None, None, "register_model:kfp-run-1"),
         ("register", "challenger", None, "1", "register_model:kfp-run-1"),
-        ("approve", "champion", None, "1", "alice"),
+        ("approve", "champion", None, "1", None),
+        ("gate", None, None, None, "register_model:kfp-run-2"),
         ("register", "challenger", None, "2", "register_model:kfp-run-2"),
-        ("force_approve", "champion", "1", "2", "bob"),
-        ("rollback", "champion", "2", "1", "carol"),
+        ("force_approve", "champion", "1", "2", None),
+        ("rollback", "champion", "2", "1", None),
     ]
-    assert [h["seq"] for h in hist] == [1, 2, 3, 4, 5]
+    assert {h["actor"] for h in hist} == {"admin"}  # the authenticated user, every time
+    assert all(h["outcome"]["status"] == "done" for h in hist)
+    assert [h["seq"] for h in hist] == list(range(1, 8))
     assert [h["time"] for h in hist] == sorted(h["time"] for h in hist)
-    assert hist[3]["forced"] is True and hist[4]["reason"] == "engagement dropped in prod"
+    assert hist[5]["forced"] is True and hist[6]["reason"] == "engagement dropped in prod"
+    assert hist[3]["verdict"] == "failed" and "engagement_hits@10: FAIL" in hist[3]["reason"]
 
     rows = registry.list_versions(name)
     assert [(r["version"], r["aliases"], r["gate"]) for r in rows] == [
@@ -135,7 +142,13 @@ def test_gate_approve_force_rollback_history(
     ]
     shown = registry.show(name, 2)
     assert shown["gate_verdict"]["comparison"]["engagement_hits@10"]["challenger"] == 0.15
-    assert [h["action"] for h in shown["history"]] == ["register", "force_approve", "rollback"]
+    assert [h["action"] for h in shown["history"]] == [
+        "gate",
+        "register",
+        "force_approve",
+        "rollback",
+    ]
+    assert shown["champion"]["version"] == 1
 
     with pytest.raises(RegistryError, match="has no version '9'"):
         registry.show(name, "9")
@@ -153,7 +166,7 @@ def test_auto_promote_reject_and_resolve_champion(
     base = make_evaluation(engagement_hits_at_10=0.30, hashtag_macro_f1=0.60)
     reg1 = _register(name, tiny_model_dir, base, tmp_path / "r1", run="sched-1", auto_promote=True)
     assert reg1["promoted"] and reg1["aliases"] == ["champion"]
-    assert _version_tags(name, "1")["approved_by"] == "auto:sched-1"
+    assert _version_tags(name, "1")["approved_by"] == "admin"
 
     # The champion comes back as a HF folder giving the same outputs.
     info = registry.resolve_champion(name, tmp_path / "champion")
@@ -178,14 +191,14 @@ def test_auto_promote_reject_and_resolve_champion(
     assert not reg2["passed"] and not reg2["promoted"] and reg2["aliases"] == ["challenger"]
     assert "hashtag_macro_f1: FAIL" in " ".join(reg2["reasons"])
     with pytest.raises(RegistryError, match="is the champion"):
-        registry.reject(name, 1, actor="dave", reason="no")
-    registry.reject(name, 2, actor="dave", reason="hashtag F1 regressed 5 points")
+        registry.reject(name, 1, actor="admin", reason="no")
+    registry.reject(name, 2, actor="admin", reason="hashtag F1 regressed 5 points")
     tags2 = _version_tags(name, "2")
-    assert tags2["rejected_by"] == "dave" and tags2["rejection_reason"].startswith("hashtag")
+    assert tags2["rejected_by"] == "admin" and tags2["rejection_reason"].startswith("hashtag")
     assert "rejected_at" in tags2
     assert _aliases(name) == {"champion": "1"}
-    with pytest.raises(RegistryError, match="rejected by dave"):
-        registry.approve(name, 2, actor="erin")
+    with pytest.raises(RegistryError, match="rejected by admin"):
+        registry.approve(name, 2, actor="admin", reason="try")
 
     # A better one is promoted automatically; the old champion is kept for rollback.
     better = make_evaluation(engagement_hits_at_10=0.33, hashtag_macro_f1=0.595)
@@ -194,6 +207,9 @@ def test_auto_promote_reject_and_resolve_champion(
     )
     assert reg3["passed"] and reg3["promoted"] and reg3["champion_version"] == "1"
     assert _aliases(name) == {"champion": "3", "previous-champion": "1"}
-    actions = [(h["action"], h["actor"]) for h in registry.history(name)]
-    assert actions[-2:] == [("register", "register_model:sched-3"), ("approve", "auto:sched-3")]
-    assert ("reject", "dave") in actions
+    actions = [(h["action"], h["via"]) for h in registry.history(name)]
+    assert actions[-2:] == [
+        ("register", "register_model:sched-3"),
+        ("auto_promote", "auto_promote:sched-3"),
+    ]
+    assert ("reject", None) in actions

@@ -1,4 +1,5 @@
-"""Registry operations behind ``twhin-bert registry list | show | approve | reject | rollback``.
+"""Registry operations behind ``twhin-bert registry list | show | history | approve | reject |
+rollback`` and the registration of register_model.
 
 Aliases (MLflow 3) carry the state of a registered model:
 
@@ -7,10 +8,19 @@ Aliases (MLflow 3) carry the state of a registered model:
 * ``champion`` -- the version serving and warm-starting retraining;
 * ``previous-champion`` -- the champion before the last move, where ``rollback`` goes back to.
 
-MLflow keeps no history of alias moves, so every move is appended to a JSON list in the
-registered-model tag ``twhin_bert.alias_history`` (who, when, why, from which version to which),
-and the version itself is tagged (``approved_by``/``approved_at``/``approval_reason``,
-``rejected_by``/..., ``rolled_back_by``/...).
+MLflow keeps no history of alias moves, so every decision (register, gate verdict, approve,
+auto-promote, forced approval, reject, rollback) is an audit record: one registered-model tag
+``twhin_bert.audit.NNNNNNNN`` holding one JSON record (who, when, why, from, to, the alias
+state before and after), written once and never rewritten, so the audit has no size cap and
+each record stays far below PostgreSQL's VARCHAR(5000) tag value. Its outcome (``done`` or
+``aborted``) is a second write-once tag ``twhin_bert.audit.NNNNNNNN.outcome``.
+
+Consistency (docs/ARCHITECTURE.md, "The registry audit"): every decision runs under a
+registry lock (compare-and-set on tags, re-read after the write) and writes its record
+*before* touching an alias, then the aliases, then version tags, then the outcome. Whoever
+takes the lock next finds a record without outcome and settles it from the aliases: they
+show the record's ``after`` state -> completed; otherwise the ``before`` state is restored ->
+aborted. A failed command thus changes nothing, or its rerun finds it done.
 
 Every function reads the tracking/registry URI from ``MLFLOW_TRACKING_URI`` (or the local default
 store, as the stages do) at call time.
@@ -22,8 +32,14 @@ import getpass
 import json
 import logging
 import os
+import random
+import re
 import shutil
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,28 +47,70 @@ from typing import Any
 import yaml
 
 from twhin_bert.common import tracking
-from twhin_bert.register_model.gate import GateVerdict, metrics_from_tags
+from twhin_bert.common.redact import redact_uri
+from twhin_bert.register_model.config import GateConfig
+from twhin_bert.register_model.gate import GateVerdict, evaluate_gate, metrics_from_tags
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous-champion"
+ALIASES = (CHAMPION, CHALLENGER, PREVIOUS_CHAMPION)
 
-HISTORY_TAG = "twhin_bert.alias_history"
-HISTORY_DROPPED_TAG = "twhin_bert.alias_history_dropped"
-#: MLflow's limit on a registered-model tag value; the oldest history entries are dropped
-#: (and counted in ``twhin_bert.alias_history_dropped``) past it. Version tags keep them too.
-HISTORY_MAX_CHARS = 100_000
+AUDIT_PREFIX = "twhin_bert.audit."
+OUTCOME_SUFFIX = ".outcome"
+LOCK_PREFIX = "twhin_bert.lock."
+#: Version tag holding the gate's configuration at registration (re-used by ``approve``).
+TAG_GATE_CONFIG = "gate.config"
+#: PostgreSQL stores MLflow tag values as VARCHAR(5000); one record must fit in one tag.
+MAX_TAG_CHARS = 5000
+MAX_REASON_CHARS = 1000
+#: A lock claim older than this is a crashed holder's and is ignored; a holder checks before
+#: every write that its claim is younger than this (it refuses to write otherwise).
+LOCK_LEASE_S = 120.0
+#: How long a decision waits for another one holding the lock before refusing.
+LOCK_WAIT_S = 60.0
+
+_RECORD_KEY = re.compile(r"^twhin_bert\.audit\.(\d{8})$")
+_OUTCOME_KEY = re.compile(r"^twhin_bert\.audit\.(\d{8})\.outcome$")
 
 
 class RegistryError(RuntimeError):
     """A registry operation that cannot be done; the message says why and what to do."""
 
 
+def resolve_actor(claimed: str | None = None) -> str:
+    """Who acts: the authenticated MLflow user when the server asks for one.
+
+    With ``MLFLOW_TRACKING_USERNAME`` set (the tracking server authenticates), that user is the
+    actor, and a different ``--actor`` or ``TWHIN_BERT_ACTOR`` is refused. Without it, the
+    claimed name, ``TWHIN_BERT_ACTOR`` or the login name.
+
+    Args:
+        claimed: The ``--actor`` of the command line, if given.
+
+    Returns:
+        The actor recorded in the audit.
+
+    Raises:
+        RegistryError: The claimed actor disagrees with the authenticated user.
+    """
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME", "").strip()
+    asserted = claimed or os.environ.get("TWHIN_BERT_ACTOR")
+    if user:
+        if asserted and asserted != user:
+            raise RegistryError(
+                f"actor {asserted!r} (--actor or TWHIN_BERT_ACTOR) is not the authenticated "
+                f"MLflow user {user!r}: decisions are recorded under the authenticated identity"
+            )
+        return user
+    return asserted or getpass.getuser()
+
+
 def default_actor() -> str:
-    """Who acts when the CLI is not told: ``TWHIN_BERT_ACTOR`` or the login name."""
-    return os.environ.get("TWHIN_BERT_ACTOR") or getpass.getuser()
+    """Who acts when the CLI is not told (see :func:`resolve_actor`)."""
+    return resolve_actor(None)
 
 
 def _now() -> str:
@@ -73,6 +131,18 @@ def _not_found(e: Exception) -> bool:
     return getattr(e, "error_code", None) == "RESOURCE_DOES_NOT_EXIST"
 
 
+def _denied(e: Exception) -> bool:
+    return getattr(e, "error_code", None) in ("PERMISSION_DENIED", "UNAUTHENTICATED") or any(
+        f" {code}" in str(e) for code in ("403", "401")
+    )
+
+
+def _uri() -> str:
+    import mlflow
+
+    return redact_uri(mlflow.get_tracking_uri())
+
+
 def _registered_model(client: Any, name: str) -> Any:
     from mlflow.exceptions import MlflowException
 
@@ -87,30 +157,42 @@ def _registered_model(client: Any, name: str) -> Any:
         ) from e
 
 
-def _version(client: Any, name: str, version: str | int) -> Any:
+def _versions_raw(client: Any, name: str) -> list[Any]:
+    return list(client.search_model_versions(f"name = '{name}'"))
+
+
+def resolve_version(client: Any, name: str, ref: str | int) -> str:
+    """A version number or an alias (``champion``, ``challenger``, ...) as a version number.
+
+    Raises:
+        RegistryError: Neither a version number nor a current alias of the model.
+    """
+    rm = _registered_model(client, name)
+    text = str(ref).strip()
+    if text.isdigit():
+        return str(int(text))
+    aliases = {a: str(v) for a, v in rm.aliases.items()}
+    if text in aliases:
+        return aliases[text]
+    raise RegistryError(
+        f"{text!r} is neither a version number nor an alias of {name!r} "
+        f"(aliases now: {', '.join(f'{a}=v{v}' for a, v in sorted(aliases.items())) or 'none'})"
+    )
+
+
+def _version(client: Any, name: str, ref: str | int) -> Any:
     from mlflow.exceptions import MlflowException
 
-    _registered_model(client, name)
+    version = resolve_version(client, name, ref)
     try:
-        return client.get_model_version(name, str(version))
+        return client.get_model_version(name, version)
     except MlflowException as e:
         if not _not_found(e):
             raise
-        known = sorted(int(v["version"]) for v in _versions_raw(client, name))
+        known = sorted(int(v.version) for v in _versions_raw(client, name))
         raise RegistryError(
             f"registered model {name!r} has no version {version!r}; versions: {known or 'none'}"
         ) from e
-
-
-def _uri() -> str:
-    import mlflow
-
-    return mlflow.get_tracking_uri()
-
-
-def _versions_raw(client: Any, name: str) -> list[dict[str, Any]]:
-    found = client.search_model_versions(f"name = '{name}'")
-    return [{"version": v.version, "mv": v} for v in found]
 
 
 def get_aliases(client: Any, name: str) -> dict[str, str]:
@@ -125,61 +207,251 @@ def _aliases_by_version(aliases: dict[str, str]) -> dict[str, list[str]]:
     return out
 
 
+# ----------------------------------------------------------------------------- the audit
+def _audit(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The audit records in the tags, oldest first, each with its ``outcome`` (or None)."""
+    records: dict[int, dict[str, Any]] = {}
+    outcomes: dict[int, dict[str, Any]] = {}
+    for key, value in tags.items():
+        if m := _RECORD_KEY.match(key):
+            records[int(m.group(1))] = json.loads(value)
+        elif m := _OUTCOME_KEY.match(key):
+            outcomes[int(m.group(1))] = json.loads(value)
+    return [{**records[s], "outcome": outcomes.get(s)} for s in sorted(records)]
+
+
+def _record_key(seq: int) -> str:
+    return f"{AUDIT_PREFIX}{seq:08d}"
+
+
 def history(name: str) -> list[dict[str, Any]]:
-    """The recorded alias moves of a registered model, oldest first.
+    """Every recorded decision on a registered model, oldest first.
 
     Args:
         name: Registered model name.
 
     Returns:
-        Entries ``{seq, time, action, alias, from_version, to_version, actor, reason, forced}``.
+        Records ``{seq, time, action, version, alias, from_version, to_version, actor, via,
+        reason, forced, before, after, outcome}``; ``outcome`` is ``{status, time, actor,
+        note}`` or None while the decision is in progress (or was cut off; the next decision
+        settles it).
     """
     client = connect()
-    return _history(_registered_model(client, name))
+    return _audit(dict(_registered_model(client, name).tags))
 
 
-def _history(rm: Any) -> list[dict[str, Any]]:
-    raw = rm.tags.get(HISTORY_TAG)
-    return json.loads(raw) if raw else []
+class _Lock:
+    """The registry lock of one registered model, held by one decision at a time."""
+
+    def __init__(self, client: Any, name: str, actor: str) -> None:
+        self.client, self.name, self.actor = client, name, actor
+        self.key = LOCK_PREFIX + uuid.uuid4().hex
+        self.acquired_at = 0.0
+
+    def check(self) -> None:
+        """Refuses to write once the lease is over (another decision may hold the lock)."""
+        if time.time() - self.acquired_at > LOCK_LEASE_S - 10:
+            raise RegistryError(
+                f"lost the registry lock of {self.name!r} (held over {LOCK_LEASE_S:.0f}s); "
+                "rerun the command: the next decision settles this one"
+            )
+
+    def acquire(self) -> None:
+        # A claim is my own tag; I hold the lock when, after my claim is stored, the re-read
+        # shows no other live claim. Of two concurrent claimants at most one can see only its
+        # own: the later re-read follows both writes. Both seeing both -> both step back.
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            self.acquired_at = time.time()
+            claim = {"actor": self.actor, "time": _now(), "at": self.acquired_at}
+            self.client.set_registered_model_tag(self.name, self.key, json.dumps(claim))
+            tags = dict(_registered_model(self.client, self.name).tags)
+            others = []
+            for key, value in tags.items():
+                if not key.startswith(LOCK_PREFIX) or key == self.key:
+                    continue
+                other = json.loads(value)
+                if time.time() - float(other.get("at", 0)) > LOCK_LEASE_S:
+                    log.warning("dropping a stale registry lock claim of %s", other.get("actor"))
+                    self.client.delete_registered_model_tag(self.name, key)
+                else:
+                    others.append(other)
+            if not others:
+                return
+            self.client.delete_registered_model_tag(self.name, self.key)
+            if time.monotonic() > deadline:
+                holder = others[0]
+                raise RegistryError(
+                    f"another registry decision on {self.name!r} is in progress (by "
+                    f"{holder.get('actor')} since {holder.get('time')}); retry in a minute"
+                )
+            time.sleep(random.uniform(0.05, 0.4))
+
+    def release(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_tag(self.name, self.key)
+        except MlflowException as e:  # the lease ends it anyway
+            log.warning("could not release the registry lock of %s: %s", self.name, e)
 
 
-def record_alias_move(
+@contextmanager
+def _decision(client: Any, name: str, actor: str) -> Iterator[_Lock]:
+    """Holds the registry lock and settles an unfinished earlier decision first."""
+    _registered_model(client, name)
+    lock = _Lock(client, name, actor)
+    lock.acquire()
+    try:
+        for record in _audit(dict(_registered_model(client, name).tags)):
+            if record["outcome"] is None:
+                _settle(client, name, record, lock)
+        yield lock
+    finally:
+        lock.release()
+
+
+def _alias_state(client: Any, name: str) -> dict[str, str | None]:
+    aliases = get_aliases(client, name)
+    return {a: aliases.get(a) for a in ALIASES}
+
+
+def _set_aliases(client: Any, name: str, target: dict[str, str | None], lock: _Lock) -> None:
+    """Moves the aliases named in ``target`` there (None = absent); previous-champion first."""
+    current = _alias_state(client, name)
+    for alias in (PREVIOUS_CHAMPION, CHAMPION, CHALLENGER):
+        if alias not in target or current.get(alias) == target[alias]:
+            continue
+        lock.check()
+        if target[alias] is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, target[alias])
+
+
+def _write_once(client: Any, name: str, key: str, value: dict[str, Any], lock: _Lock) -> None:
+    from mlflow.exceptions import MlflowException
+
+    text = json.dumps(value, sort_keys=True)
+    if len(text) > MAX_TAG_CHARS:
+        raise RegistryError(
+            f"audit record {key} is {len(text)} characters; at most {MAX_TAG_CHARS}"
+        )
+    lock.check()
+    try:
+        client.set_registered_model_tag(name, key, text)
+    except MlflowException as e:
+        if not _denied(e):
+            raise
+        raise RegistryError(f"the server refused audit record {key} of {name!r}: {e}") from e
+    stored = _registered_model(client, name).tags.get(key)
+    if stored != text:  # someone else wrote it: the lock was not ours
+        raise RegistryError(f"audit record {key} of {name!r} was written concurrently; rerun")
+
+
+def _version_tags(record: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
+    """The version tags a completed decision leaves (mirrors of the audit for the UI)."""
+    action, t = record["action"], record["time"]
+    if action in ("approve", "force_approve", "auto_promote"):
+        return record["to_version"], {
+            "approved_by": record["actor"],
+            "approved_at": t,
+            "approval_reason": record["reason"],
+            "approval_forced": str(record["forced"]).lower(),
+        }
+    if action == "reject":
+        return record["version"], {
+            "rejected_by": record["actor"],
+            "rejected_at": t,
+            "rejection_reason": record["reason"],
+        }
+    if action in ("rollback", "force_rollback") and record["from_version"] is not None:
+        return record["from_version"], {
+            "rolled_back_by": record["actor"],
+            "rolled_back_at": t,
+            "rollback_reason": record["reason"],
+        }
+    return None, {}
+
+
+def _settle(client: Any, name: str, record: dict[str, Any], lock: _Lock) -> None:
+    """An earlier decision without outcome: done if the aliases show its ``after`` state,
+    else its ``before`` state is restored and it is marked aborted."""
+    now = _alias_state(client, name)
+    after = record["after"]
+    if all(now.get(a) == v for a, v in after.items()):
+        version, tags = _version_tags(record)
+        for k, v in tags.items():
+            lock.check()
+            client.set_model_version_tag(name, version, k, v)
+        status, note = "done", f"completed by {lock.actor}'s next decision"
+    else:
+        _set_aliases(client, name, record["before"], lock)
+        status, note = "aborted", f"cut off before its aliases moved; restored by {lock.actor}"
+    log.warning("audit record %s of %s (%s): %s", record["seq"], name, record["action"], note)
+    outcome = {"status": status, "time": _now(), "actor": lock.actor, "note": note}
+    _write_once(client, name, _record_key(record["seq"]) + OUTCOME_SUFFIX, outcome, lock)
+
+
+def _decide(
     client: Any,
     name: str,
+    lock: _Lock,
     *,
     action: str,
-    alias: str,
-    from_version: str | None,
-    to_version: str | None,
+    version: str | None,
+    alias: str | None,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
     actor: str,
     reason: str,
+    via: str | None = None,
     forced: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Appends one alias move to the registered model's history tag; returns the entry."""
-    rm = _registered_model(client, name)
-    entries = _history(rm)
-    entry = {
-        "seq": (entries[-1]["seq"] + 1) if entries else 1,
+    """Records a decision (intent), applies it, records its outcome; returns the record."""
+    from mlflow.exceptions import MlflowException
+
+    records = _audit(dict(_registered_model(client, name).tags))
+    seq = records[-1]["seq"] + 1 if records else 1
+    record = {
+        "seq": seq,
         "time": _now(),
         "action": action,
+        "version": version,
         "alias": alias,
-        "from_version": from_version,
-        "to_version": to_version,
+        "from_version": before.get(alias) if alias else None,
+        "to_version": after.get(alias) if alias else None,
         "actor": actor,
+        "via": via,
         "reason": reason,
         "forced": forced,
+        "before": before,
+        "after": after,
+        **(extra or {}),
     }
-    entries.append(entry)
-    dropped = int(rm.tags.get(HISTORY_DROPPED_TAG, "0"))
-    text = json.dumps(entries)
-    while len(text) > HISTORY_MAX_CHARS and len(entries) > 1:
-        entries.pop(0)
-        dropped += 1
-        text = json.dumps(entries)
-    client.set_registered_model_tag(name, HISTORY_TAG, text)
-    if dropped:
-        client.set_registered_model_tag(name, HISTORY_DROPPED_TAG, str(dropped))
-    return entry
+    key = _record_key(seq)
+    _write_once(client, name, key, record, lock)
+    try:
+        _set_aliases(client, name, after, lock)
+        tagged, tags = _version_tags(record)
+        for k, v in tags.items():
+            lock.check()
+            client.set_model_version_tag(name, tagged, k, v)
+    except MlflowException as e:
+        if not _denied(e):
+            raise  # the record stays open: the next decision settles it from the aliases
+        _set_aliases(client, name, before, lock)  # nothing protected moved; restore the rest
+        outcome = {"status": "aborted", "time": _now(), "actor": actor, "note": "permission denied"}
+        _write_once(client, name, key + OUTCOME_SUFFIX, outcome, lock)
+        raise RegistryError(
+            f"{actor!r} may not {action.replace('_', ' ')} on {name!r} at {_uri()}: moving "
+            f"{CHAMPION!r} needs MANAGE on the registered model (ask an MLflow admin); "
+            f"recorded as audit #{seq}, aborted"
+        ) from e
+    outcome = {"status": "done", "time": _now(), "actor": actor, "note": ""}
+    _write_once(client, name, key + OUTCOME_SUFFIX, outcome, lock)
+    return {**record, "outcome": outcome}
 
 
 def _check_actor(actor: str) -> None:
@@ -187,6 +459,48 @@ def _check_actor(actor: str) -> None:
         raise RegistryError("an actor is required (who approves/rejects/rolls back)")
 
 
+def _check_reason(reason: str, what: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise RegistryError(f"{what} needs a --reason (it is recorded in the audit)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise RegistryError(f"--reason is {len(reason)} characters; at most {MAX_REASON_CHARS}")
+    return reason
+
+
+def record_registration(
+    name: str, version: str, verdict: GateVerdict, *, actor: str, via: str
+) -> list[dict[str, Any]]:
+    """Records a new version's gate verdict and makes it the ``challenger`` (two records).
+
+    Args:
+        name: Registered model name.
+        version: The version register_model created.
+        verdict: The promotion gate's verdict on it.
+        actor: Who registers (the authenticated user of the pipeline).
+        via: What registered it, e.g. ``register_model:<pipeline run>``.
+
+    Returns:
+        The two audit records (``gate``, ``register``).
+    """
+    _check_actor(actor)
+    client = connect()
+    with _decision(client, name, actor) as lock:
+        state = _alias_state(client, name)
+        gate = _decide(
+            client, name, lock, action="gate", version=version, alias=None, before=state,
+            after=state, actor=actor, via=via, reason="; ".join(verdict.reasons)[:MAX_REASON_CHARS],
+            extra={"verdict": verdict.verdict, "champion_version": verdict.champion_version},
+        )  # fmt: skip
+        register = _decide(
+            client, name, lock, action="register", version=version, alias=CHALLENGER,
+            before={CHALLENGER: state[CHALLENGER]}, after={CHALLENGER: version}, actor=actor,
+            via=via, reason=f"new version, gate {verdict.verdict}",
+        )  # fmt: skip
+    return [gate, register]
+
+
+# ----------------------------------------------------------------------------- reading
 def _version_summary(mv: Any, aliases_of: dict[str, list[str]]) -> dict[str, Any]:
     tags = dict(mv.tags)
     verdict = GateVerdict.from_tags(tags)
@@ -204,7 +518,9 @@ def _version_summary(mv: Any, aliases_of: dict[str, list[str]]) -> dict[str, Any
         "git_sha": tags.get("git_sha"),
         "pipeline_run_id": tags.get("pipeline_run_id"),
         "approved_by": tags.get("approved_by"),
+        "approved_at": tags.get("approved_at"),
         "rejected_by": tags.get("rejected_by"),
+        "rejected_at": tags.get("rejected_at"),
     }
 
 
@@ -222,22 +538,23 @@ def list_versions(name: str) -> list[dict[str, Any]]:
     """
     client = connect()
     aliases_of = _aliases_by_version(get_aliases(client, name))
-    rows = [_version_summary(r["mv"], aliases_of) for r in _versions_raw(client, name)]
+    rows = [_version_summary(mv, aliases_of) for mv in _versions_raw(client, name)]
     return sorted(rows, key=lambda r: r["version"])
 
 
 def show(name: str, version: str | int) -> dict[str, Any]:
-    """One version in full: summary, all tags, gate verdict and comparison, its alias moves.
+    """One version in full: summary, all tags, gate verdict and comparison, its audit records.
 
     Args:
         name: Registered model name.
-        version: Version number.
+        version: Version number or alias.
 
     Returns:
-        The summary of :func:`list_versions` plus ``tags``, ``gate_verdict`` and ``history``.
+        The summary of :func:`list_versions` plus ``tags``, ``gate_verdict``, ``champion``
+        (the champion's version and key metrics) and ``history``.
 
     Raises:
-        RegistryError: Unknown model or version.
+        RegistryError: Unknown model, version or alias.
     """
     client = connect()
     mv = _version(client, name, version)
@@ -247,96 +564,141 @@ def show(name: str, version: str | int) -> dict[str, Any]:
     verdict = GateVerdict.from_tags(mv.tags)
     out["gate_verdict"] = verdict.to_dict() if verdict else None
     out["tags"] = dict(sorted(mv.tags.items()))
+    champion = aliases.get(CHAMPION)
+    out["champion"] = None
+    if champion is not None:
+        tags = client.get_model_version(name, champion).tags
+        out["champion"] = {"version": int(champion), "metrics": metrics_from_tags(tags) or {}}
     v = str(mv.version)
-    out["history"] = [h for h in _history(rm) if v in (h["from_version"], h["to_version"])]
+    out["history"] = [
+        h
+        for h in _audit(dict(rm.tags))
+        if v in (h.get("version"), h.get("from_version"), h.get("to_version"))
+    ]
     return out
 
 
-def _move_champion(
-    client: Any, name: str, version: str, *, actor: str, reason: str, action: str, forced: bool
-) -> dict[str, Any]:
-    """champion -> version, the old champion -> previous-champion; records the move."""
-    aliases = get_aliases(client, name)
-    old = aliases.get(CHAMPION)
-    if old is not None:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, old)
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return record_alias_move(
-        client,
-        name,
-        action=action,
-        alias=CHAMPION,
-        from_version=old,
-        to_version=version,
-        actor=actor,
-        reason=reason,
-        forced=forced,
+# ----------------------------------------------------------------------------- decisions
+def _regate(
+    client: Any, name: str, mv: Any, champion: str | None
+) -> tuple[GateVerdict | None, str]:
+    """The gate of a version against the champion of this moment, and a note.
+
+    The verdict of registration stands when it was against this same champion. Otherwise
+    the gate (as configured at registration) compares the registered key metrics; versions
+    trained on different data windows were evaluated on different data, so they are not
+    comparable: the verdict fails and says so.
+    """
+    tags = dict(mv.tags)
+    registered = GateVerdict.from_tags(tags)
+    if registered is None:
+        return None, "it was never gated (no gate.verdict tag)"
+    if registered.champion_version == champion:
+        return (
+            registered,
+            f"gate at registration against {('v' + champion) if champion else 'no champion'}",
+        )
+    cfg = (
+        GateConfig.model_validate_json(tags[TAG_GATE_CONFIG])
+        if TAG_GATE_CONFIG in tags
+        else GateConfig()
     )
+    metrics = metrics_from_tags(tags) or {}
+    if champion is None:
+        return evaluate_gate(cfg, metrics, None, None), "re-checked: there is no champion now"
+    ctags = dict(client.get_model_version(name, champion).tags)
+    mine, theirs = tags.get("data_window"), ctags.get("data_window")
+    if mine and theirs and mine != theirs:
+        return GateVerdict(
+            False,
+            [f"not comparable with champion v{champion}: evaluated on data window {mine}, "
+             f"the champion on {theirs}"],
+            {},
+            champion,
+        ), f"re-checked against champion v{champion}"  # fmt: skip
+    verdict = evaluate_gate(cfg, metrics, metrics_from_tags(ctags), champion)
+    return verdict, f"re-checked against champion v{champion} (registered metrics)"
 
 
 def approve(
-    name: str, version: str | int, *, actor: str, reason: str = "", force: bool = False
+    name: str,
+    version: str | int,
+    *,
+    actor: str,
+    reason: str,
+    force: bool = False,
+    via: str | None = None,
 ) -> dict[str, Any]:
     """Promotes a version to ``champion``; the old champion becomes ``previous-champion``.
 
-    Only a version whose gate passed (and that was not rejected) can be approved, unless
-    ``force`` is set together with a reason. The version is tagged ``approved_by``,
-    ``approved_at``, ``approval_reason`` (and ``approval_forced``); ``challenger`` is removed
-    from it; the move is appended to the alias history.
+    The gate is re-checked against the champion of this moment (under the registry lock):
+    a version that fails it, was never gated, is not comparable with the champion, or was
+    rejected needs ``force``. The version is tagged ``approved_by``/``approved_at``/
+    ``approval_reason``/``approval_forced`` and loses ``challenger``.
 
     Args:
         name: Registered model name.
-        version: Version to promote.
-        actor: Who approves (a user, or ``auto:<pipeline run>`` for scheduled runs).
-        reason: Why (required with ``force``).
-        force: Approve although the gate failed, the version was never gated or was rejected.
+        version: Version number or alias to promote.
+        actor: Who approves (the authenticated user).
+        reason: Why (required).
+        force: Approve although the gate fails or the version was rejected.
+        via: What acted for the actor, e.g. ``auto_promote:<pipeline run>``.
 
     Returns:
-        The history entry of the move.
+        The audit record of the move (with its outcome).
 
     Raises:
         RegistryError: Unknown model/version, already champion, gate not passed without
-            ``force``, ``force`` without a reason, or no actor.
+            ``force``, no reason, no actor, no permission, or the lock is busy.
     """
     _check_actor(actor)
+    reason = _check_reason(reason, "approving a version")
     client = connect()
-    mv = _version(client, name, version)
-    v = str(mv.version)
-    aliases = get_aliases(client, name)
-    if aliases.get(CHAMPION) == v:
-        raise RegistryError(f"{name} v{v} is already the champion")
-    verdict = GateVerdict.from_tags(mv.tags)
-    problems = []
-    if verdict is None:
-        problems.append("it was never gated (no gate.verdict tag)")
-    elif not verdict.passed:
-        problems.append("its promotion gate failed: " + "; ".join(verdict.reasons))
-    if "rejected_by" in mv.tags:
-        problems.append(
-            f"it was rejected by {mv.tags['rejected_by']}: {mv.tags.get('rejection_reason', '')}"
+    v = str(_version(client, name, version).version)
+    with _decision(client, name, actor) as lock:
+        mv = client.get_model_version(name, v)
+        state = _alias_state(client, name)
+        if state[CHAMPION] == v:
+            raise RegistryError(f"{name} v{v} is already the champion")
+        verdict, note = _regate(client, name, mv, state[CHAMPION])
+        problems = []
+        if verdict is None:
+            problems.append(note)
+        elif not verdict.passed:
+            failing = [r for r in verdict.reasons if "FAIL" in r or "not comparable" in r]
+            problems.append(
+                f"its promotion gate fails ({note}): " + "; ".join(failing or verdict.reasons)
+            )
+        if "rejected_by" in mv.tags:
+            problems.append(
+                f"it was rejected by {mv.tags['rejected_by']}: {mv.tags.get('rejection_reason', '')}"
+            )
+        if problems and not force:
+            raise RegistryError(
+                f"cannot approve {name} v{v}: {' and '.join(problems)}. "
+                "Approve anyway with --force --reason '...'."
+            )
+        forced = bool(force and problems)
+        action = (
+            "force_approve"
+            if forced
+            else ("auto_promote" if via and via.startswith("auto") else "approve")
         )
-    if problems and not force:
-        raise RegistryError(
-            f"cannot approve {name} v{v}: {' and '.join(problems)}. "
-            "Approve anyway with --force --reason '...'."
-        )
-    if force and not reason.strip():
-        raise RegistryError(f"approving {name} v{v} with --force needs a --reason")
-    entry = _move_champion(
-        client,
-        name,
-        v,
-        actor=actor,
-        reason=reason,
-        action="force_approve" if (force and problems) else "approve",
-        forced=bool(force and problems),
-    )
-    client.set_model_version_tag(name, v, "approved_by", actor)
-    client.set_model_version_tag(name, v, "approved_at", entry["time"])
-    client.set_model_version_tag(name, v, "approval_reason", reason)
-    client.set_model_version_tag(name, v, "approval_forced", str(entry["forced"]).lower())
-    if aliases.get(CHALLENGER) == v:
-        client.delete_registered_model_alias(name, CHALLENGER)
+        after = {
+            PREVIOUS_CHAMPION: state[PREVIOUS_CHAMPION],
+            CHAMPION: v,
+            CHALLENGER: state[CHALLENGER],
+        }
+        if state[CHAMPION] is not None:
+            after[PREVIOUS_CHAMPION] = state[CHAMPION]
+        if state[CHALLENGER] == v:
+            after[CHALLENGER] = None
+        entry = _decide(
+            client, name, lock, action=action, version=v, alias=CHAMPION, before=state,
+            after=after, actor=actor, via=via, reason=reason, forced=forced,
+            extra={"gate": verdict.verdict if verdict else "not gated", "gate_note": note,
+                   "problems": problems},
+        )  # fmt: skip
     log.info(
         "%s v%s is the champion (was %s), approved by %s", name, v, entry["from_version"], actor
     )
@@ -345,91 +707,89 @@ def approve(
 
 def reject(name: str, version: str | int, *, actor: str, reason: str) -> dict[str, Any]:
     """Rejects a version: tags it ``rejected_by``/``rejected_at``/``rejection_reason`` and
-    removes ``challenger`` from it (recorded in the alias history).
+    removes ``challenger`` from it (recorded in the audit).
 
     Args:
         name: Registered model name.
-        version: Version to reject.
+        version: Version number or alias to reject.
         actor: Who rejects.
         reason: Why (required).
 
     Returns:
-        The history entry.
+        The audit record.
 
     Raises:
         RegistryError: Unknown model/version, no reason/actor, or the version is the champion
             (roll back first).
     """
     _check_actor(actor)
-    if not reason.strip():
-        raise RegistryError("rejecting a version needs a --reason")
+    reason = _check_reason(reason, "rejecting a version")
     client = connect()
-    mv = _version(client, name, version)
-    v = str(mv.version)
-    aliases = get_aliases(client, name)
-    if aliases.get(CHAMPION) == v:
-        raise RegistryError(
-            f"{name} v{v} is the champion; run `twhin-bert registry rollback {name}` "
-            "(or approve another version) before rejecting it"
-        )
-    was_challenger = aliases.get(CHALLENGER) == v
-    entry = record_alias_move(
-        client,
-        name,
-        action="reject",
-        alias=CHALLENGER,
-        from_version=v if was_challenger else None,
-        to_version=None,
-        actor=actor,
-        reason=reason,
-    )
-    client.set_model_version_tag(name, v, "rejected_by", actor)
-    client.set_model_version_tag(name, v, "rejected_at", entry["time"])
-    client.set_model_version_tag(name, v, "rejection_reason", reason)
-    if was_challenger:
-        client.delete_registered_model_alias(name, CHALLENGER)
+    v = str(_version(client, name, version).version)
+    with _decision(client, name, actor) as lock:
+        state = _alias_state(client, name)
+        if state[CHAMPION] == v:
+            raise RegistryError(
+                f"{name} v{v} is the champion; run `twhin-bert registry rollback --name {name}` "
+                "(or approve another version) before rejecting it"
+            )
+        after = {CHALLENGER: None if state[CHALLENGER] == v else state[CHALLENGER]}
+        entry = _decide(
+            client, name, lock, action="reject", version=v, alias=CHALLENGER,
+            before={CHALLENGER: state[CHALLENGER]}, after=after, actor=actor, reason=reason,
+        )  # fmt: skip
     log.info("%s v%s rejected by %s", name, v, actor)
     return entry
 
 
-def rollback(name: str, *, actor: str, reason: str) -> dict[str, Any]:
+def rollback(name: str, *, actor: str, reason: str, force: bool = False) -> dict[str, Any]:
     """Restores the previous champion: ``champion`` <- ``previous-champion``.
 
     The two swap, so the rolled-back version stays reachable as ``previous-champion`` (a second
-    rollback undoes the first). The rolled-back version is tagged ``rolled_back_by``/``_at``/
-    ``rollback_reason``; the move is recorded.
+    rollback undoes the first). A previous champion that was rejected is restored only with
+    ``force``. The rolled-back version is tagged ``rolled_back_by``/``_at``/``rollback_reason``.
 
     Args:
         name: Registered model name.
         actor: Who rolls back.
         reason: Why (required).
+        force: Restore the previous champion although it was rejected.
 
     Returns:
-        The history entry.
+        The audit record.
 
     Raises:
-        RegistryError: Unknown model, no reason/actor, or no previous champion.
+        RegistryError: Unknown model, no reason/actor, no previous champion, or a rejected
+            one without ``force``.
     """
     _check_actor(actor)
-    if not reason.strip():
-        raise RegistryError("a rollback needs a --reason")
+    reason = _check_reason(reason, "a rollback")
     client = connect()
-    aliases = get_aliases(client, name)
-    prev = aliases.get(PREVIOUS_CHAMPION)
-    if prev is None:
-        raise RegistryError(
-            f"{name} has no previous champion to roll back to (aliases: {aliases or 'none'})"
-        )
-    current = aliases.get(CHAMPION)
-    entry = _move_champion(
-        client, name, prev, actor=actor, reason=reason, action="rollback", forced=False
-    )
-    if current is not None:
-        client.set_model_version_tag(name, current, "rolled_back_by", actor)
-        client.set_model_version_tag(name, current, "rolled_back_at", entry["time"])
-        client.set_model_version_tag(name, current, "rollback_reason", reason)
-    else:  # champion alias deleted by hand: nothing to keep as previous
-        client.delete_registered_model_alias(name, PREVIOUS_CHAMPION)
+    with _decision(client, name, actor) as lock:
+        state = _alias_state(client, name)
+        prev = state[PREVIOUS_CHAMPION]
+        if prev is None:
+            aliases = {a: v for a, v in state.items() if v}
+            raise RegistryError(
+                f"{name} has no previous champion to roll back to (aliases: {aliases or 'none'})"
+            )
+        tags = client.get_model_version(name, prev).tags
+        forced = False
+        if "rejected_by" in tags:
+            if not force:
+                raise RegistryError(
+                    f"cannot roll back {name} to v{prev}: it was rejected by {tags['rejected_by']}"
+                    f" ({tags.get('rejection_reason', '')}). Restore it anyway with --force "
+                    "--reason '...'."
+                )
+            forced = True
+        current = state[CHAMPION]
+        after = {CHAMPION: prev, PREVIOUS_CHAMPION: current}
+        entry = _decide(
+            client, name, lock, action="force_rollback" if forced else "rollback", version=prev,
+            alias=CHAMPION, before={CHAMPION: current, PREVIOUS_CHAMPION: prev}, after=after,
+            actor=actor, reason=reason, forced=forced,
+        )  # fmt: skip
     log.info("%s rolled back to v%s (from v%s) by %s", name, prev, current, actor)
     return entry
 

@@ -1,0 +1,103 @@
+"""Server-side rules of the twhin-bert model registry, plugged into MLflow's basic-auth app.
+
+MLflow's basic-auth app (``mlflow server --app-name basic-auth``) checks per registered model
+READ / EDIT / MANAGE, but it lets any EDIT user move any alias (``SetRegisteredModelAlias``
+needs ``can_update``) and rewrite or delete any tag. This module is the app's
+``authorization_function`` (``basic_auth.ini``): it authenticates exactly as MLflow does
+and then adds three rules, for every user including admins:
+
+1. ``champion`` and ``previous-champion`` may be set or deleted only by a user with MANAGE on
+   the registered model (or an admin): the approvers.
+2. An audit record (registered-model tag ``twhin_bert.audit.*``) is written once: setting one
+   that exists, or deleting one, is refused (append-only).
+3. The ``actor`` of an audit record must be the authenticated user: nobody records a decision
+   in someone else's name.
+
+It imports only MLflow and Flask, so it runs in the stock MLflow image (mounted from a
+ConfigMap, see ``manifests/base/kustomization.yaml``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, g, request
+from mlflow.exceptions import MlflowException
+from mlflow.server import auth as mlflow_auth
+
+PROTECTED_ALIASES = frozenset({"champion", "previous-champion"})
+AUDIT_PREFIX = "twhin_bert.audit."
+
+
+def _param(name: str) -> str | None:
+    try:
+        value = mlflow_auth._get_request_param(name)
+    except MlflowException:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _deny(message: str) -> Response:
+    return Response(message, status=403, mimetype="text/plain")
+
+
+def _is_manager(username: str, model: str) -> bool:
+    if mlflow_auth.sender_is_admin():
+        return True
+    try:
+        return mlflow_auth._get_permission_from_registered_model_or_prompt_name().can_manage
+    except MlflowException:
+        return False
+
+
+def _rule_violation(username: str) -> str | None:
+    path = request.path
+    if path.endswith("/mlflow/registered-models/alias") and request.method in ("POST", "DELETE"):
+        alias, model = _param("alias"), _param("name")
+        if alias in PROTECTED_ALIASES and model and not _is_manager(username, model):
+            return (
+                f"user {username!r} may not move alias {alias!r} of registered model {model!r}: "
+                "approvers need MANAGE on the model"
+            )
+    elif path.endswith("/mlflow/registered-models/delete-tag"):
+        key = _param("key") or ""
+        if key.startswith(AUDIT_PREFIX):
+            return f"audit record {key!r} is append-only: it cannot be deleted"
+    elif path.endswith("/mlflow/registered-models/set-tag") and request.method == "POST":
+        key, model = _param("key") or "", _param("name")
+        if key.startswith(AUDIT_PREFIX) and model:
+            try:
+                tags = mlflow_auth._get_model_registry_store().get_registered_model(model).tags
+            except MlflowException:
+                tags = {}
+            if key in tags:
+                return f"audit record {key!r} exists and is append-only: it cannot be rewritten"
+            try:
+                record = json.loads(_param("value") or "")
+            except ValueError:
+                return f"audit record {key!r} is not JSON"
+            if not isinstance(record, dict) or record.get("actor") != username:
+                actor = record.get("actor") if isinstance(record, dict) else None
+                return (
+                    f"audit record {key!r} names actor {actor!r}, "
+                    f"but the authenticated user is {username!r}"
+                )
+    return None
+
+
+def authenticate_request() -> object:
+    """MLflow's basic authentication followed by the registry rules above.
+
+    Returns:
+        The request's ``Authorization`` when allowed, else a 401/403 ``Response``.
+    """
+    authorization = mlflow_auth.authenticate_request_basic_auth()
+    if isinstance(authorization, Response):
+        return authorization
+    # MLflow calls the authorization function again inside its validators and hooks:
+    # decide once per request.
+    if "twhin_bert_violation" not in g:
+        g.twhin_bert_violation = _rule_violation(authorization.username)
+    if g.twhin_bert_violation is not None:
+        return _deny(g.twhin_bert_violation)
+    return authorization
