@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from twhin_bert import __version__
 from twhin_bert.common.config import flatten
 from twhin_bert.common.kfp_utils import flat_numeric
-from twhin_bert.common.redact import redact_mapping
+from twhin_bert.common.redact import redact_mapping, uri_has_credentials
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def configure(home: Path | None = None) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    if uri_has_credentials(uri):  # else MLflow prints "View run at <uri>" with the password
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     name = os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     if mlflow.get_experiment_by_name(name) is None and uri.startswith("sqlite:"):
         # Keep artifacts beside the SQLite store, not in the process's cwd.
