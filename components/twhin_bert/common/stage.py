@@ -297,6 +297,10 @@ def stage(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., 
                     if created and staging.is_dir():
                         shutil.rmtree(staging, ignore_errors=True)  # the original error matters
                     raise
+                except OSError as e:
+                    if e.filename is None:  # e.g. pyarrow's: say where the disk was full
+                        e.filename = str(staging)
+                    raise
                 metrics.setdefault("wall_seconds", round(time.perf_counter() - t0, 3))
                 write_metrics(staging, metrics)
                 tracking.log_metrics(metrics)
