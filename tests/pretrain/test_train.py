@@ -244,11 +244,17 @@ def test_sigkill_and_resume_matches_uninterrupted(
 
 @pytest.mark.slow
 def test_multi_process_launch_on_cpu(
-    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path
+    tmp_path: Path,
+    pt_ingested: Path,
+    pt_tokenizer: Path,
+    pt_pairs: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """num_gpus > 1 re-launches the stage under torchrun (here: 2 CPU processes over gloo);
     the social stage draws its NT-Xent negatives from both ranks."""
     from transformers import AutoModel
+
+    monkeypatch.setenv("TWHIN_BERT_CPU_RANKS", "1")  # CPU processes in place of GPUs
 
     cfg = tiny_cfg(
         mlm=ObjectiveTraining(micro_batch_size=2, peak_lr=2e-3, warmup_steps=1, steps=6),

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import schemas
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
@@ -299,19 +300,19 @@ def _open_outputs(out: Path, n: int, dim: int, mode: str) -> dict[str, np.ndarra
     }
 
 
-def _resume_point(out: Path, fingerprint: dict[str, Any]) -> int:
-    """Rows already embedded by an interrupted run with the same inputs and settings."""
+def _resume_point(out: Path, fingerprint: str) -> int:
+    """Rows already embedded by an interrupted run with the same input contents and settings."""
     p = out / PROGRESS_FILE
     if not p.is_file() or not all((out / f"{k}.npy").is_file() for k in KINDS):
         return 0
     saved = json.loads(p.read_text())
     if saved.get("fingerprint") != fingerprint:
-        log.info("embed: %s is from other inputs or settings; starting over", p)
+        log.warning("embed: %s was written for other tweets, model or settings; starting over", p)
         return 0
     return int(saved["rows_done"])
 
 
-def _save_progress(out: Path, fingerprint: dict[str, Any], rows_done: int) -> None:
+def _save_progress(out: Path, fingerprint: str, rows_done: int) -> None:
     tmp = out / (PROGRESS_FILE + ".tmp")
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "rows_done": rows_done}))
     os.replace(tmp, out / PROGRESS_FILE)
@@ -346,14 +347,19 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
     n = f.metadata.num_rows
     enc_model, tokenizer = load_encoder(model, cfg.device)
     dim = _encoder(enc_model).config.hidden_size
-    fingerprint = {
-        "tweets": str(path.resolve()),
-        "rows": n,
-        "model": str(Path(model).resolve()),
-        "dim": dim,
-        "max_length": cfg.max_length,
-        "chunk_size": cfg.chunk_size,
-    }
+    # The resume key: the contents of tweets and model (never their paths: a retried pod
+    # mounts them elsewhere; another model copied to the same path must not be resumed) and
+    # the settings that shape the rows (the device type decides bf16 or fp32).
+    fingerprint = fp.fingerprint(
+        {
+            "rows": n,
+            "dim": dim,
+            "max_length": cfg.max_length,
+            "chunk_size": cfg.chunk_size,
+            "device": next(_encoder(enc_model).parameters()).device.type,
+        },
+        {"tweets": fp.file_fingerprint(path), "model": fp.model_fingerprint(model)},
+    )
     start = _resume_point(out, fingerprint)
     arrays = _open_outputs(out, n, dim, "r+" if start else "w+")
     if start:
