@@ -149,6 +149,7 @@ def test_run_embed_writes_aligned_arrays_and_ids(
     m = run_embed(cfg, tmp_path / "emb", model=xlmr_dir, tweets=ingested)
     out = tmp_path / "emb"
     assert {p.name for p in out.iterdir()} == {
+        ".twhin-bert-stage.json",
         "cls.npy",
         "mean.npy",
         "combined.npy",
