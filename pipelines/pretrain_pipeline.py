@@ -4,6 +4,10 @@ ingest -> build_graph -> embed_graph -> mine_pairs -> train_tokenizer -> pretrai
 -> pretrain(mlm_social) -> evaluate -> register_model, plus (``ablation: true``) the
 MLM-only twin trained from stage 1 for as many steps as stage 2 and evaluated beside it, and
 (``embed_tweets: true``) the new encoder's embeddings of every ingested tweet.
+
+With ``pretrain.base_model`` (a released encoder) train_tokenizer is skipped, pretrain(mlm)
+is an optional MLM continuation of the base (``pretrain.mlm.steps: 0`` skips it), and
+evaluate scores the untouched base as a third model.
 """
 
 # No `from __future__ import annotations`: KFP reads the pipeline signature's real types.
@@ -29,8 +33,9 @@ RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
 
 
 def ablation_twin(p: PretrainConfig) -> PretrainConfig:
-    """The MLM-only twin's config: MLM continued from stage 1 with stage 2's schedule (steps,
-    learning rate, warmup), so the twin sees as many optimizer steps as the social model."""
+    """The MLM-only twin's config: MLM continued from stage 1 (or from the base model when
+    stage 1 is skipped) with stage 2's schedule (steps, learning rate, warmup), so the twin
+    sees as many optimizer steps, from the same start, as the social model."""
     twin = p.model_copy(deep=True)
     twin.mlm = p.mlm_social.model_copy(update={"micro_batch_size": p.mlm.micro_batch_size})
     return twin
@@ -172,37 +177,46 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
     ):
         t = graph_tasks(cfg, tweets, engagements, parallel_tweets, truth, window_end, data_window)
         ingested = t["ingest"].outputs["ingested"]
-        tok = apply_runtime(
-            train_tokenizer(
-                config=cfg.train_tokenizer.model_dump_json(),
-                ingested=ingested,
-                pipeline_run_id=RUN_ID,
-            ),
-            cfg,
-            "train_tokenizer",
-            "train_tokenizer",
-        )
-        mlm = apply_runtime(
-            pretrain(
-                config=cfg.pretrain.model_dump_json(),
-                objective="mlm",
-                ingested=ingested,
-                tokenizer=tok.outputs["tokenizer"],
-                pipeline_run_id=RUN_ID,
-            ),
-            cfg,
-            "pretrain",
-            "pretrain-mlm",
-        )
+        # From a released encoder (pretrain.base_model) its tokenizer is used: no
+        # train_tokenizer; stage 1 is an optional MLM continuation of the base.
+        base = cfg.pretrain.base_model
+        tok_args = {}
+        if base is None:
+            tok = apply_runtime(
+                train_tokenizer(
+                    config=cfg.train_tokenizer.model_dump_json(),
+                    ingested=ingested,
+                    pipeline_run_id=RUN_ID,
+                ),
+                cfg,
+                "train_tokenizer",
+                "train_tokenizer",
+            )
+            tok_args = {"tokenizer": tok.outputs["tokenizer"]}
+        start = {}  # stage 2 and the twin start from stage 1, else (skipped) from the base
+        if base is None or cfg.pretrain.mlm.steps > 0:
+            mlm = apply_runtime(
+                pretrain(
+                    config=cfg.pretrain.model_dump_json(),
+                    objective="mlm",
+                    ingested=ingested,
+                    pipeline_run_id=RUN_ID,
+                    **tok_args,
+                ),
+                cfg,
+                "pretrain",
+                "pretrain-mlm",
+            )
+            start = {"init_model": mlm.outputs["model"]}
         social = apply_runtime(
             pretrain(
                 config=cfg.pretrain.model_dump_json(),
                 objective="mlm_social",
                 ingested=ingested,
-                tokenizer=tok.outputs["tokenizer"],
                 pairs=t["mine_pairs"].outputs["pairs"],
-                init_model=mlm.outputs["model"],
                 pipeline_run_id=RUN_ID,
+                **tok_args,
+                **start,
             ),
             cfg,
             "pretrain",
@@ -216,6 +230,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
             graph_embeddings=t["embed_graph"].outputs["embeddings"],
             pipeline_run_id=RUN_ID,
             benchmarks=benchmarks,
+            base_model=base or "",
         )
         if cfg.ablation:
             twin = apply_runtime(
@@ -223,9 +238,9 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
                     config=twin_cfg,
                     objective="mlm",
                     ingested=ingested,
-                    tokenizer=tok.outputs["tokenizer"],
-                    init_model=mlm.outputs["model"],
                     pipeline_run_id=RUN_ID,
+                    **tok_args,
+                    **start,
                 ),
                 cfg,
                 "pretrain",

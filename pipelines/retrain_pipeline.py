@@ -86,6 +86,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
                 pipeline_run_id=RUN_ID,
                 benchmarks=benchmarks,
                 baseline_model=champ.outputs["champion"],
+                base_model=cfg.pretrain.base_model or "",
             ),
             cfg,
             "evaluate",

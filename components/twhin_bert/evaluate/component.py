@@ -21,6 +21,7 @@ def evaluate(
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
     baseline_model: Input[Model] = None,
+    base_model: str = "",
 ):
     """Evaluates the candidate model (and the MLM-only ablation twin) beside TF-IDF/popularity floors.
 
@@ -37,6 +38,9 @@ def evaluate(
         classification: Confusion matrix of the candidate on the main benchmark.
         report: The HTML report.
         baseline_model: The MLM-only model, when the ablation runs.
+        base_model: The released encoder the candidate continued (``pretrain.base_model``:
+            a folder, gs:// URI or ``pkg:`` reference), scored untouched as a third model;
+            '' = trained from scratch.
     """
     import json
     import shutil
@@ -50,6 +54,10 @@ def evaluate(
     models = {cfg.candidate: Path(model.path)}
     if baseline_model is not None:
         models[cfg.baseline] = Path(baseline_model.path)
+    if base_model:
+        from twhin_bert.common.base_model import fetch
+
+        models[cfg.base] = fetch(base_model)
     result = run_evaluate(
         cfg,
         evaluation.path,

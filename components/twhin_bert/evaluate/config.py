@@ -180,6 +180,11 @@ class EvaluateConfig(StrictModel):
     baseline: str = Field(
         "mlm_only", description="Ablation twin compared with the candidate when present."
     )
+    base: str = Field(
+        "base",
+        description="Name of the untouched base encoder (pretrain.base_model) scored beside "
+        "the candidate when the candidate continued one.",
+    )
     engagement: EngagementConfig = Field(
         default_factory=EngagementConfig, description="Engagement task."
     )
@@ -207,6 +212,9 @@ class EvaluateConfig(StrictModel):
             )
         if self.engagement.k > self.engagement.curve_max_k:
             raise ValueError("engagement.k must be <= engagement.curve_max_k")
-        if self.candidate == self.baseline:
-            raise ValueError("candidate and baseline must name different models")
+        names = [self.candidate, self.baseline, self.base]
+        if len(set(names)) < len(names):
+            raise ValueError(
+                f"candidate, baseline and base must name different models, got {names}"
+            )
         return self

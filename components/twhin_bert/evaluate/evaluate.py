@@ -181,6 +181,10 @@ def _evaluate(
             "name": cfg.baseline,
             "primary": _flat_key_metrics(result, cfg.baseline, cfg),
         }
+    if cfg.base in model_dirs:
+        # The untouched base encoder on the same split: what continued training must beat
+        # (register_model's gate can require it, gate.require_beat_base).
+        result["base"] = {"name": cfg.base, "primary": _flat_key_metrics(result, cfg.base, cfg)}
     (out_dir / CURVES_FILE).write_text(json.dumps(curves, indent=1) + "\n")
     if conf:
         (out_dir / CONFUSION_FILE).write_text(json.dumps(conf, indent=1) + "\n")

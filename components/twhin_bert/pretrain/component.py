@@ -13,10 +13,10 @@ def pretrain(
     config: str,
     objective: str,
     ingested: Input[Dataset],
-    tokenizer: Input[Model],
     pipeline_run_id: str,
     model: Output[Model],
     metrics: Output[Metrics],
+    tokenizer: Input[Model] = None,
     pairs: Input[Dataset] = None,
     init_model: Input[Model] = None,
 ):
@@ -30,14 +30,16 @@ def pretrain(
         config: The pretrain section of the pipeline config, as JSON.
         objective: ``mlm`` (stage 1) or ``mlm_social`` (stage 2: MLM + NT-Xent on pairs).
         ingested: The ingest output (``tweets.parquet``).
-        tokenizer: The train_tokenizer output (a Hugging Face fast-tokenizer folder).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         model: Hugging Face model folder (``AutoModel``/``AutoTokenizer`` load it), with
             ``mlm_head.safetensors``, ``social_head.safetensors``, ``training_log.json`` and
             a ``README.md`` model card.
         metrics: Final losses, steps, tokens/s, non-padding tokens.
+        tokenizer: The train_tokenizer output (a Hugging Face fast-tokenizer folder); absent
+            with a ``base_model`` in the config (its own tokenizer is used).
         pairs: The mine_pairs output (``pairs.parquet``); required for ``mlm_social``.
-        init_model: A model folder to start from (stage 1's, or the champion's to warm-start).
+        init_model: A model folder to start from (stage 1's, or the champion's to warm-start);
+            absent: the config's ``base_model``, else a fresh encoder.
     """
     from pathlib import Path
 
@@ -51,7 +53,7 @@ def pretrain(
         pipeline_run_id=pipeline_run_id,
         objective=objective,
         ingested=Path(ingested.path),
-        tokenizer=Path(tokenizer.path),
+        tokenizer=Path(tokenizer.path) if tokenizer is not None else None,
         pairs=Path(pairs.path) if pairs is not None else None,
         init_from=Path(init_model.path) if init_model is not None else None,
     )

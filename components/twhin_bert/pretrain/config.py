@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from twhin_bert.common.base_model import check as check_base_model
 from twhin_bert.common.config import StrictModel
 
 Objective = Literal["mlm", "mlm_social"]
@@ -53,7 +54,10 @@ class ObjectiveTraining(StrictModel):
     peak_lr: float = Field(1e-3, gt=0.0, description="Peak learning rate after warmup.")
     warmup_steps: int = Field(5, ge=0, description="Linear warmup steps (optimizer steps).")
     steps: int = Field(
-        30, ge=1, description="Total optimizer steps (linear decay to 0 after warmup)."
+        30,
+        ge=0,
+        description="Total optimizer steps (linear decay to 0 after warmup). 0 skips the "
+        "objective: only stage 1 (mlm) with a base_model, whose stage 2 then starts from the base.",
     )
     grad_checkpointing: bool = Field(
         False, description="Recompute activations in the backward pass (saves memory, ~30% slower)."
@@ -61,7 +65,7 @@ class ObjectiveTraining(StrictModel):
 
     @model_validator(mode="after")
     def _warmup_within_steps(self) -> ObjectiveTraining:
-        if self.warmup_steps >= self.steps:
+        if self.steps and self.warmup_steps >= self.steps:
             raise ValueError(f"warmup_steps {self.warmup_steps} must be < steps {self.steps}")
         return self
 
@@ -69,7 +73,18 @@ class ObjectiveTraining(StrictModel):
 class PretrainConfig(StrictModel):
     """Everything the pretrain stage needs besides its inputs."""
 
-    arch: ArchConfig = Field(default_factory=ArchConfig, description="Encoder architecture.")
+    base_model: str | None = Field(
+        None,
+        description="Continue from a released encoder instead of training one from scratch: a "
+        "Hugging Face model folder (local path, gs:// URI, or pkg:<package>/<folder> inside an "
+        "installed package), never downloaded from the hub. Its architecture and tokenizer are "
+        "used (arch and train_tokenizer are ignored); families: XLM-R, RoBERTa, BERT. "
+        "Stage 1 (mlm) becomes an optional MLM continuation (mlm.steps: 0 skips it).",
+    )
+    arch: ArchConfig = Field(
+        default_factory=ArchConfig,
+        description="Encoder architecture of a model trained from scratch (ignored with base_model).",
+    )
     max_seq_len: int = Field(128, ge=8, le=512, description="Tokens per packed sequence.")
     lang_alpha: float = Field(
         0.7,
@@ -141,8 +156,24 @@ class PretrainConfig(StrictModel):
     threads: int = Field(2, ge=0, description="torch CPU threads (0 = torch's default).")
     seed: int = Field(0, description="Seed of data order, masking, dropout and init.")
 
+    @field_validator("base_model")
+    @classmethod
+    def _known_family(cls, v: str | None) -> str | None:
+        # Local and packaged folders are checked now, not hours into a run; gs:// at the start
+        # of the pretrain and evaluate tasks (when they download it).
+        if v is not None:
+            check_base_model(v)
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> PretrainConfig:
+        if self.mlm_social.steps == 0:
+            raise ValueError("mlm_social.steps must be >= 1 (stage 2 is the method)")
+        if self.mlm.steps == 0 and self.base_model is None:
+            raise ValueError(
+                "mlm.steps 0 skips stage 1, which only a base_model can replace; "
+                "set base_model or mlm.steps >= 1"
+            )
         if self.max_pair_tweet_tokens > self.max_seq_len:
             raise ValueError(
                 f"max_pair_tweet_tokens {self.max_pair_tweet_tokens} exceeds max_seq_len "

@@ -1,6 +1,8 @@
 """Export of a trained model as a Hugging Face folder (a drop-in ``AutoModel``).
 
-The folder holds the encoder (``config.json`` + ``model.safetensors``, an ``XLMRobertaModel``),
+The folder holds the encoder (``config.json`` + ``model.safetensors``: an ``XLMRobertaModel``
+from scratch, the base's architecture when continued; pooler included, so ``AutoModel`` loads
+it with no missing or unexpected weights),
 the tokenizer files, a ``README.md`` model card, ``training_log.json``, and the two training
 heads beside it (``mlm_head.safetensors``, ``social_head.safetensors``) so that stage 2 or a
 warm-start retraining continues from *all* the weights, not only the encoder's.
@@ -21,15 +23,28 @@ from twhin_bert import __version__
 MLM_HEAD_FILE = "mlm_head.safetensors"
 SOCIAL_HEAD_FILE = "social_head.safetensors"
 TRAINING_LOG_FILE = "training_log.json"
-TIED = "decoder.weight"  # the LM head's projection is the input embedding matrix
 
 
-def _float_state(module: torch.nn.Module, drop: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+def _float_state(
+    module: torch.nn.Module, drop: frozenset[str] = frozenset()
+) -> dict[str, torch.Tensor]:
     return {
         k: v.detach().to("cpu", torch.float32).contiguous()
         for k, v in module.state_dict().items()
         if k not in drop
     }
+
+
+def shared_keys(module: torch.nn.Module, embeddings: torch.Tensor) -> frozenset[str]:
+    """State keys of a head that are not saved: its projection tied to the input embeddings,
+    and second names of one tensor (a released head's ``decoder.bias`` is its ``bias``)."""
+    seen = {embeddings.data_ptr()}
+    out = set()
+    for k, v in module.state_dict().items():
+        if v.data_ptr() in seen:
+            out.add(k)
+        seen.add(v.data_ptr())
+    return frozenset(out)
 
 
 def export_model(
@@ -63,7 +78,8 @@ def export_model(
     encoder.config.dtype = "float32"
     encoder.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
-    save_file(_float_state(model.lm_head, drop=(TIED,)), str(out_dir / MLM_HEAD_FILE))
+    tied = shared_keys(model.lm_head, model.encoder.get_input_embeddings().weight)
+    save_file(_float_state(model.lm_head, drop=tied), str(out_dir / MLM_HEAD_FILE))
     save_file(_float_state(model.social_head), str(out_dir / SOCIAL_HEAD_FILE))
     (out_dir / TRAINING_LOG_FILE).write_text(json.dumps(training_log, indent=1) + "\n")
     (out_dir / "README.md").write_text(model_card(objective, metrics, config, encoder.config))
@@ -91,7 +107,8 @@ def load_heads(model: Any, folder: str | Path) -> list[str]:
             missing, unexpected = module.load_state_dict(state, strict=False)
         except RuntimeError as e:
             raise ValueError(f"{path}: does not fit the model's {name} head: {e}") from e
-        missing = [k for k in missing if k != TIED]
+        shared = shared_keys(module, model.encoder.get_input_embeddings().weight)
+        missing = [k for k in missing if k not in shared]
         if missing or unexpected:
             raise ValueError(f"{path}: {name} head missing {missing}, unexpected {unexpected}")
         loaded.append(name)
@@ -106,7 +123,7 @@ def model_card(objective: str, metrics: dict[str, Any], config: dict[str, Any], 
     return f"""---
 library_name: transformers
 pipeline_tag: feature-extraction
-tags: [twhin-bert, tweets, multilingual, xlm-roberta]
+tags: [twhin-bert, tweets, {hf.model_type}]
 ---
 
 # TwHIN-BERT encoder ({stage})
@@ -116,7 +133,9 @@ A {
         if objective == "mlm"
         else "socially-enriched tweet encoder"
     } trained by the `twhin-bert` pipeline {__version__}
-(method: Zhang et al., KDD 2023, arXiv 2209.07562). Architecture: XLM-R style,
+(method: Zhang et al., KDD 2023, arXiv 2209.07562). {
+        "Continued from " + str(config["base_model"]) + ". " if config.get("base_model") else ""
+    }Architecture: {hf.model_type},
 {hf.num_hidden_layers} layers, hidden {hf.hidden_size}, {hf.num_attention_heads} heads,
 vocabulary {hf.vocab_size}, sequences up to {config.get("max_seq_len")} tokens.
 

@@ -1,19 +1,25 @@
-"""The pretraining model: an XLM-R style encoder, a sparse MLM head and a projection head.
+"""The pretraining model: an encoder, a sparse MLM head and a projection head.
 
-The encoder is a plain ``transformers`` ``XLMRobertaModel`` (SDPA attention, RoBERTa
-architecture as in the paper), so the export is a drop-in ``AutoModel``. The MLM head gathers
+From scratch the encoder is a plain ``transformers`` ``XLMRobertaModel`` (SDPA attention,
+RoBERTa architecture as in the paper); continued from a released encoder
+(``pretrain.base_model``) it is that folder's ``AutoModel`` (XLM-R, RoBERTa or BERT family),
+architecture kept. Either way the export is a drop-in ``AutoModel``, pooler included (the
+pooler is frozen: the method pools with CLS, but ``AutoModel`` expects its weights). The MLM
+head is the base's own when its folder has one, else :class:`MaskedLMHead`. It gathers
 the hidden states at the masked positions *before* the vocabulary projection: with 15% of the
 tokens masked and a 250K vocabulary, that skips ~85% of by far the largest matmul of the step.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from twhin_bert.common import base_model
 from twhin_bert.pretrain.config import ArchConfig
 from twhin_bert.pretrain.data import Batch, Specials, block_attention_mask
 from twhin_bert.pretrain.losses import combined_loss, masked_lm_loss, nt_xent
@@ -92,20 +98,37 @@ class PretrainModel(nn.Module):
         social_head: :class:`ProjectionHead`.
     """
 
-    def __init__(self, encoder: nn.Module, projection_dims: list[int]) -> None:
+    def __init__(
+        self, encoder: nn.Module, projection_dims: list[int], lm_head: nn.Module | None = None
+    ) -> None:
+        """Args:
+        encoder: The encoder (``AutoModel``; a pooler, if any, is frozen here).
+        projection_dims: Widths of the contrastive head.
+        lm_head: A ready MLM head (a released model's own, its projection tied to
+            ``encoder``'s input embeddings); None: a fresh :class:`MaskedLMHead`.
+        """
         super().__init__()
         cfg = encoder.config
         self.encoder = encoder
-        self.lm_head = MaskedLMHead(
-            cfg.hidden_size,
-            cfg.vocab_size,
-            cfg.layer_norm_eps,
-            encoder.get_input_embeddings(),
-        )
+        pooler = getattr(encoder, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)  # exported for AutoModel, never trained (CLS pooling)
+        fresh: list[nn.Module] = []
+        if lm_head is None:
+            lm_head = MaskedLMHead(
+                cfg.hidden_size,
+                cfg.vocab_size,
+                cfg.layer_norm_eps,
+                encoder.get_input_embeddings(),
+            )
+            fresh.append(lm_head)
+        self.lm_head = lm_head
         self.social_head = ProjectionHead(cfg.hidden_size, projection_dims)
+        fresh.append(self.social_head)
         std = cfg.initializer_range
-        for m in [*self.lm_head.modules(), *self.social_head.modules()]:
-            if isinstance(m, nn.Linear) and m is not self.lm_head.decoder:
+        tied = encoder.get_input_embeddings().weight
+        for m in (m for head in fresh for m in head.modules()):
+            if isinstance(m, nn.Linear) and m.weight is not tied:
                 nn.init.normal_(m.weight, std=std)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
@@ -190,37 +213,134 @@ def build_model(
     projection_dims: list[int],
     init_from: str | None = None,
 ) -> PretrainModel:
-    """A fresh model, or one initialised from an exported model folder.
+    """A fresh model, or one initialised from a model folder.
 
     Args:
         arch: Architecture (ignored when ``init_from`` is given: its config.json wins).
         specials: Token ids (vocabulary size, pad, cls, sep).
         max_seq_len: Packed sequence length.
         projection_dims: Widths of the contrastive head.
-        init_from: An exported model folder (stage 1's, or a champion's): encoder weights from
-            ``model.safetensors``, heads from ``mlm_head.safetensors`` /
-            ``social_head.safetensors`` when present (otherwise freshly initialised).
+        init_from: A model folder: an export of this stage (stage 1's, or a champion's) or a
+            released encoder (``pretrain.base_model``). Encoder from its weights (any supported
+            family, architecture kept); MLM head from ``mlm_head.safetensors``, else the
+            folder's own masked-LM head, else fresh and tied; social head from
+            ``social_head.safetensors`` when present, else fresh.
 
     Returns:
         The model (float32, on CPU).
+
+    Raises:
+        ValueError: The folder's family is unsupported or its vocabulary is smaller than the
+            tokenizer's (names the folder).
     """
-    from transformers import XLMRobertaModel
+    from transformers import AutoModel, XLMRobertaModel
 
     if init_from is None:
-        encoder = XLMRobertaModel(
-            encoder_config(arch, specials, max_seq_len), add_pooling_layer=False
-        )
+        encoder = XLMRobertaModel(encoder_config(arch, specials, max_seq_len))
         return PretrainModel(encoder, projection_dims)
     from twhin_bert.pretrain.export import load_heads
 
-    encoder = XLMRobertaModel.from_pretrained(
-        init_from, add_pooling_layer=False, attn_implementation="sdpa"
+    base_model.model_type(init_from)  # a supported family, or a one-line error
+    encoder = AutoModel.from_pretrained(
+        init_from, local_files_only=True, attn_implementation="sdpa"
     )
-    if encoder.config.vocab_size != specials.vocab_size:
+    if specials.vocab_size > encoder.config.vocab_size:
         raise ValueError(
-            f"{init_from}: model vocabulary {encoder.config.vocab_size} differs from the "
+            f"{init_from}: model vocabulary {encoder.config.vocab_size} is smaller than the "
             f"tokenizer's {specials.vocab_size}"
         )
-    model = PretrainModel(encoder, projection_dims)
+    model = PretrainModel(encoder, projection_dims, lm_head=_released_mlm_head(encoder, init_from))
     load_heads(model, init_from)
     return model
+
+
+def _released_mlm_head(encoder: nn.Module, folder: str) -> nn.Module | None:
+    """The MLM head that continues ``folder``'s training, its projection tied to ``encoder``.
+
+    An export of this stage names its head in ``mlm_head.safetensors``: our
+    :class:`MaskedLMHead` (None here; :func:`load_heads` fills it) or, when its keys say so,
+    the family's own head (built here, filled by :func:`load_heads`). A released folder's own
+    masked-LM head is loaded with its weights when they are present; else None (fresh head).
+    """
+    from safetensors import safe_open
+    from transformers import AutoModelForMaskedLM
+    from transformers.utils import logging as hf_logging
+
+    from twhin_bert.pretrain.export import MLM_HEAD_FILE
+
+    head_file = Path(folder) / MLM_HEAD_FILE
+    if head_file.is_file():
+        with safe_open(str(head_file), framework="pt") as f:
+            keys = set(f.keys())
+        if keys <= MASKED_LM_HEAD_KEYS:
+            return None
+        mlm = AutoModelForMaskedLM.from_config(encoder.config)
+        has_head = True
+    else:
+        # The load report of a folder without a head lists it as missing: that is the answer
+        # we ask for here, not a problem to print.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            mlm, info = AutoModelForMaskedLM.from_pretrained(
+                folder, local_files_only=True, output_loading_info=True
+            )
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        prefix = mlm.base_model_prefix + "."
+        has_head = not any(not k.startswith(prefix) for k in info["missing_keys"])
+    if not has_head:
+        return None
+    (head,) = (m for name, m in mlm.named_children() if name != mlm.base_model_prefix)
+    mlm.get_output_embeddings().weight = encoder.get_input_embeddings().weight
+    return head
+
+
+#: The state keys of :class:`MaskedLMHead` as saved (its projection is the tied embedding).
+MASKED_LM_HEAD_KEYS = frozenset(
+    {"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias", "bias"}
+)
+
+
+def start_folders(
+    base: str | None, tokenizer: str | Path | None, init_from: str | Path | None
+) -> tuple[Path, Path | None]:
+    """Where a run's tokenizer and initial weights come from.
+
+    Given folders win. With a ``base_model`` the missing ones are the base (downloaded once
+    when it is on gs://, its family checked): stage 1's continuation, or stage 2 and the
+    ablation twin when stage 1 is skipped, start from it and use its tokenizer; a stage that
+    starts from an export uses that export's tokenizer (the base's, saved with it).
+
+    Raises:
+        ValueError: Neither a tokenizer nor a base model nor a model to start from.
+    """
+    if base is not None:
+        init_from = init_from or base_model.fetch(base)
+    tokenizer = tokenizer or init_from
+    if tokenizer is None:
+        raise ValueError(
+            "pretrain needs a tokenizer folder (train_tokenizer's output), a base_model, or a "
+            "model to start from"
+        )
+    return Path(tokenizer), Path(init_from) if init_from else None
+
+
+def packing_limits(
+    max_seq_len: int, max_pair_tweet_tokens: int, tokenizer: Any, specials: Specials,
+    init_from: str | Path | None,
+) -> tuple[int, int, int]:  # fmt: skip
+    """``(position_offset, max_seq_len, max_pair_tweet_tokens)`` for the encoder that trains.
+
+    Positions follow the encoder's family (RoBERTa numbering starts after the pad id, BERT's
+    at 0); the lengths are the configured ones, cut to what a started-from model's position
+    table and tokenizer take (a fresh encoder's table is sized from the config).
+    """
+    if init_from is None:
+        return specials.pad + 1, max_seq_len, max_pair_tweet_tokens
+    from transformers import AutoConfig
+
+    hf = AutoConfig.from_pretrained(str(init_from), local_files_only=True)
+    offset = base_model.position_offset(hf.model_type, specials.pad)
+    seq = base_model.max_tokens(hf, tokenizer, max_seq_len)
+    return offset, seq, min(max_pair_tweet_tokens, seq)
