@@ -28,7 +28,7 @@ from twhin_bert.pretrain.config import PretrainConfig
 from twhin_bert.register_model.config import RegisterModelConfig
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
 
-BUILTIN_CONFIGS = ("tiny", "prod")
+BUILTIN_CONFIGS = ("tiny", "tiny-minilm", "prod")
 
 
 class Toleration(StrictModel):

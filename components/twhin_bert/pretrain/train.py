@@ -63,7 +63,7 @@ def run_pretrain(
     *,
     objective: str,
     ingested: Path,
-    tokenizer: Path,
+    tokenizer: Path | None = None,
     pairs: Path | None = None,
     init_from: Path | None = None,
 ) -> dict[str, Any]:
@@ -76,17 +76,21 @@ def run_pretrain(
         objective: ``mlm`` (stage 1, from scratch unless ``init_from``) or ``mlm_social``
             (stage 2: MLM + NT-Xent on ``pairs``, normally from stage 1's model).
         ingested: The ingest folder (``tweets.parquet``).
-        tokenizer: A Hugging Face fast-tokenizer folder.
+        tokenizer: A Hugging Face fast-tokenizer folder; None: ``init_from``'s, else
+            ``cfg.base_model``'s.
         pairs: The mine_pairs folder (``pairs.parquet``); required for ``mlm_social``.
-        init_from: An exported model folder to start from (stage 1's, or a champion's).
+        init_from: A model folder to start from (stage 1's, or a champion's); None: the
+            ``cfg.base_model`` when set, else a fresh encoder.
 
     Returns:
         Final losses, steps, tokens/s, non-padding tokens and more.
     """
     _check_inputs(objective, pairs)
     check_devices(cfg.num_gpus)
-    ingested, tokenizer = Path(ingested), Path(tokenizer)
-    init_from = Path(init_from) if init_from else None
+    from twhin_bert.pretrain.model import start_folders
+
+    tokenizer, init_from = start_folders(cfg.base_model, tokenizer, init_from)
+    ingested = Path(ingested)
     pairs = Path(pairs) if pairs else None
     ckpt_dir, _ = checkpoint_folder(
         cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from
@@ -171,7 +175,7 @@ def train(
 
     from twhin_bert.pretrain import data as D
     from twhin_bert.pretrain.export import export_model
-    from twhin_bert.pretrain.model import build_model
+    from twhin_bert.pretrain.model import build_model, packing_limits
 
     ds_logger.setLevel(logging.WARNING)
     tc = cfg.training(objective)
@@ -180,7 +184,10 @@ def train(
 
     # --- data
     tok, specials = D.load_tokenizer(tokenizer)
-    position_offset = specials.pad + 1  # XLM-R numbering (see model.encoder_config)
+    # Positions and lengths follow the encoder (a base model's family and position table).
+    position_offset, max_seq_len, max_pair_tokens = packing_limits(
+        cfg.max_seq_len, cfg.max_pair_tweet_tokens, tok, specials, init_from
+    )
     stream: Any
     if social:
         assert pairs is not None
@@ -191,8 +198,8 @@ def train(
             tok,
             specials,
             pairs_per_batch=tc.micro_batch_size,
-            max_seq_len=cfg.max_seq_len,
-            max_tweet_tokens=cfg.max_pair_tweet_tokens,
+            max_seq_len=max_seq_len,
+            max_tweet_tokens=max_pair_tokens,
             position_offset=position_offset,
             mask_prob=cfg.mask_prob,
             seed=cfg.seed,
@@ -203,7 +210,7 @@ def train(
             tok,
             specials,
             rows_per_batch=tc.micro_batch_size,
-            max_seq_len=cfg.max_seq_len,
+            max_seq_len=max_seq_len,
             position_offset=position_offset,
             mask_prob=cfg.mask_prob,
             alpha=cfg.lang_alpha,
