@@ -232,40 +232,54 @@ def test_missing_input_and_unreadable_file(tmp_path: Path, fixture_inputs: dict)
     assert not (tmp_path / "o").exists()
 
 
-def test_shared_data_text_files(tmp_path: Path, shared_data: Path) -> None:
-    """Real tweets: UMSAB Spanish (a folder: *_labels.txt skipped) and TweetEval emotion."""
+def test_real_tweet_text_files(tmp_path: Path, sample_data: Path) -> None:
+    """Real tweets: UMSAB Spanish (a folder: *_labels.txt skipped) and one English file."""
+    umsab = sample_data / "umsab"
     out = tmp_path / "o"
     m = run_ingest(
         IngestConfig(),
         out,
-        tweets=[
-            str(shared_data / "umsab" / "spanish"),
-            str(shared_data / "tweeteval" / "emotion" / "val_text.txt"),
-        ],
+        tweets=[str(umsab / "spanish"), str(umsab / "english" / "val_text.txt")],
         engagements=[],
     )
     assert m["files_read"] == 3 and m["files_skipped"] == 2  # train/val labels
     spanish_lines = sum(
-        len((shared_data / "umsab" / "spanish" / f).read_bytes().splitlines())
+        len((umsab / "spanish" / f).read_bytes().splitlines())
         for f in ("train_text.txt", "val_text.txt")
     )
-    assert m["tweets"]["rows_in"] == spanish_lines + 374
+    assert spanish_lines == 500
+    assert m["tweets"]["rows_in"] == m["tweets"]["rows_out"] == spanish_lines + 100
     t = pq.read_table(out / "tweets.parquet").to_pandas()
     assert t["author_id"].isna().all() and t["created_at"].isna().all()
     es = t[t["tweet_id"].str.startswith("spanish/")]
-    assert len(es) > 2000 and (es["lang"] == "es").mean() > 0.8
-    en = t[t["tweet_id"].str.startswith("emotion/val_text:")]
-    assert en["tweet_id"].iloc[0] == "emotion/val_text:1" and len(en) == 374
+    assert len(es) == 500 and (es["lang"] == "es").mean() > 0.8
+    en = t[t["tweet_id"].str.startswith("english/val_text:")]
+    assert en["tweet_id"].iloc[0] == "english/val_text:1" and len(en) == 100
     assert (en["lang"] == "en").mean() > 0.8
-    assert m["languages"]["es"] > m["languages"]["en"] > 300
+    assert m["languages"]["es"] > m["languages"]["en"] > 80
     assert t["hashtags"].map(len).sum() > 50
     assert not t["text"].str.contains("https?://", regex=True).any()
 
 
+def test_whole_sample_folder(tmp_path: Path, sample_data: Path) -> None:
+    """A folder of language folders with the same file names: ids stay unique (they carry
+    the parent folder), every language is detected."""
+    m = run_ingest(IngestConfig(), tmp_path / "o", tweets=[str(sample_data)], engagements=[])
+    assert m["tweets"]["quarantined"]["duplicate_tweet"] == 0
+    assert m["tweets"]["rows_out"] == 8 * 500
+    langs = m["languages"]
+    for lang in ("en", "es", "fr", "de", "it", "pt", "ar"):  # UMSAB Hindi is romanised
+        assert langs.get(lang, 0) > 400, lang
+    assert langs["und"] < 0.15 * m["tweets"]["rows_out"]
+    t = pq.read_table(tmp_path / "o" / "tweets.parquet", columns=["tweet_id"])
+    assert {"spanish/train_text:1", "french/train_text:1"} <= set(t["tweet_id"].to_pylist())
+
+
 @pytest.mark.slow
-def test_all_shared_data(tmp_path: Path, shared_data: Path) -> None:
-    """Every text file of ../shared/data: ids unique per file path, 7+ languages found."""
-    m = run_ingest(IngestConfig(), tmp_path / "o", tweets=[str(shared_data)], engagements=[])
+def test_all_full_data(tmp_path: Path, full_data: Path) -> None:
+    """Every text file of the full data (TweetEval, UMSAB): ids unique per file path, 7+
+    languages found."""
+    m = run_ingest(IngestConfig(), tmp_path / "o", tweets=[str(full_data)], engagements=[])
     assert m["tweets"]["quarantined"]["duplicate_tweet"] == 0
     assert m["tweets"]["rows_out"] > 100_000
     langs = m["languages"]
@@ -327,14 +341,14 @@ def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         server.stop()
 
 
-def test_gcs_inputs(tmp_path: Path, fixture_inputs: dict, gcs_emulator, shared_data: Path) -> None:
+def test_gcs_inputs(tmp_path: Path, fixture_inputs: dict, gcs_emulator, sample_data: Path) -> None:
     bucket = gcs_emulator.create_bucket("raw-logs")
     bucket.blob("day=1/tweets.jsonl").upload_from_filename(str(fixture_inputs["tweets"]))
     bucket.blob("day=1/engagements.csv").upload_from_filename(
         str(fixture_inputs["engagements_csv"])
     )
     bucket.blob("text/es/val_text.txt").upload_from_filename(
-        str(shared_data / "umsab" / "spanish" / "val_text.txt")
+        str(sample_data / "umsab" / "spanish" / "val_text.txt")
     )
     bucket.blob("text/es/val_labels.txt").upload_from_string("0\n")
     more = pa.table(
@@ -354,7 +368,7 @@ def test_gcs_inputs(tmp_path: Path, fixture_inputs: dict, gcs_emulator, shared_d
         tweets=["gs://raw-logs/day=1/tweets*", "gs://raw-logs/text"],
         engagements=["gs://raw-logs/day=1/engagements.csv"],
     )
-    assert m["tweets"]["rows_out"] == 3 + 2 + 324
+    assert m["tweets"]["rows_out"] == 3 + 2 + 100
     assert m["files_skipped"] == 1
     assert m["engagements"]["rows_in"] == 12
     q = pq.read_table(out / "quarantine.parquet").to_pylist()
