@@ -660,13 +660,24 @@ def ui_cmd(
 
 # ----------------------------------------------------------------------------- registry
 ModelNameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
-ActorOpt = Annotated[str | None, typer.Option("--actor", help="Who acts (default: $USER).")]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who acts (default: the authenticated MLFLOW_TRACKING_USERNAME, else "
+        "$TWHIN_BERT_ACTOR or $USER); must match the authenticated user when there is one.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="The full record as JSON (for scripts).")]
+VersionArg = Annotated[
+    str, typer.Argument(help="Version number, or an alias (champion, challenger, ...).")
+]
 
 
 def _actor(actor: str | None) -> str:
-    from twhin_bert.register_model.registry import default_actor
+    from twhin_bert.register_model.registry import resolve_actor
 
-    return actor or default_actor()
+    return resolve_actor(actor)
 
 
 def _registry_setup() -> Any:
@@ -677,84 +688,171 @@ def _registry_setup() -> Any:
     return registry
 
 
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _day(t: str | None) -> str:
+    return (t or "")[:16].replace("T", " ")
+
+
+def _print_decision(res: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out_console.print_json(json.dumps(res, default=str))
+        return
+    move = f"v{res['from_version'] or '-'} -> v{res['to_version'] or '-'}" if res["alias"] else ""
+    out_console.print(
+        f"#{res['seq']} {res['action']} v{res['version']} {res['alias'] or ''} {move} "
+        f"by {res['actor']}: {(res['outcome'] or {}).get('status', 'pending')}"
+    )
+
+
 @registry_app.command("list")
 @friendly_errors
-def registry_list(name: ModelNameOpt = "twhin-bert") -> None:
-    """List the versions of a registered model with aliases, gate verdicts and key metrics."""
+def registry_list(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False) -> None:
+    """List the versions: aliases, gate verdict, key metrics beside the champion's, data window,
+    who approved or rejected and when."""
     registry = _registry_setup()
     rows = registry.list_versions(name)
-    table = Table(title=f"registered model {name}")
-    cols = list(rows[0]) if rows else ["version"]
-    for c in cols:
-        table.add_column(str(c))
+    if as_json:
+        out_console.print_json(json.dumps(rows, default=str))
+        return
+    champ = next((r for r in rows if "champion" in r["aliases"]), None)
+    keys = sorted({k for r in rows for k in r["metrics"]})[:2]
+    table = Table(title=f"{name}" + (f" (champion v{champ['version']})" if champ else ""))
+    for col in ("v", "aliases", "gate", *keys, "window", "decided"):
+        table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(*(str(r.get(c, "")) for c in cols))
+        cells = []
+        for k in keys:
+            mine = r["metrics"].get(k)
+            cell = _num(mine)
+            if champ is not None and r is not champ and mine is not None:
+                theirs = champ["metrics"].get(k)
+                cell += "" if theirs is None else f" ({mine - theirs:+.3f})"
+            cells.append(cell)
+        if r["rejected_by"]:
+            decided = f"rejected {r['rejected_by']} {_day(r['rejected_at'])}"
+        elif r["approved_by"]:
+            decided = f"approved {r['approved_by']} {_day(r['approved_at'])}"
+        else:
+            decided = ""
+        short = {"champion": "champ", "challenger": "chall", "previous-champion": "prev"}
+        table.add_row(
+            str(r["version"]),
+            ",".join(short.get(a, a) for a in r["aliases"]),
+            r["gate"],
+            *cells,
+            (r["data_window"] or "").replace("/", ".."),
+            decided,
+        )
     out_console.print(table)
+    if keys:
+        out_console.print("metrics rounded; (+/-) = difference from the champion")
 
 
 @registry_app.command("show")
 @friendly_errors
 def registry_show(
-    version: Annotated[
-        str, typer.Argument(help="Version number, or an alias (champion, challenger).")
-    ],
-    name: ModelNameOpt = "twhin-bert",
+    version: VersionArg, name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False
 ) -> None:
-    """Show one version: tags, metrics, gate comparison, approvals."""
+    """Show one version: gate verdict and reasons, metrics beside the champion's, decisions."""
     registry = _registry_setup()
-    out_console.print_json(json.dumps(registry.show(name, version), default=str))
+    rec = registry.show(name, version)
+    if as_json:
+        out_console.print_json(json.dumps(rec, default=str))
+        return
+    out_console.print(f"[bold]{name} v{rec['version']}[/]  {', '.join(rec['aliases']) or '-'}")
+    out_console.print(
+        f"created {_day(rec['created'])}  window {rec['data_window'] or '-'}  "
+        f"git {(rec['git_sha'] or '-')[:10]}  run {rec['pipeline_run_id'] or '-'}"
+    )
+    gate = rec["gate_verdict"]
+    out_console.print(f"gate: {rec['gate']}")
+    for line in (gate or {}).get("reasons", []):
+        out_console.print(f"  {line}")
+    champ = rec["champion"]
+    label = f"champion v{champ['version']}" if champ else "champion"
+    out_console.print(f"{'metric':<28} {'this':>8} {label:>14}")
+    for k, v in sorted(rec["metrics"].items()):
+        theirs = (champ or {}).get("metrics", {}).get(k)
+        out_console.print(f"{k[:28]:<28} {_num(v):>8} {_num(theirs):>14}")
+    for h in rec["history"]:
+        out_console.print(
+            f"#{h['seq']} {_day(h['time'])} {h['action']} by {h['actor']}: "
+            f"{(h['outcome'] or {}).get('status', 'pending')}  {h['reason'][:60]}"
+        )
 
 
 @registry_app.command("history")
 @friendly_errors
-def registry_history(name: ModelNameOpt = "twhin-bert") -> None:
-    """Every move of the champion alias: who, when, why (MLflow itself keeps no alias history)."""
+def registry_history(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False) -> None:
+    """Every recorded decision (register, gate, approve, reject, rollback): who, when, why."""
     registry = _registry_setup()
-    out_console.print_json(json.dumps(registry.history(name), default=str))
+    records = registry.history(name)
+    if as_json:
+        out_console.print_json(json.dumps(records, default=str))
+        return
+    table = Table(title=f"{name}: decisions")
+    for col in ("#", "when", "action", "v", "move", "actor", "outcome", "reason"):
+        table.add_column(col, overflow="fold")
+    for h in records:
+        move = f"{h['from_version'] or '-'}->{h['to_version'] or '-'}" if h["alias"] else ""
+        table.add_row(
+            str(h["seq"]), _day(h["time"]), h["action"], str(h["version"] or ""), move,
+            h["actor"], (h["outcome"] or {}).get("status", "pending"), h["reason"][:40],
+        )  # fmt: skip
+    out_console.print(table)
 
 
 @registry_app.command("approve")
 @friendly_errors
 def registry_approve(
-    version: Annotated[str, typer.Argument(help="Version to promote to champion.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+    version: VersionArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")] = "",
     force: Annotated[
-        bool, typer.Option("--force", help="Promote even if its gate failed (needs --reason).")
+        bool, typer.Option("--force", help="Promote even if its gate fails or it was rejected.")
     ] = False,
     name: ModelNameOpt = "twhin-bert",
     actor: ActorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Approve a version: it becomes `champion`; the previous champion is kept for rollback."""
+    """Approve a version: it becomes `champion` (gate re-checked against the champion now)."""
     registry = _registry_setup()
     res = registry.approve(name, version, actor=_actor(actor), reason=reason, force=force)
-    out_console.print_json(json.dumps(res, default=str))
+    _print_decision(res, as_json)
 
 
 @registry_app.command("reject")
 @friendly_errors
 def registry_reject(
-    version: Annotated[str, typer.Argument(help="Version to reject.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    version: VersionArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")],
     name: ModelNameOpt = "twhin-bert",
     actor: ActorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Reject a version (recorded; it loses the `challenger` alias)."""
     registry = _registry_setup()
     res = registry.reject(name, version, actor=_actor(actor), reason=reason)
-    out_console.print_json(json.dumps(res, default=str))
+    _print_decision(res, as_json)
 
 
 @registry_app.command("rollback")
 @friendly_errors
 def registry_rollback(
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore the previous champion even if rejected.")
+    ] = False,
     name: ModelNameOpt = "twhin-bert",
     actor: ActorOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Restore the previous champion."""
+    """Restore the previous champion (a rejected one only with --force)."""
     registry = _registry_setup()
-    res = registry.rollback(name, actor=_actor(actor), reason=reason)
-    out_console.print_json(json.dumps(res, default=str))
+    res = registry.rollback(name, actor=_actor(actor), reason=reason, force=force)
+    _print_decision(res, as_json)
 
 
 # ----------------------------------------------------------------------------- benchmarks

@@ -232,6 +232,7 @@ def run_register_model(
         "data_window": data_window,
         "pipeline_run_id": pipeline_run,
         "model_folder": str(model),
+        registry.TAG_GATE_CONFIG: cfg.gate.model_dump_json(),  # approve re-checks with it
         **metrics_to_tags(primary),
         **verdict.to_tags(),
     }
@@ -241,17 +242,9 @@ def run_register_model(
     for line in verdict.reasons:
         log.info("  gate: %s", line)
 
-    old_challenger = registry.get_aliases(client, cfg.model_name).get(registry.CHALLENGER)
-    client.set_registered_model_alias(cfg.model_name, registry.CHALLENGER, version)
-    registry.record_alias_move(
-        client,
-        cfg.model_name,
-        action="register",
-        alias=registry.CHALLENGER,
-        from_version=old_challenger,
-        to_version=version,
-        actor=f"register_model:{pipeline_run}",
-        reason=f"new version, gate {verdict.verdict}",
+    actor = registry.default_actor()  # the authenticated MLflow user of the pipeline
+    registry.record_registration(
+        cfg.model_name, version, verdict, actor=actor, via=f"register_model:{pipeline_run}"
     )
 
     promoted = False
