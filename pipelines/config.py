@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 from twhin_bert import STAGES
 from twhin_bert.build_graph.config import BuildGraphConfig
-from twhin_bert.common.config import ConfigError, StrictModel, read_mapping
+from twhin_bert.common.config import ConfigError, K8sQuantity, StrictModel, read_mapping
 from twhin_bert.common.kfp_utils import BASE_IMAGE, GPU_IMAGE
 from twhin_bert.common.redact import is_secret_name, redact_text, uri_has_credentials
 from twhin_bert.embed.config import EmbedConfig
@@ -93,10 +93,10 @@ class TaskResources(StrictModel):
         description="Container image; None: the pipeline's `image`, or `gpu_image` when the "
         "task asks for accelerators.",
     )
-    cpu_request: str | None = Field(None, description="CPU request, e.g. '4'.")
-    cpu_limit: str | None = Field(None, description="CPU limit, e.g. '8'.")
-    memory_request: str | None = Field(None, description="Memory request, e.g. '16G'.")
-    memory_limit: str | None = Field(None, description="Memory limit, e.g. '32G'.")
+    cpu_request: K8sQuantity | None = Field(None, description="CPU request, e.g. '4'.")
+    cpu_limit: K8sQuantity | None = Field(None, description="CPU limit, e.g. '8'.")
+    memory_request: K8sQuantity | None = Field(None, description="Memory request, e.g. '16G'.")
+    memory_limit: K8sQuantity | None = Field(None, description="Memory limit, e.g. '32G'.")
     accelerator_type: str | None = Field(
         None, description="Accelerator resource, e.g. 'nvidia.com/gpu'."
     )
@@ -108,7 +108,7 @@ class TaskResources(StrictModel):
     tolerations: list[Toleration] = Field(
         default_factory=list, description="Tolerations for tainted node pools."
     )
-    shm_size: str | None = Field(
+    shm_size: K8sQuantity | None = Field(
         None, description="Size of a memory-backed /dev/shm (NCCL needs it for multi-GPU)."
     )
     pvc_mounts: dict[str, str] = Field(

@@ -29,8 +29,9 @@ from twhin_bert.ingest.readers import (
 
 
 def _ingest(out: Path, fixture_inputs: dict[str, Path], **cfg: object) -> dict:
+    # The fixture is mostly bad rows on purpose: no quarantine-share limit here.
     return run_ingest(
-        IngestConfig(**cfg),
+        IngestConfig(**{"max_quarantine_share": 1.0, **cfg}),
         out,
         tweets=[str(fixture_inputs["tweets"])],
         engagements=[
@@ -114,7 +115,7 @@ def test_formats_give_the_same_output(tmp_path: Path) -> None:
             "user_id": f"u{i % 7}",
             "tweet_id": f"t{i % 20}",
             "engagement_type": ["like", "rt", "reply", "quote"][i % 4],
-            "engaged_at": 1714608000 + i,
+            "engaged_at": 1715299200 + i,  # 2024-05-10: after every tweet (not before it)
         }
         for i in range(60)
     ]

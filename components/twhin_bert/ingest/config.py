@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from twhin_bert.common.config import StrictModel
 from twhin_bert.common.schemas import ENGAGEMENT_TYPES
@@ -58,6 +58,43 @@ class IngestConfig(StrictModel):
     csv_delimiter: str = Field(
         ",", min_length=1, max_length=1, description="Field delimiter of CSV inputs."
     )
+    csv_max_record_lines: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="Most physical lines one CSV record may span (a quoted field holding "
+        "newlines; a tweet has at most 280 characters). A record whose quote does not close "
+        "within them, or that swallowed a line which is a whole row of its own, costs its "
+        "first line (quarantined as unparseable_line) and reading resumes on the next line.",
+    )
+    max_future_skew_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="Timestamps (created_at, engaged_at) later than the start of the run plus "
+        "this many seconds are quarantined as bad_timestamp (default one day of clock skew).",
+    )
+    warn_quarantine_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Warn (one log line per kind, with the reasons and an example) when more "
+        "than this share of a kind's rows is quarantined. The demo data quarantine none.",
+    )
+    max_quarantine_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Fail the stage when more than this share of a kind's rows is quarantined "
+        "(most of the input being bad means a wrong file or format, not dirty data); 1.0: "
+        "never. Checked only for kinds that were given inputs.",
+    )
+    min_rows_kept: int = Field(
+        1,
+        ge=0,
+        description="Fail the stage when a kind that was given inputs keeps fewer rows than "
+        "this (default 1: an empty input, or one whose every row was quarantined, fails; "
+        "0: an empty output is accepted).",
+    )
     engagement_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_ENGAGEMENT_ALIASES),
         description="Accepted engagement type spellings -> canonical type (fave|retweet|reply|"
@@ -95,6 +132,15 @@ class IngestConfig(StrictModel):
                 f"engagement_aliases must map to one of {list(ENGAGEMENT_TYPES)}; got {bad}"
             )
         return {k.strip().lower(): t for k, t in v.items()}
+
+    @model_validator(mode="after")
+    def _warn_below_fail(self) -> IngestConfig:
+        if self.warn_quarantine_share > self.max_quarantine_share:
+            raise ValueError(
+                f"warn_quarantine_share ({self.warn_quarantine_share}) must not exceed "
+                f"max_quarantine_share ({self.max_quarantine_share})"
+            )
+        return self
 
     @field_validator("langid_languages")
     @classmethod

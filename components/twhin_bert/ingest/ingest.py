@@ -11,10 +11,21 @@ Read top to bottom:
    ``engagements.parquet``;
 4. every rejected row goes to ``quarantine.parquet`` with its raw text, file, line/row and
    reason; the metrics count rows in, out and quarantined by reason, and the stage refuses
-   to finish unless ``rows_in == rows_out + sum(quarantined)`` for both kinds.
+   to finish unless, for both kinds, ``rows_in == rows_out + sum(quarantined)`` and every
+   physical line (Parquet: row) read is a row, a blank line or a CSV header, once;
+5. the stage fails (exit code 2 from the CLI) when a kind given inputs keeps fewer than
+   ``min_rows_kept`` rows (by default: none, as with an empty input or one whose every row
+   was quarantined) or quarantines more than ``max_quarantine_share`` of its rows, and
+   warns above ``warn_quarantine_share``.
 
-Memory stays bounded: one batch of rows at a time, plus 8 bytes per tweet id and per
-engagement key (:mod:`twhin_bert.ingest.dedup`).
+Rows that are quarantined besides unparseable ones: texts empty after normalisation (only
+whitespace or control characters), a NUL anywhere in the row, timestamps later than the
+start of the run plus ``max_future_skew_s``, and engagements dated before their tweet's
+``created_at`` (``engaged_before_tweet``; engagements of tweets without a creation time,
+such as those of text files, are not checked).
+
+Memory stays bounded: one batch of rows at a time, plus 16 bytes per tweet id (its hash and
+creation time) and 8 per engagement key (:mod:`twhin_bert.ingest.dedup`).
 
 Input fields. Tweets: ``tweet_id``, ``author_id``, ``text``, ``created_at`` (required),
 ``lang`` (optional). Engagements: ``user_id``, ``tweet_id``, ``engagement_type``,
@@ -45,12 +56,14 @@ from twhin_bert.common.io import expand_uris, is_gcs
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.ingest.config import IngestConfig
-from twhin_bert.ingest.dedup import HashSet, hash_keys
+from twhin_bert.ingest.dedup import NO_VALUE, HashSet, hash_keys
 from twhin_bert.ingest.langid import LanguageDetector
 from twhin_bert.ingest.normalise import (
+    BAD_TIMESTAMP,
     DUPLICATE_ENGAGEMENT,
     DUPLICATE_TWEET,
     EMPTY_TEXT,
+    ENGAGED_BEFORE_TWEET,
     ENGAGEMENT_REASONS,
     MISSING_FIELD,
     TWEET_REASONS,
@@ -83,11 +96,27 @@ TWEET_OPTIONAL = ("lang",)
 ENGAGEMENT_REQUIRED = ("user_id", "tweet_id", "engagement_type", "engaged_at")
 OUTPUT_FILES = ("tweets.parquet", "engagements.parquet", "quarantine.parquet")
 
-__all__ = ["IngestAccountingError", "InputError", "plan", "run_ingest", "summarise"]
+__all__ = [
+    "IngestAccountingError",
+    "InputError",
+    "NothingKeptError",
+    "TooMuchQuarantinedError",
+    "plan",
+    "run_ingest",
+    "summarise",
+]
 
 
 class IngestAccountingError(RuntimeError):
     """Rows were lost or double-counted: rows_in != rows_out + quarantined (a bug)."""
+
+
+class NothingKeptError(InputError):
+    """A kind with inputs kept fewer than ``min_rows_kept`` rows (by default: none)."""
+
+
+class TooMuchQuarantinedError(InputError):
+    """More than ``max_quarantine_share`` of a kind's rows were quarantined."""
 
 
 @dataclass
@@ -96,13 +125,23 @@ class KindStats:
 
     reasons: tuple[str, ...]
     files: int = 0
+    lines_read: int = 0  # physical lines (Parquet: rows), counted by the readers' splitters
+    lines_skipped: int = 0  # blank lines and CSV headers
+    lines_in_rows: int = 0  # physical lines the rows span (a CSV record may span several)
     rows_in: int = 0
     rows_out: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    example: str = ""  # the first quarantined row, for error messages
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "files": self.files,
+            "lines_read": self.lines_read,
+            "lines_skipped": self.lines_skipped,
             "rows_in": self.rows_in,
             "rows_out": self.rows_out,
             "quarantined": {r: self.quarantined.get(r, 0) for r in self.reasons},
@@ -110,12 +149,65 @@ class KindStats:
         }
 
     def check(self, kind: str) -> None:
-        """Raises :class:`IngestAccountingError` unless every row is accounted for once."""
-        q = sum(self.quarantined.values())
+        """Raises :class:`IngestAccountingError` unless every physical line read is a row, a
+        blank line or a header, once, and every row is kept or quarantined, once."""
+        if self.lines_read != self.lines_skipped + self.lines_in_rows:
+            raise IngestAccountingError(
+                f"{kind}: lines_read={self.lines_read} != blank or header lines="
+                f"{self.lines_skipped} + lines in rows={self.lines_in_rows}"
+            )
+        q = self.quarantined_total
         if self.rows_in != self.rows_out + q:
             raise IngestAccountingError(
                 f"{kind}: rows_in={self.rows_in} != rows_out={self.rows_out} + "
                 f"quarantined={q} ({dict(self.quarantined)})"
+            )
+
+    def check_kept(self, kind: str, inputs: list[str], cfg: IngestConfig) -> None:
+        """Fails a kind that was given inputs but kept nothing or quarantined too much;
+        warns above ``cfg.warn_quarantine_share``.
+
+        Raises:
+            NothingKeptError: Fewer than ``min_rows_kept`` rows kept (by default: none, as
+                with empty inputs or every row quarantined).
+            TooMuchQuarantinedError: The quarantined share exceeds ``max_quarantine_share``.
+        """
+        if not inputs:
+            return
+        q = self.quarantined_total
+        reasons = ", ".join(f"{r}={n:,}" for r, n in self.quarantined.most_common())
+        if self.rows_out < cfg.min_rows_kept:
+            if self.rows_in == 0:
+                raise NothingKeptError(
+                    f"{kind} inputs {inputs} hold no rows ({self.lines_read:,} lines read, "
+                    f"all blank or headers); expected at least {cfg.min_rows_kept:,} {kind} "
+                    "rows (min_rows_kept)"
+                )
+            raise NothingKeptError(
+                f"{kind}: {self.rows_out:,} of {self.rows_in:,} rows kept, fewer than "
+                f"min_rows_kept={cfg.min_rows_kept:,} ({q:,} quarantined: {reasons}), e.g. "
+                f"{self.example}"
+            )
+        if self.rows_in == 0:
+            return
+        share = q / self.rows_in
+        if share > cfg.max_quarantine_share:
+            raise TooMuchQuarantinedError(
+                f"{kind}: {q:,} of {self.rows_in:,} rows quarantined ({share:.1%} > "
+                f"max_quarantine_share {cfg.max_quarantine_share:.1%}: {reasons}), e.g. "
+                f"{self.example}"
+            )
+        if share > cfg.warn_quarantine_share:
+            log.warning(
+                "%s: %s of %s rows quarantined (%.1f%% > warn_quarantine_share %.1f%%: %s), "
+                "e.g. %s",
+                kind,
+                f"{q:,}",
+                f"{self.rows_in:,}",
+                100 * share,
+                100 * cfg.warn_quarantine_share,
+                reasons,
+                self.example,
             )
 
 
@@ -240,6 +332,7 @@ def plan(patterns: list[str], kind: str, cfg: IngestConfig) -> tuple[list[FileRe
                 max_line_bytes=cfg.max_line_bytes,
                 text_id_prefix=text_id_prefix(uri) if fmt == TEXT else "",
                 csv_delimiter=cfg.csv_delimiter,
+                csv_max_record_lines=cfg.csv_max_record_lines,
             )
             reader.check_columns()
             readers.append(reader)
@@ -273,8 +366,10 @@ def run_ingest(
 
     Raises:
         InputError: An input is missing, unreadable, corrupt, of unknown format or lacks
-            required columns (the message names the file and what was expected). The
-            output folder is removed: no partial output is left.
+            required columns (the message names the file and what was expected); or a
+            kind with inputs kept no row or quarantined more than ``max_quarantine_share``
+            (:class:`NothingKeptError`, :class:`TooMuchQuarantinedError`). The output
+            folder is removed: no partial output is left.
         IngestAccountingError: A row was lost (a bug; nothing is published).
     """
     out_dir = Path(out_dir)
@@ -304,8 +399,10 @@ def _ingest(
     t_stats = KindStats(TWEET_REASONS)
     e_stats = KindStats(ENGAGEMENT_REASONS)
     languages: Counter[str] = Counter()
-    tweet_ids = HashSet()
+    tweet_ids = HashSet(with_values=True)  # value: created_at (ms), NO_VALUE when unknown
     engagement_keys = HashSet()
+    # Nothing happens later than now: a later timestamp is a broken clock or a unit mix-up.
+    max_ts = round((time.time() + cfg.max_future_skew_s) * 1000)
     types = EngagementTypes(cfg.engagement_aliases)
 
     quarantine = _Quarantine(out_dir / "quarantine.parquet", cfg.batch_size, cfg.raw_max_chars)
@@ -315,7 +412,7 @@ def _ingest(
         t_tweets = time.perf_counter()
         for reader, batch in _batches(tweet_readers, t_stats, TWEETS):
             table = _tweet_batch(
-                batch, reader, cfg, detector, tweet_ids, quarantine, t_stats, languages
+                batch, reader, cfg, detector, tweet_ids, quarantine, t_stats, languages, max_ts
             )
             if table.num_rows:
                 t_writer.write_table(table)
@@ -323,7 +420,7 @@ def _ingest(
         t_engagements = time.perf_counter()
         for reader, batch in _batches(engagement_readers, e_stats, ENGAGEMENTS):
             table = _engagement_batch(
-                batch, reader, types, tweet_ids, engagement_keys, quarantine, e_stats
+                batch, reader, types, tweet_ids, engagement_keys, quarantine, e_stats, max_ts
             )
             if table.num_rows:
                 e_writer.write_table(table)
@@ -336,10 +433,12 @@ def _ingest(
 
     t_stats.check(TWEETS)
     e_stats.check(ENGAGEMENTS)
-    if quarantine.written != sum(t_stats.quarantined.values()) + sum(e_stats.quarantined.values()):
+    if quarantine.written != t_stats.quarantined_total + e_stats.quarantined_total:
         raise IngestAccountingError(
             f"quarantine.parquet holds {quarantine.written} rows, counters say otherwise"
         )
+    t_stats.check_kept(TWEETS, tweets, cfg)
+    e_stats.check_kept(ENGAGEMENTS, engagements, cfg)
     elapsed = max(time.perf_counter() - t0, 1e-9)
     metrics: dict[str, Any] = {
         TWEETS: t_stats.as_dict(),
@@ -366,10 +465,16 @@ def _batches(
     bar = progress(total=len(readers), desc=f"ingest {kind}", unit="file")
     try:
         for reader in readers:
+            rows_before = stats.rows_in
             for batch in reader.batches():
                 stats.rows_in += len(batch)
+                stats.lines_in_rows += sum(batch.spans)
                 yield reader, batch
                 bar.set_postfix(rows=f"{stats.rows_in:,}", refresh=False)
+            stats.lines_read += reader.physical
+            stats.lines_skipped += reader.skipped
+            if stats.rows_in == rows_before:
+                log.warning("%s: no %s rows in this file", reader.uri, kind)
             stats.files += 1
             bar.update(1)
     finally:
@@ -380,6 +485,8 @@ def _reject(
     q: _Quarantine, stats: KindStats, kind: str, src: str, row: int, reason: str, raw: Any
 ) -> None:
     stats.quarantined[reason] += 1
+    if not stats.example:
+        stats.example = f"{src} row {row}: {reason}"
     q.add(kind, src, row, reason, raw)
 
 
@@ -392,6 +499,7 @@ def _tweet_batch(
     q: _Quarantine,
     stats: KindStats,
     languages: Counter[str],
+    max_ts: int,
 ) -> pa.Table:
     """Validates one batch of tweets; returns the table of the accepted ones."""
     structured = reader.fmt != TEXT
@@ -416,6 +524,8 @@ def _tweet_batch(
                 if not norm:
                     raise FieldError(EMPTY_TEXT, "text")
                 ts = parse_timestamp(rec.get("created_at"), "created_at") if structured else None
+                if ts is not None and ts > max_ts:
+                    raise FieldError(BAD_TIMESTAMP, "created_at")
                 lang = rec.get("lang")
                 if lang is not None and not isinstance(lang, str):
                     raise FieldError(WRONG_TYPE, "lang")
@@ -432,7 +542,8 @@ def _tweet_batch(
                 continue
         _reject(q, stats, TWEETS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
 
-    new = tweet_ids.add_new(hash_keys(ids, len(ids)))
+    created_or_unknown = np.array([NO_VALUE if t is None else t for t in created], dtype=np.int64)
+    new = tweet_ids.add_new(hash_keys(ids, len(ids)), created_or_unknown)
     for j in np.flatnonzero(~new):
         i = keep[j]
         _reject(q, stats, TWEETS, src, batch.rows[i], DUPLICATE_TWEET, batch.raws[i])
@@ -463,6 +574,7 @@ def _engagement_batch(
     engagement_keys: HashSet,
     q: _Quarantine,
     stats: KindStats,
+    max_ts: int,
 ) -> pa.Table:
     """Validates one batch of engagements; returns the table of the accepted ones."""
     src = reader.uri
@@ -485,6 +597,8 @@ def _engagement_batch(
                     tid = coerce_id(tid, "tweet_id")
                 kind = canonical(rec.get("engagement_type"))
                 ts = parse_timestamp(rec.get("engaged_at"), "engaged_at")
+                if ts > max_ts:
+                    raise FieldError(BAD_TIMESTAMP, "engaged_at")
             except FieldError as e:
                 reason = e.reason
             else:
@@ -497,11 +611,16 @@ def _engagement_batch(
         _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
 
     n = len(keep)
-    known = tweet_ids.contains(hash_keys(tweets, n))
+    known, created = tweet_ids.lookup(hash_keys(tweets, n))
     for j in np.flatnonzero(~known):
         i = keep[j]
         _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], UNKNOWN_TWEET, batch.raws[i])
-    cand = np.flatnonzero(known).tolist()
+    # Before its tweet existed (NO_VALUE, the smallest int64, never compares greater).
+    early = known & (np.array(times, dtype=np.int64) < created)
+    for j in np.flatnonzero(early):
+        i = keep[j]
+        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], ENGAGED_BEFORE_TWEET, batch.raws[i])
+    cand = np.flatnonzero(known & ~early).tolist()
     keys = (f"{users[j]}\x1f{tweets[j]}\x1f{kinds[j]}" for j in cand)
     new = engagement_keys.add_new(hash_keys(keys, len(cand)))
     sel: list[int] = []
@@ -529,7 +648,8 @@ def summarise(metrics: dict[str, Any]) -> str:
         m = metrics[kind]
         reasons = ", ".join(f"{r}={n:,}" for r, n in m["quarantined"].items() if n)
         lines.append(
-            f"{kind}: {m['rows_in']:,} in, {m['rows_out']:,} out, "
+            f"{kind}: {m['lines_read']:,} lines read ({m['lines_skipped']:,} blank or header), "
+            f"{m['rows_in']:,} rows in, {m['rows_out']:,} out, "
             f"{m['quarantined_total']:,} quarantined" + (f" ({reasons})" if reasons else "")
         )
     top = list(metrics["languages"].items())[:8]

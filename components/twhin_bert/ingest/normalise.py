@@ -27,6 +27,7 @@ UNKNOWN_ENGAGEMENT_TYPE = "unknown_engagement_type"
 UNKNOWN_TWEET = "unknown_tweet"
 DUPLICATE_TWEET = "duplicate_tweet"
 DUPLICATE_ENGAGEMENT = "duplicate_engagement"
+ENGAGED_BEFORE_TWEET = "engaged_before_tweet"
 
 TWEET_REASONS = (
     UNPARSEABLE_LINE,
@@ -45,6 +46,7 @@ ENGAGEMENT_REASONS = (
     BAD_TIMESTAMP,
     UNKNOWN_ENGAGEMENT_TYPE,
     UNKNOWN_TWEET,
+    ENGAGED_BEFORE_TWEET,
     DUPLICATE_ENGAGEMENT,
 )
 
@@ -63,6 +65,8 @@ class FieldError(ValueError):
 _URL = regex.compile(r"(?:https?://|www\.)\S+", regex.IGNORECASE)
 _MENTION = regex.compile(r"(?<![\p{L}\p{N}_@])@[\p{L}\p{N}_]+")
 _SPACE = regex.compile(r"\s+")
+# Control characters that are not whitespace (NUL, BEL, ESC, DEL, C1 controls...): no text.
+_CONTROL = regex.compile(r"[^\P{Cc}\s]+")
 # Twitter-style hashtag: '#' (or the full-width '＃') not glued to a word, '&' (HTML entity)
 # or '/' (URL fragment), then letters, marks (Devanagari vowel signs...), digits, '_';
 # at least one letter so "#1" is not a hashtag.
@@ -74,9 +78,10 @@ _HASHTAG = regex.compile(
 def normalise_text(text: str) -> str:
     """Normalises a tweet's text the way the models see it.
 
-    HTML entities of the Twitter API (``&amp;``...) are unescaped, URLs become ``http``,
-    mentions ``@user``, runs of whitespace (newlines included) one space, and the ends are
-    stripped. Hashtags stay in the text.
+    HTML entities of the Twitter API (``&amp;``...) are unescaped, control characters that
+    are not whitespace (NUL, ESC, DEL...) removed, URLs become ``http``, mentions ``@user``,
+    runs of whitespace (newlines included) one space, and the ends are stripped. Hashtags
+    stay in the text. A text of only whitespace and control characters becomes empty.
 
     Args:
         text: The original text.
@@ -86,6 +91,7 @@ def normalise_text(text: str) -> str:
     """
     if "&" in text:
         text = html.unescape(text)
+    text = _CONTROL.sub("", text)
     text = _URL.sub("http", text)
     text = _MENTION.sub("@user", text)
     return _SPACE.sub(" ", text).strip()

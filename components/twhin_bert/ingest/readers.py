@@ -9,6 +9,14 @@ The format comes from the file name: ``.jsonl``/``.ndjson``/``.json``, ``.csv``,
 ``.parquet``/``.pq`` and ``.txt``, each optionally ``.gz`` (not Parquet). Blank lines of
 JSONL and CSV files are not rows; a blank line of a text file is a row (with empty text),
 since text files are line-aligned with their label files.
+
+Accounting is on the physical input: every reader counts the lines (Parquet: rows) it read
+in :attr:`FileReader.physical`, independently of how they were parsed, and every batch says
+how many physical lines each of its rows spans and how many it skipped (blank lines, the
+CSV header), so ingest can prove that each line read is a row, a blank or the header, once.
+
+A NUL byte is never data (it marks a corrupt or non-UTF-8 file): in every format a row
+holding one is quarantined as ``unparseable_line``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import gzip
 import json
 import json.scanner
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -85,15 +94,19 @@ class RawBatch:
     records: list[dict[str, Any] | None] = field(default_factory=list)  # None when errors[i]
     errors: list[str | None] = field(default_factory=list)  # quarantine reason or None
     raws: list[Any] = field(default_factory=list)  # bytes | str | dict: the raw row
+    spans: list[int] = field(default_factory=list)  # physical lines of each row (CSV: >= 1)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, row: int, record: dict[str, Any] | None, error: str | None, raw: Any) -> None:
+    def add(
+        self, row: int, record: dict[str, Any] | None, error: str | None, raw: Any, span: int = 1
+    ) -> None:
         self.rows.append(row)
         self.records.append(record)
         self.errors.append(error)
         self.raws.append(raw)
+        self.spans.append(span)
 
 
 def raw_text(raw: Any, max_chars: int) -> str:
@@ -160,8 +173,29 @@ def _split(stream: IO[bytes], chunk_bytes: int, max_line_bytes: int) -> Iterator
 
 
 # --- readers ----------------------------------------------------------------------------
+class _Counted:
+    """Counts the lines a splitter yields: the physical input, whatever the parser does."""
+
+    def __init__(self, lines: Iterator[bytes]) -> None:
+        self._lines = lines
+        self.n = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> bytes:
+        line = next(self._lines)
+        self.n += 1
+        return line
+
+
 class FileReader:
     """Streams one input file as :class:`RawBatch` es.
+
+    After :meth:`batches` is exhausted, :attr:`physical` holds the lines (Parquet: rows)
+    read from the file, counted as they were split, and :attr:`skipped` those that were not
+    rows (blank lines, the CSV header); ``physical == skipped + sum(spans of all rows)``
+    holds unless a line was lost.
 
     Args:
         uri: Local path or gs:// URI.
@@ -174,6 +208,8 @@ class FileReader:
         max_line_bytes: Longest line accepted.
         text_id_prefix: For text files, tweet ids are ``f"{text_id_prefix}:{line}"``.
         csv_delimiter: CSV field delimiter.
+        csv_max_record_lines: Most physical lines one CSV record (a quoted field holding
+            newlines) may span; see :meth:`_csv`.
     """
 
     def __init__(
@@ -189,6 +225,7 @@ class FileReader:
         max_line_bytes: int = 1 << 20,
         text_id_prefix: str = "",
         csv_delimiter: str = ",",
+        csv_max_record_lines: int = 100,
     ) -> None:
         self.uri = uri
         self.fmt = fmt
@@ -200,6 +237,9 @@ class FileReader:
         self.max_line_bytes = max_line_bytes
         self.text_id_prefix = text_id_prefix
         self.csv_delimiter = csv_delimiter
+        self.csv_max_record_lines = csv_max_record_lines
+        self.physical = 0
+        self.skipped = 0
 
     def batches(self) -> Iterator[RawBatch]:
         """Yields the file's rows in batches.
@@ -207,7 +247,9 @@ class FileReader:
         Raises:
             UnreadableInputError: The file cannot be opened or is corrupt (message names it).
             MissingColumnsError: A CSV/Parquet file lacks required columns.
+            InputError: A CSV header that is not one line (names the line).
         """
+        self.physical = self.skipped = 0
         try:
             with ExitStack() as stack:
                 f = stack.enter_context(open_uri(self.uri, "rb"))
@@ -216,13 +258,14 @@ class FileReader:
                     return
                 if self.gz:
                     f = stack.enter_context(gzip.GzipFile(fileobj=f, mode="rb"))
-                lines = iter_lines(f, self.chunk_bytes, self.max_line_bytes)
+                lines = _Counted(iter_lines(f, self.chunk_bytes, self.max_line_bytes))
                 if self.fmt == JSONL:
                     yield from self._jsonl(lines)
                 elif self.fmt == CSV:
                     yield from self._csv(lines)
                 else:
                     yield from self._text(lines)
+                self.physical = lines.n
         except (OSError, EOFError, zlib.error, pa.ArrowException) as e:
             # gzip.BadGzipFile, PermissionError, FileNotFoundError and GCS errors are OSErrors
             # or are wrapped by open_uri's client as such; Parquet corruption is ArrowInvalid.
@@ -243,9 +286,12 @@ class FileReader:
             else:
                 stripped = line.strip()
                 if not stripped:
+                    self.skipped += 1
                     continue  # a blank line is not a row
                 try:
                     text = stripped.decode("utf-8")
+                    if "\x00" in text:
+                        raise ValueError("a NUL byte")
                     rec, end = scan(text, 0)
                     if end != len(text) and text[end:].strip():
                         raise ValueError("extra data after the JSON value")
@@ -256,12 +302,15 @@ class FileReader:
                 else:
                     if not isinstance(rec, dict):
                         err, rec = UNPARSEABLE_LINE, None
-                    elif b"\\u" in stripped and _has_lone_surrogate(rec):
-                        err, rec = INVALID_UTF8, None
+                    elif b"\\u" in stripped and _has_bad_char(rec):
+                        # an escaped lone surrogate is not UTF-8, an escaped NUL not data
+                        err = INVALID_UTF8 if _has_lone_surrogate(rec) else UNPARSEABLE_LINE
+                        rec = None
             rows.append(n)
             records.append(rec)
             errors.append(err)
             raws.append(line)
+            batch.spans.append(1)
             if len(rows) >= self.batch_size:
                 yield batch
                 batch = RawBatch()
@@ -281,7 +330,10 @@ class FileReader:
                 except UnicodeDecodeError:
                     batch.add(n, None, INVALID_UTF8, line)
                 else:
-                    batch.add(n, {"tweet_id": f"{prefix}:{n}", "text": text}, None, line)
+                    if "\x00" in text:
+                        batch.add(n, None, UNPARSEABLE_LINE, line)
+                    else:
+                        batch.add(n, {"tweet_id": f"{prefix}:{n}", "text": text}, None, line)
             if len(batch) >= self.batch_size:
                 yield batch
                 batch = RawBatch()
@@ -289,36 +341,84 @@ class FileReader:
             yield batch
 
     def _csv(self, lines: Iterator[bytes]) -> Iterator[RawBatch]:
-        state = _CsvLines(lines)
-        reader = csv.reader(state, delimiter=self.csv_delimiter, strict=False)
+        """CSV records, read line-aware so that one bad quote costs one line.
+
+        A record may span several physical lines only inside a quoted field (RFC 4180).
+        An unterminated quote would otherwise swallow every following line into one field
+        (until the next quote, the csv module's field-size limit or the end of the file),
+        losing good rows inside one "row". So a record that spans several lines is accepted
+        only when all of these hold:
+
+        - its quoted field closes within ``csv_max_record_lines`` lines, before the end of
+          the file and without a csv error (e.g. the field-size limit);
+        - it has as many fields as the header;
+        - none of its continuation lines is, on its own, a complete well-quoted record with
+          the header's number of fields (such a line is a good row that a stray quote
+          swallowed, not a line of a tweet).
+
+        Otherwise only its first physical line is quarantined (``unparseable_line``) and
+        reading resumes at the next physical line: the lines it had swallowed are read
+        again as records of their own. A bad quote thus costs its own line, and every line
+        read ends up in exactly one record, the header or the blanks. The price of the last
+        rule: a quoted text whose inner line looks exactly like a whole row is read as
+        rows (a stray quote is far more likely than such a text).
+
+        A header that is not one complete line fails the file with its line number.
+        """
+        src = _CsvLines(lines, self.csv_max_record_lines)
+        reader = csv.reader(src, delimiter=self.csv_delimiter, strict=False)
         header: list[str] | None = None
+        columns: list[tuple[int, str]] = []
+        width = 0
         batch = RawBatch()
         while True:
+            src.start_record()
             try:
-                fields = next(reader)
+                fields: list[str] | None = next(reader)
             except StopIteration:
-                break
-            except csv.Error:
-                batch.add(state.first_line_of_row, None, UNPARSEABLE_LINE, state.take_raw())
-                continue
-            raw = state.take_raw()
+                if not src.record:
+                    break
+                fields = None  # the file ended inside the record
+            except (csv.Error, _RecordTooLong):
+                fields = None
+            record = src.record
+            first = record[0]
+            malformed = fields is None or src.eof_in_record
             if header is None:
-                if not fields or not any(f.strip() for f in fields):
+                if fields is not None and not any(f.strip() for f in fields) and not malformed:
+                    self.skipped += len(record)
                     continue
+                if malformed or len(record) > 1:
+                    raise self._header_error(first.no)
+                assert fields is not None
                 header = [h.strip() for h in fields]
                 self._check_columns(header, "CSV header")
                 columns = [(i, h) for i, h in enumerate(header) if h in self.wanted]
+                width = len(header)
+                self.skipped += 1
                 continue
-            if not any(f.strip() for f in fields):
+            if not malformed and not any(f.strip() for f in fields or ()) and len(record) == 1:
+                self.skipped += 1
                 continue  # a blank line is not a row
-            row_start = state.first_line_of_row
-            if state.bad_utf8_since(row_start):
-                batch.add(row_start, None, INVALID_UTF8, raw)
-            elif len(fields) != len(header) or state.too_long:
-                batch.add(row_start, None, UNPARSEABLE_LINE, raw)
+            if not malformed and (len(fields or ()) != width or any(ln.too_long for ln in record)):
+                malformed = True
+            if not malformed and len(record) > 1:
+                malformed = any(self._is_whole_row(ln.text, width) for ln in record[1:])
+            if malformed and len(record) > 1:
+                src.push_back(record[1:])  # read them again: they may be good rows
+                record = [first]
+            if any(ln.bad_utf8 for ln in record):
+                reason: str | None = INVALID_UTF8
+            elif malformed or any("\x00" in ln.text for ln in record):
+                reason = UNPARSEABLE_LINE
             else:
+                reason = None
+            raw = "\n".join(ln.text for ln in record)
+            rec = None
+            if reason is None:
+                assert fields is not None
                 rec = {h: (fields[i] if fields[i] != "" else None) for i, h in columns}
-                batch.add(row_start, rec, None, raw)
+            batch.add(first.no, rec, reason, raw, span=len(record))
             if len(batch) >= self.batch_size:
                 yield batch
                 batch = RawBatch()
@@ -326,6 +426,14 @@ class FileReader:
             self._check_columns([], "CSV header (the file is empty)")
         if batch:
             yield batch
+
+    def _is_whole_row(self, text: str, width: int) -> bool:
+        """Whether ``text`` alone parses as one well-quoted record of ``width`` fields."""
+        try:
+            fields = next(csv.reader([text], delimiter=self.csv_delimiter, strict=True), [])
+        except csv.Error:
+            return False
+        return len(fields) == width and width > 1
 
     def check_columns(self) -> None:
         """Checks a CSV header or Parquet schema for the required columns before any row is
@@ -345,10 +453,16 @@ class FileReader:
                     return
                 if self.gz:
                     f = stack.enter_context(gzip.GzipFile(fileobj=f, mode="rb"))
-                for line in iter_lines(f, self.chunk_bytes, self.max_line_bytes):
+                lines = iter_lines(f, self.chunk_bytes, self.max_line_bytes)
+                for no, line in enumerate(lines, start=1):
                     text = line.decode("utf-8", errors="replace")
                     if text.strip():
-                        header = next(csv.reader([text], delimiter=self.csv_delimiter))
+                        try:
+                            header = next(
+                                csv.reader([text], delimiter=self.csv_delimiter, strict=True)
+                            )
+                        except csv.Error:
+                            raise self._header_error(no) from None
                         self._check_columns([h.strip() for h in header], "CSV header")
                         return
                 self._check_columns([], "CSV header (the file is empty)")
@@ -357,6 +471,12 @@ class FileReader:
                 f"{self.uri}: cannot read this {self.fmt}{'.gz' if self.gz else ''} input: "
                 f"{type(e).__name__}: {e}"
             ) from e
+
+    def _header_error(self, line_no: int) -> InputError:
+        return InputError(
+            f"{self.uri}: line {line_no}: the CSV header is not one complete line (an "
+            f"unclosed quote?); expected a header naming columns {list(self.required)}"
+        )
 
     @property
     def wanted(self) -> tuple[str, ...]:
@@ -386,9 +506,23 @@ class FileReader:
                 n += 1
                 if rec is None:
                     batch.add(n, None, INVALID_UTF8, f"<row {n}: invalid UTF-8>")
+                elif _has_nul(rec):
+                    batch.add(n, None, UNPARSEABLE_LINE, rec)
                 else:
                     batch.add(n, rec, None, rec)
             yield batch
+        # The row count of the footer, not of what was iterated: a lost row shows.
+        self.physical = pf.metadata.num_rows
+
+
+def _has_nul(rec: dict[str, Any]) -> bool:
+    """True when a top-level string of ``rec`` holds a NUL character."""
+    return any(isinstance(v, str) and "\x00" in v for v in rec.values())
+
+
+def _has_bad_char(rec: dict[str, Any]) -> bool:
+    """True when a top-level string of ``rec`` holds a lone surrogate or a NUL."""
+    return _has_nul(rec) or _has_lone_surrogate(rec)
 
 
 def _has_lone_surrogate(rec: dict[str, Any]) -> bool:
@@ -410,41 +544,59 @@ def _row_or_none(rb: pa.RecordBatch, i: int) -> dict[str, Any] | None:
         return None
 
 
-class _CsvLines:
-    """The line iterator fed to ``csv.reader``: decodes lines, remembers what the current row
-    was made of (raw text, undecodable lines, over-long lines)."""
+class _RecordTooLong(Exception):
+    """A CSV record ran past ``csv_max_record_lines`` lines (an unclosed quote)."""
 
-    def __init__(self, lines: Iterator[bytes]) -> None:
+
+@dataclass
+class _Line:
+    """One physical line of a CSV file, decoded."""
+
+    no: int  # 1-based
+    text: str  # undecodable bytes kept as surrogate escapes
+    bad_utf8: bool
+    too_long: bool
+
+
+class _CsvLines:
+    """The line iterator fed to ``csv.reader``: decodes lines, records which lines the
+    current record was made of, stops a record at ``max_lines`` lines, and serves lines
+    pushed back (to be read again) before reading on."""
+
+    def __init__(self, lines: Iterator[bytes], max_lines: int) -> None:
         self._lines = lines
-        self.line_no = 0
-        self.first_line_of_row = 1
-        self._raw: list[str] = []
-        self._last_bad = 0
-        self.too_long = False
+        self._max_lines = max_lines
+        self._pending: deque[_Line] = deque()
+        self._line_no = 0
+        self.record: list[_Line] = []
+        self.eof_in_record = False
 
     def __iter__(self) -> _CsvLines:
         return self
 
+    def start_record(self) -> None:
+        self.record = []
+        self.eof_in_record = False
+
+    def push_back(self, lines: list[_Line]) -> None:
+        self._pending.extendleft(reversed(lines))
+
     def __next__(self) -> str:
-        line = next(self._lines)
-        self.line_no += 1
-        if not self._raw:
-            self.first_line_of_row = self.line_no
-            self.too_long = False
-        if isinstance(line, TooLong):
-            self.too_long = True
-        try:
-            s = line.decode("utf-8")
-        except UnicodeDecodeError:
-            s = line.decode("utf-8", errors="surrogateescape")
-            self._last_bad = self.line_no
-        self._raw.append(s)
-        return s + "\n"
-
-    def bad_utf8_since(self, line_no: int) -> bool:
-        return self._last_bad >= line_no
-
-    def take_raw(self) -> str:
-        raw = "\n".join(self._raw)
-        self._raw = []
-        return raw
+        if len(self.record) >= self._max_lines:
+            raise _RecordTooLong
+        if self._pending:
+            line = self._pending.popleft()
+        else:
+            try:
+                raw = next(self._lines)
+            except StopIteration:
+                self.eof_in_record = bool(self.record)
+                raise
+            self._line_no += 1
+            try:
+                line = _Line(self._line_no, raw.decode("utf-8"), False, isinstance(raw, TooLong))
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", errors="surrogateescape")
+                line = _Line(self._line_no, text, True, isinstance(raw, TooLong))
+        self.record.append(line)
+        return line.text + "\n"
