@@ -24,7 +24,6 @@ The recipe, top to bottom:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -42,9 +41,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from twhin_bert.common import holdout, tracking
+from twhin_bert.common import fingerprint as fp
+from twhin_bert.common import holdout, lifetime, tracking
 from twhin_bert.common.schemas import read_table, write_table
-from twhin_bert.common.stage import stage
+from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 
 log = logging.getLogger(__name__)
@@ -162,8 +162,10 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _fingerprint(pbg: dict[str, Any], meta: dict[str, Any], seed: int) -> str:
-    """What a checkpoint must match to be resumed (not workers/paths/eval knobs)."""
+def _fingerprint(pbg: dict[str, Any], graph: Path, seed: int) -> str:
+    """What a checkpoint must match to be resumed: the model's settings (not workers, paths or
+    eval knobs) and the graph folder's contents (not its path: a resubmitted pipeline reads
+    the same graph from a new run folder; another graph at the old path must not resume)."""
     skip = {
         "workers",
         "hogwild_delay",
@@ -173,9 +175,24 @@ def _fingerprint(pbg: dict[str, Any], meta: dict[str, Any], seed: int) -> str:
         "edge_paths",
     }
     key = {k: v for k, v in pbg.items() if k not in skip}
-    key["graph"] = {k: meta[k] for k in ("entities", "edges", "buckets", "relations")}
     key["seed"] = seed
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return fp.fingerprint(key, {"graph": fp.folder_fingerprint(graph, ignore={METRICS_FILE})})
+
+
+def checkpoint_folder(
+    cfg: EmbedGraphConfig, out: Path, graph: Path, meta: dict[str, Any]
+) -> tuple[Path, str]:
+    """Where PBG checkpoints for this graph and model, and the fingerprint it must carry.
+
+    ``out/checkpoint`` in the staging folder, or with ``cfg.checkpoint_dir`` (a persistent
+    volume) one folder per fingerprint there, which a retried pod or a resubmitted run of the
+    same graph and model finds again.
+    """
+    checkpoint = (out / CHECKPOINT_DIR).resolve()
+    key = _fingerprint(pbg_config_dict(cfg, meta, graph, checkpoint), graph, cfg.seed)
+    if cfg.checkpoint_dir:
+        checkpoint = (Path(cfg.checkpoint_dir) / f"pbg-{key}").resolve()
+    return checkpoint, key
 
 
 def checkpoint_version(checkpoint: Path) -> int:
@@ -193,11 +210,13 @@ def prepare_checkpoint(checkpoint: Path, fingerprint: str) -> int:
     fp_file = checkpoint / FINGERPRINT_FILE
     if checkpoint.exists():
         old = json.loads(fp_file.read_text()).get("fingerprint") if fp_file.is_file() else None
-        if old != fingerprint:
+        if old != fingerprint and any(p.name != lifetime.LOCK_FILE for p in checkpoint.iterdir()):
             log.warning(
                 "%s: checkpoint made for another config or graph; starting over", checkpoint
             )
-            shutil.rmtree(checkpoint)
+            for p in checkpoint.iterdir():
+                if p.name != lifetime.LOCK_FILE:  # held by this run
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
     checkpoint.mkdir(parents=True, exist_ok=True)
     fp_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
     return checkpoint_version(checkpoint)
@@ -474,13 +493,24 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     out = Path(out_dir)
     graph = Path(graph).resolve()
     meta = read_graph(graph)
-    checkpoint = (out / CHECKPOINT_DIR).resolve()
+    checkpoint, fingerprint = checkpoint_folder(cfg, out, graph, meta)
     pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
-    fingerprint = _fingerprint(pbg, meta, cfg.seed)
-    if cfg.checkpoint_dir:  # one folder per (graph, model): a retry finds its own
-        sub = hashlib.sha256(f"{graph}|{fingerprint}".encode()).hexdigest()[:16]
-        checkpoint = (Path(cfg.checkpoint_dir) / f"pbg-{sub}").resolve()
-        pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
+    # One writer per checkpoint folder while PBG trains (a retried pod whose predecessor
+    # still runs fails at once instead of training into the same files).
+    with lifetime.hold_folder(checkpoint, "embed_graph"):
+        return _train_and_export(cfg, out, graph, meta, pbg, checkpoint, fingerprint, t_start)
+
+
+def _train_and_export(
+    cfg: EmbedGraphConfig,
+    out: Path,
+    graph: Path,
+    meta: dict[str, Any],
+    pbg: dict[str, Any],
+    checkpoint: Path,
+    fingerprint: str,
+    t_start: float,
+) -> dict[str, Any]:
     resumed = prepare_checkpoint(checkpoint, fingerprint)
     if resumed:
         log.info("embed_graph: resuming from PBG checkpoint version %d in %s", resumed, checkpoint)
