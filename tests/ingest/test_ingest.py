@@ -170,7 +170,7 @@ def test_folder_and_glob_inputs(tmp_path: Path, fixture_inputs: dict) -> None:
     (raw / "README.md").write_text("not data")
     out = tmp_path / "o"
     m = run_ingest(
-        IngestConfig(),
+        IngestConfig(max_quarantine_share=1.0),  # the fixture is mostly bad rows
         out,
         tweets=[str(raw / "tweets.*")],
         engagements=[str(raw / "engagements.csv")],
@@ -181,7 +181,8 @@ def test_folder_and_glob_inputs(tmp_path: Path, fixture_inputs: dict) -> None:
     sub.mkdir()
     shutil.copy(fixture_inputs["tweets"], sub / "part-0.jsonl")
     (sub / "notes.md").write_text("x")
-    m = run_ingest(IngestConfig(), tmp_path / "o2", tweets=[str(sub)], engagements=[])
+    lenient = IngestConfig(max_quarantine_share=1.0)
+    m = run_ingest(lenient, tmp_path / "o2", tweets=[str(sub)], engagements=[])
     assert m["files_read"] == 1 and m["files_skipped"] == 1
     with pytest.raises(UnsupportedFormatError, match=r"notes\.md.*unsupported"):
         run_ingest(IngestConfig(), tmp_path / "o3", tweets=[str(sub / "notes.md")], engagements=[])
@@ -364,7 +365,7 @@ def test_gcs_inputs(tmp_path: Path, fixture_inputs: dict, gcs_emulator, sample_d
     bucket.blob("day=1/tweets-more.parquet").upload_from_filename(str(tmp_path / "more.parquet"))
     out = tmp_path / "o"
     m = run_ingest(
-        IngestConfig(),
+        IngestConfig(max_quarantine_share=1.0),  # the fixture's engagements are mostly bad
         out,
         tweets=["gs://raw-logs/day=1/tweets*", "gs://raw-logs/text"],
         engagements=["gs://raw-logs/day=1/engagements.csv"],
@@ -393,7 +394,7 @@ def test_component_through_kfp_local(
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     task = ingest(
-        config=IngestConfig(batch_size=16).model_dump_json(),
+        config=IngestConfig(batch_size=16, max_quarantine_share=1.0).model_dump_json(),
         tweets=[str(fixture_inputs["tweets"])],
         engagements=[
             str(fixture_inputs["engagements_csv"]),
