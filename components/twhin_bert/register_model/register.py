@@ -26,7 +26,7 @@ from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
 from twhin_bert.register_model import registry
 from twhin_bert.register_model.config import RegisterModelConfig
-from twhin_bert.register_model.gate import evaluate_gate, metrics_to_tags
+from twhin_bert.register_model.gate import beats_base, evaluate_gate, metrics_to_tags
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,18 @@ def run_register_model(
     )
     verdict = evaluate_gate(cfg.gate, primary, reference, champion_version)
     verdict.reasons.insert(0, f"compared with: {source}")
+    if cfg.gate.require_beat_base:
+        path, data = _read_evaluation(evaluation)
+        base = data.get("base")
+        ok, lines = beats_base(
+            cfg.gate,
+            primary,
+            _key_metrics(base.get("primary") or {}, path, "base.primary")
+            if isinstance(base, dict)
+            else None,
+        )
+        verdict.passed = verdict.passed and ok
+        verdict.reasons.extend(lines)
 
     tags = {
         "git_sha": tracking.git_sha(),
