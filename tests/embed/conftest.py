@@ -12,11 +12,11 @@ LANGS = {"english": "en", "french": "fr", "arabic": "ar", "hindi": "hi", "spanis
 
 
 @pytest.fixture(scope="session")
-def embed_tweets(shared_data: Path) -> list[tuple[str, str, str]]:
+def embed_tweets(sample_data: Path) -> list[tuple[str, str, str]]:
     """(tweet_id, text, lang) of 600 real tweets in 5 languages."""
     rows = []
     for folder, lang in LANGS.items():
-        lines = (shared_data / "umsab" / folder / "train_text.txt").read_text().splitlines()
+        lines = (sample_data / "umsab" / folder / "train_text.txt").read_text().splitlines()
         rows += [(f"{lang}-{i}", t, lang) for i, t in enumerate(lines[:120])]
     return rows
 

@@ -10,14 +10,14 @@ from twhin_bert.bench.embed import load_tweets, main
 
 
 def test_bench_embed_quick_reports_same_vectors_and_ratios(
-    capsys: pytest.CaptureFixture, shared_data: Path
+    capsys: pytest.CaptureFixture, sample_data: Path
 ) -> None:
-    summary = main(quick=True, threads=1, data=str(shared_data))
+    summary = main(quick=True, threads=1, data=str(sample_data))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last)["bench"] == "embed"
     assert summary["bench"] == "embed" and isinstance(summary["met"], bool)
     assert summary["tweets"] == 200 and summary["default_pipeline_tweets"] == 40
-    assert summary["data"].endswith("data")  # the real tweets of ../shared/data
+    assert summary["data"] == str(sample_data)  # real tweets, not the generated fallback
     for key in (
         "ours_tweets_per_s",
         "pipeline_default_tweets_per_s",

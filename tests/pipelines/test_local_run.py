@@ -11,13 +11,13 @@ from twhin_bert_pipelines.config import load_pipeline_config
 from twhin_bert_pipelines.local import run_local
 
 
-def smallest_config(demo_dir: Path, shared_data: Path):
+def smallest_config(demo_dir: Path, sample_data: Path):
     cfg = load_pipeline_config("tiny")
     cfg.inputs.tweets = [str(demo_dir / "tweets.jsonl")]
     cfg.inputs.engagements = [str(demo_dir / "engagements.jsonl")]
     cfg.inputs.parallel_tweets = str(demo_dir / "parallel.jsonl")
     cfg.inputs.truth = str(demo_dir / "truth" / "tweet_topics.parquet")
-    cfg.inputs.benchmarks = [str(shared_data / "tweeteval" / "emotion")]
+    cfg.inputs.benchmarks = [str(sample_data / "umsab" / "english")]
     cfg.embed_graph.num_epochs = 3
     # steps and warmup change together: each assignment is validated (warmup < steps)
     short = {"steps": 6, "warmup_steps": 1}
@@ -37,12 +37,12 @@ def smallest_config(demo_dir: Path, shared_data: Path):
 
 
 def test_smallest_pipeline_runs_end_to_end(
-    demo_dir: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    demo_dir: Path, sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(
         "TWHIN_BERT_HOME", str(tmp_path / "work")
     )  # run_local points env here; restore after
-    cfg = smallest_config(demo_dir, shared_data)
+    cfg = smallest_config(demo_dir, sample_data)
     summary = run_local(cfg, tmp_path / "work")
     tasks = summary["tasks"]
     assert {

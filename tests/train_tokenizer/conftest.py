@@ -1,5 +1,5 @@
 """Fixtures of the train_tokenizer tests: an ingest-like tweets.parquet of real multilingual
-tweets (UMSAB in ../shared/data) and one tokenizer trained on it."""
+tweets (the UMSAB sample in tests/data) and one tokenizer trained on it."""
 
 from __future__ import annotations
 
@@ -42,11 +42,11 @@ def write_tweets(rows: list[tuple[str, str, str]], path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def umsab_ingested(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def umsab_ingested(sample_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An ingest folder with ~3,250 real tweets in 8 languages (English over-represented)."""
     rows = []
     for folder, lang in UMSAB.items():
-        lines = (shared_data / "umsab" / folder / "train_text.txt").read_text().splitlines()
+        lines = (sample_data / "umsab" / folder / "train_text.txt").read_text().splitlines()
         lines = [t for t in lines if t.strip()][: PER_LANG.get(lang, DEFAULT_PER_LANG)]
         rows += [(f"{lang}-{i}", t, lang) for i, t in enumerate(lines)]
     out = tmp_path_factory.mktemp("tok-ingested")
