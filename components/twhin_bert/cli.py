@@ -30,7 +30,8 @@ app = typer.Typer(
     help="Train socially-enriched language models (TwHIN-BERT) as a Kubeflow pipeline.",
     epilog="Exit codes: 0 ok; 1 unexpected error (a bug, with traceback); 2 bad input, config "
     "or usage; 3 I/O failure (permission denied, read-only or full disk); 4 MLflow tracking "
-    "server unreachable or failing; 130 interrupted.",
+    "server or Kubeflow Pipelines unreachable or failing; 5 a run `runs wait` waited for did "
+    "not succeed; 130 interrupted.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -492,59 +493,278 @@ def _params(param: list[str] | None) -> dict[str, Any]:
 
 
 HostOpt = Annotated[
-    str, typer.Option("--host", help="KFP API endpoint, e.g. https://kfp.example.com/pipeline.")
+    str,
+    typer.Option(
+        "--host",
+        envvar="KFP_HOST",
+        help="KFP API endpoint: https://HOST/pipeline behind IAP, http://localhost:8080 through "
+        "a port-forward, http://ml-pipeline.kubeflow.svc.cluster.local:8888 in-cluster.",
+    ),
+]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        envvar="KFP_NAMESPACE",
+        help="Kubeflow profile namespace (multi-user mode): pipelines, experiments, runs and "
+        "schedules are created and listed there.",
+    ),
+]
+AuthOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--auth",
+        envvar="KFP_AUTH",
+        help="token ($KFP_TOKEN or the file $KFP_TOKEN_FILE), iap (Google OIDC ID token via "
+        "google-auth), sa-token (the pod's projected service-account token) or none "
+        "(port-forward). Default: token when KFP_TOKEN/KFP_TOKEN_FILE is set, else none.",
+    ),
+]
+IapAudienceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--iap-audience",
+        envvar="KFP_IAP_AUDIENCE",
+        help="--auth iap: the OAuth client ID of the IAP in front of Kubeflow.",
+    ),
 ]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", help="Pipeline parameter KEY=VALUE (JSON values; repeat)."),
 ]
+ServiceAccountOpt = Annotated[
+    str | None, typer.Option(help="Kubernetes service account the run's pods use.")
+]
+
+
+def _conn(host: str, namespace: str | None, auth: str | None, iap_audience: str | None) -> Any:
+    from twhin_bert_pipelines.submit import Connection
+
+    return Connection(host=host, namespace=namespace, auth=auth, iap_audience=iap_audience)
+
+
+def kfp_errors(fn: F) -> F:
+    """Turns a failed Kubeflow Pipelines request into one red line and its exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from twhin_bert_pipelines.submit import KfpError
+
+        try:
+            return fn(*args, **kwargs)
+        except KfpError as e:
+            if os.environ.get("TWHIN_BERT_DEBUG") == "1":
+                raise
+            failure = e
+        console.print(
+            f"[bold red]error:[/] {escape(redact.redact_text(str(failure)))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        # Raised outside the except block: friendly_errors must not read the request
+        # failure chained to it as an unreachable MLflow server.
+        raise typer.Exit(int(failure.exit_code))
+
+    return wrapper  # type: ignore[return-value]
 
 
 @app.command("submit")
 @friendly_errors
+@kfp_errors
 def submit_cmd(
     host: HostOpt,
     config: PipelineConfigOpt = "prod",
     pipeline: WhichOpt = "pretrain",
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
     run_name: Annotated[str | None, typer.Option(help="Run name.")] = None,
-    namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
-    service_account: Annotated[
-        str | None, typer.Option(help="Kubernetes service account the run's pods use.")
-    ] = "twhin-bert-pipeline",
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    service_account: ServiceAccountOpt = "twhin-bert-pipeline",
     param: ParamOpt = None,
 ) -> None:
-    """Compile, upload as a new pipeline version, and start a run on Kubeflow Pipelines."""
+    """Compile, upload (a new pipeline version only when the spec changed) and start a run."""
     from twhin_bert_pipelines.config import load_pipeline_config
     from twhin_bert_pipelines.submit import submit
 
     cfg = load_pipeline_config(config)
     res = submit(
         cfg,
-        host,
-        which=pipeline,
+        _conn(host, namespace, auth, iap_audience),
+        which=pipeline,  # type: ignore[arg-type]
         experiment=experiment,
-        run_name=run_name,  # type: ignore[arg-type]
+        run_name=run_name,
         params=_params(param),
-        namespace=namespace,
-        token=os.environ.get("KFP_TOKEN"),
         service_account=service_account,
     )
     out_console.print_json(json.dumps(res))
 
 
-@app.command("schedule")
+# ----------------------------------------------------------------------------- runs
+runs_app = typer.Typer(
+    help="Runs on Kubeflow Pipelines: list, status, wait, cancel, retry.", no_args_is_help=True
+)
+schedule_app = typer.Typer(
+    help="Recurring retraining on Kubeflow Pipelines: create (idempotent by name), list, "
+    "pause, resume, delete.",
+    no_args_is_help=True,
+)
+app.add_typer(runs_app, name="runs")
+app.add_typer(schedule_app, name="schedule")
+RunIdArg = Annotated[str, typer.Argument(help="The KFP run id.")]
+
+
+def _print_runs(rows: list[dict[str, Any]], title: str) -> None:
+    table = Table(title=title)
+    for col in ("run id", "name", "state", "created", "finished"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["run_id"], r["name"], r["state"], _day(r["created_at"]), _day(r["finished_at"])
+        )
+    out_console.print(table)
+
+
+def _print_run(r: dict[str, Any]) -> None:
+    _print_runs([r], f"run {r['name']}")
+    if r["error"]:
+        out_console.print(f"[red]error:[/] {escape(r['error'])}")
+    if r["tasks"]:
+        table = Table(title="tasks")
+        table.add_column("task")
+        table.add_column("state")
+        for name, state in r["tasks"].items():
+            table.add_row(name, state)
+        out_console.print(table)
+
+
+@runs_app.command("list")
 @friendly_errors
-def schedule_cmd(
+@kfp_errors
+def runs_list(
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the newest runs: id, name, state, created, finished."""
+    from twhin_bert_pipelines.submit import list_runs
+
+    rows = list_runs(_conn(host, namespace, auth, iap_audience), experiment=experiment, limit=limit)
+    if as_json:
+        out_console.print_json(json.dumps(rows))
+    else:
+        _print_runs(rows, f"runs in {namespace or 'the default namespace'}")
+
+
+@runs_app.command("status")
+@friendly_errors
+@kfp_errors
+def runs_status(
+    run_id: RunIdArg,
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one run: state, times, error and the state of each task."""
+    from twhin_bert_pipelines.submit import run_status
+
+    r = run_status(_conn(host, namespace, auth, iap_audience), run_id)
+    if as_json:
+        out_console.print_json(json.dumps(r))
+    else:
+        _print_run(r)
+
+
+@runs_app.command("wait")
+@friendly_errors
+@kfp_errors
+def runs_wait(
+    run_id: RunIdArg,
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 7 * 86400.0,
+    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 30.0,
+) -> None:
+    """Wait until a run ends. Exit 0 when it succeeded; 5 when it failed, was cancelled or the
+    timeout passed first."""
+    from twhin_bert_pipelines.submit import wait_run
+
+    def changed(r: dict[str, Any]) -> None:
+        console.print(f"run {r['run_id']}: {r['state']}", highlight=False)
+
+    r = wait_run(
+        _conn(host, namespace, auth, iap_audience),
+        run_id,
+        timeout_s=timeout,
+        interval_s=interval,
+        on_change=changed,
+    )
+    _print_run(r)
+
+
+@runs_app.command("cancel")
+@friendly_errors
+@kfp_errors
+def runs_cancel(
+    run_id: RunIdArg,
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+) -> None:
+    """Cancel (terminate) a run."""
+    from twhin_bert_pipelines.submit import cancel_run
+
+    r = cancel_run(_conn(host, namespace, auth, iap_audience), run_id)
+    out_console.print(f"cancelling run {r['run_id']} ({r['name']}): {r['state']}")
+
+
+@runs_app.command("retry")
+@friendly_errors
+@kfp_errors
+def runs_retry(
+    run_id: RunIdArg,
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+) -> None:
+    """Retry a failed run in place: failed tasks run again, finished ones are kept (and
+    pretraining resumes from its last checkpoint)."""
+    from twhin_bert_pipelines.submit import retry_run
+
+    r = retry_run(_conn(host, namespace, auth, iap_audience), run_id)
+    out_console.print(f"retrying run {r['run_id']} ({r['name']}): {r['state']}")
+
+
+# ----------------------------------------------------------------------------- schedules
+ScheduleArg = Annotated[str, typer.Argument(help="The schedule's name (or its id).")]
+
+
+@schedule_app.command("create")
+@friendly_errors
+@kfp_errors
+def schedule_create(
     host: HostOpt,
     cron: Annotated[str, typer.Option(help="Cron: 5 fields, or KFP's 6 (seconds first).")],
     config: PipelineConfigOpt = "prod",
     experiment: Annotated[str, typer.Option(help="KFP experiment.")] = "twhin-bert",
-    job_name: Annotated[str | None, typer.Option(help="Recurring run name.")] = None,
-    namespace: Annotated[str | None, typer.Option(help="Kubeflow namespace (multi-user).")] = None,
-    service_account: Annotated[
-        str | None, typer.Option(help="Kubernetes service account the runs' pods use.")
-    ] = "twhin-bert-pipeline",
+    job_name: Annotated[
+        str | None,
+        typer.Option(help="Schedule name; creating it again updates it (no duplicate)."),
+    ] = None,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    service_account: ServiceAccountOpt = "twhin-bert-pipeline",
     param: ParamOpt = None,
     window_days: Annotated[
         float,
@@ -554,24 +774,80 @@ def schedule_cmd(
         ),
     ] = 28.0,
 ) -> None:
-    """Schedule recurring retraining (the retrain pipeline) on Kubeflow Pipelines."""
+    """Schedule recurring retraining (the retrain pipeline); the same name again updates it."""
     from twhin_bert_pipelines.config import load_pipeline_config
     from twhin_bert_pipelines.submit import schedule
 
     cfg = load_pipeline_config(config)
     res = schedule(
         cfg,
-        host,
+        _conn(host, namespace, auth, iap_audience),
         cron,
         experiment=experiment,
         job_name=job_name,
         params=_params(param),
-        namespace=namespace,
-        token=os.environ.get("KFP_TOKEN"),
         service_account=service_account,
         window_days=window_days,
     )
     out_console.print_json(json.dumps(res))
+
+
+@schedule_app.command("list")
+@friendly_errors
+@kfp_errors
+def schedule_list(
+    host: HostOpt,
+    namespace: NamespaceOpt = None,
+    auth: AuthOpt = None,
+    iap_audience: IapAudienceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the schedules: id, name, status, cron, pipeline version, created."""
+    from twhin_bert_pipelines.submit import list_schedules
+
+    rows = list_schedules(_conn(host, namespace, auth, iap_audience))
+    if as_json:
+        out_console.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"schedules in {namespace or 'the default namespace'}")
+    for col in ("id", "name", "status", "cron", "version", "created"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["recurring_run_id"],
+            r["name"],
+            r["status"],
+            r["cron"] or "-",
+            r["version_id"] or "-",
+            _day(r["created_at"]),
+        )
+    out_console.print(table)
+
+
+def _schedule_action(action: str) -> Callable[..., None]:
+    def command(
+        schedule: ScheduleArg,
+        host: HostOpt,
+        namespace: NamespaceOpt = None,
+        auth: AuthOpt = None,
+        iap_audience: IapAudienceOpt = None,
+    ) -> None:
+        from twhin_bert_pipelines.submit import set_schedule
+
+        conn = _conn(host, namespace, auth, iap_audience)
+        for r in set_schedule(conn, schedule, action):  # type: ignore[arg-type]
+            out_console.print(f"{action}d schedule {r['name']} ({r['recurring_run_id']})")
+
+    command.__doc__ = {
+        "pause": "Pause a schedule (no new runs until resumed).",
+        "resume": "Resume a paused schedule.",
+        "delete": "Delete a schedule (its past runs stay).",
+    }[action]
+    return friendly_errors(kfp_errors(command))
+
+
+for _action in ("pause", "resume", "delete"):
+    schedule_app.command(_action)(_schedule_action(_action))
 
 
 @app.command("run")

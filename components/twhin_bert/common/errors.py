@@ -11,7 +11,10 @@ code  meaning
       ``--out`` the stage refuses to overwrite
 3     an I/O failure of the machine: permission denied, read-only file system, disk full,
       file too large
-4     a remote service is unreachable or failed the request (the MLflow tracking server)
+4     a remote service is unreachable or failed the request (the MLflow tracking server,
+      Kubeflow Pipelines)
+5     a Kubeflow Pipelines run that ``twhin-bert runs wait`` waited for failed, was
+      cancelled, or had not ended when the wait timed out
 130   interrupted (Ctrl-C)
 ====  ================================================================================
 """
@@ -31,6 +34,7 @@ class ExitCode(IntEnum):
     BAD_INPUT = 2
     IO = 3
     REMOTE = 4
+    RUN_FAILED = 5
     INTERRUPTED = 130
 
 
