@@ -145,7 +145,9 @@ def serving(registered: str, store: str, tmp_path_factory: pytest.TempPathFactor
         sys.executable, "-m", "mlflow", "models", "serve", "-m", registered,
         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    # mlflow runs `uvicorn` from PATH: the venv's bin, as in an activated environment.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store, "PATH": path}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -168,7 +170,8 @@ def serving(registered: str, store: str, tmp_path_factory: pytest.TempPathFactor
             time.sleep(0.3)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

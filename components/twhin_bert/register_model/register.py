@@ -1,8 +1,9 @@
 """The register_model stage: log the exported model, register a version, gate it.
 
-Order of work: read evaluate's key metrics (fail fast), load the model and tokenizer, log them
-with the ``mlflow.transformers`` flavor beside the resolved pipeline config, register a new
-version, tag it (git SHA, data window, pipeline run, key metrics), run the promotion gate
+Order of work: read evaluate's key metrics (fail fast), check the model folder, log it as the
+embedding-serving pyfunc model (``pyfunc.TweetEmbedder``: one vector per tweet, the whole
+exported folder as its artifact) beside the resolved pipeline config, register a new version,
+tag it (git SHA, data window, pipeline run, key metrics), run the promotion gate
 against the champion and record the verdict, point ``challenger`` at it, and -- when
 ``auto_promote`` is on and the gate passed -- promote it through the same code path as
 ``twhin-bert registry approve``.
@@ -24,7 +25,7 @@ from twhin_bert.common import tracking
 from twhin_bert.common.config import flatten
 from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
-from twhin_bert.register_model import registry
+from twhin_bert.register_model import pyfunc, registry
 from twhin_bert.register_model.config import RegisterModelConfig
 from twhin_bert.register_model.gate import beats_base, evaluate_gate, metrics_to_tags
 
@@ -32,11 +33,6 @@ log = logging.getLogger(__name__)
 
 REGISTRATION_FILE = "registration.json"
 MODEL_ARTIFACT = "model"
-#: Files of the exported folder the transformers flavor does not save, logged into the model's
-#: ``extra/`` folder: the training heads (warm-start retraining continues from them, see
-#: pretrain/export.py), the model card and the training log.
-EXTRA_PATTERNS = ("*_head.safetensors", "README.md", "training_log.json")
-EXTRA_DIR = "extra"
 
 
 def _read_evaluation(evaluation: Path) -> tuple[Path, dict[str, Any]]:
@@ -118,8 +114,8 @@ def gate_reference(
 
 
 def _pip_requirements() -> list[str]:
-    """Pinned requirements of the logged model (MLflow's own inference would import
-    torchvision, which the images do not ship, and costs a model reload)."""
+    """Pinned requirements of the logged model (MLflow's own inference would load the model
+    in a subprocess, a cost on every registration)."""
     import tokenizers
     import torch
     import transformers
@@ -147,18 +143,16 @@ def _log_pipeline_config(pipeline_config: dict[str, Any]) -> None:
         mlflow.log_params(dict(items[i : i + 90]))
 
 
-def _load_model(model: Path) -> tuple[Any, Any]:
-    """The exported HF folder as in-memory model + tokenizer (logging from a path crashes
-    with transformers > 5.17 in mlflow 3.17)."""
-    from transformers import AutoModel, AutoTokenizer
+def _check_model_folder(model: Path) -> None:
+    """Fails fast, naming the folder, when it is not an exported HF folder with a tokenizer."""
+    from transformers import AutoTokenizer
 
     if not (model / "config.json").is_file():
         raise ValueError(f"{model}: no config.json; expected an exported Hugging Face model folder")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(model))
+        AutoTokenizer.from_pretrained(str(model), local_files_only=True)
     except (OSError, ValueError) as e:
         raise ValueError(f"{model}: no loadable tokenizer in the model folder ({e})") from e
-    return AutoModel.from_pretrained(str(model)), tokenizer
 
 
 @stage("register_model")
@@ -191,7 +185,7 @@ def run_register_model(
 
     model, evaluation, out_dir = Path(model), Path(evaluation), Path(out_dir)
     primary = read_primary_metrics(evaluation)
-    hf_model, tokenizer = _load_model(model)
+    _check_model_folder(model)
 
     own_run = mlflow.active_run() is None  # tracking switched off for the stages
     if own_run:
@@ -205,15 +199,7 @@ def run_register_model(
         _log_pipeline_config(pipeline_config)
         mlflow.log_param("data_window", data_window)
         tracking.log_artifact(evaluation / "metrics.json", "evaluation")
-        info = mlflow.transformers.log_model(
-            transformers_model={"model": hf_model, "tokenizer": tokenizer},
-            name=MODEL_ARTIFACT,
-            task=cfg.task,
-            pip_requirements=_pip_requirements(),
-        )
-        extras = sorted({p for pat in EXTRA_PATTERNS for p in model.glob(pat) if p.is_file()})
-        for path in extras:
-            mlflow.MlflowClient().log_model_artifact(info.model_id, str(path), EXTRA_DIR)
+        info = pyfunc.log_model(model, MODEL_ARTIFACT, _pip_requirements())
     finally:
         if own_run:
             mlflow.end_run()

@@ -815,12 +815,36 @@ def champion_metrics(name: str) -> tuple[str | None, dict[str, float | None] | N
     return str(version), metrics_from_tags(mv.tags) or {}
 
 
+def _model_folders(local: Path, uri: str) -> list[Path]:
+    """The folders of a downloaded version that together make the exported HF folder: the
+    pyfunc model's ``encoder`` artifact (the whole export), or -- versions logged before the
+    pyfunc model -- the transformers flavor's model and tokenizer plus ``extra/``."""
+    from twhin_bert.register_model.pyfunc import encoder_folder
+
+    mlmodel = local / "MLmodel"
+    if not mlmodel.is_file():
+        raise RegistryError(f"{uri}: no MLmodel file in the downloaded artifacts")
+    flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("transformers")
+    if flavor is None:
+        try:
+            return [encoder_folder(local)]
+        except ValueError as e:
+            raise RegistryError(f"{uri}: {e}") from e
+    model_dir = local / flavor.get("model_binary", "model")
+    tok_dir = local / "components" / "tokenizer"
+    if "tokenizer" not in (flavor.get("components") or []) or not tok_dir.is_dir():
+        raise RegistryError(f"{uri}: the logged model has no tokenizer component")
+    if not (model_dir / "config.json").is_file():
+        raise RegistryError(f"{uri}: no config.json under {flavor.get('model_binary')}/")
+    return [model_dir, tok_dir, local / "extra"]  # extra: heads, model card, training log
+
+
 def resolve_champion(name: str, dest: Path) -> dict[str, Any]:
     """Downloads the champion into ``dest`` as a Hugging Face folder (model + tokenizer).
 
-    Besides the encoder and tokenizer saved by the transformers flavor, the files register_model
-    logged into the model's ``extra/`` folder come back too (the MLM and social heads, so a
-    warm-start retraining continues from all the weights; the model card). The folder loads with ``AutoModel.from_pretrained(dest)`` and
+    The whole exported folder comes back (the pyfunc model's ``encoder`` artifact): besides
+    encoder and tokenizer, the MLM and social heads (a warm-start retraining continues from all
+    the weights) and the model card. The folder loads with ``AutoModel.from_pretrained(dest)`` and
     ``AutoTokenizer.from_pretrained(dest)`` (the warm start of retraining). The version is pinned
     when resolved, so a concurrent promotion cannot mix two versions.
 
@@ -832,8 +856,8 @@ def resolve_champion(name: str, dest: Path) -> dict[str, Any]:
         ``{name, version, run_id, model_uri, source, metrics, dest}``.
 
     Raises:
-        RegistryError: Unknown model, no champion, or the logged model lacks a transformers
-            model or tokenizer.
+        RegistryError: Unknown model, no champion, or the logged model lacks the encoder
+            folder (model config or tokenizer).
     """
     import mlflow
 
@@ -851,20 +875,7 @@ def resolve_champion(name: str, dest: Path) -> dict[str, Any]:
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="twhin-champion-") as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        mlmodel = local / "MLmodel"
-        if not mlmodel.is_file():
-            raise RegistryError(f"{uri}: no MLmodel file in the downloaded artifacts")
-        flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("transformers")
-        if flavor is None:
-            raise RegistryError(f"{uri}: not logged with the mlflow.transformers flavor")
-        model_dir = local / flavor.get("model_binary", "model")
-        tok_dir = local / "components" / "tokenizer"
-        if "tokenizer" not in (flavor.get("components") or []) or not tok_dir.is_dir():
-            raise RegistryError(f"{uri}: the logged model has no tokenizer component")
-        if not (model_dir / "config.json").is_file():
-            raise RegistryError(f"{uri}: no config.json under {flavor.get('model_binary')}/")
-        extra = local / "extra"  # heads, model card, training log (register.EXTRA_PATTERNS)
-        for src in (model_dir, tok_dir, extra):
+        for src in _model_folders(local, uri):
             if not src.is_dir():
                 continue
             for f in src.iterdir():
