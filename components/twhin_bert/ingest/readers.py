@@ -397,25 +397,35 @@ class FileReader:
                 width = len(header)
                 self.skipped += 1
                 continue
-            if not malformed and not any(f.strip() for f in fields or ()) and len(record) == 1:
+            if malformed:
+                pass
+            elif len(record) == 1 and not any(f.strip() for f in fields):  # type: ignore[union-attr]
                 self.skipped += 1
                 continue  # a blank line is not a row
-            if not malformed and (len(fields or ()) != width or any(ln.too_long for ln in record)):
+            elif len(fields) != width:  # type: ignore[arg-type]
                 malformed = True
-            if not malformed and len(record) > 1:
-                malformed = any(self._is_whole_row(ln.text, width) for ln in record[1:])
+            elif len(record) == 1:
+                malformed = first.too_long
+            else:
+                malformed = any(ln.too_long for ln in record) or any(
+                    self._is_whole_row(ln.text, width) for ln in record[1:]
+                )
             if malformed and len(record) > 1:
                 src.push_back(record[1:])  # read them again: they may be good rows
                 record = [first]
-            if any(ln.bad_utf8 for ln in record):
+            if len(record) == 1:
+                raw = first.text
+                bad_utf8, nul = first.bad_utf8, "\x00" in raw
+            else:
+                raw = "\n".join(ln.text for ln in record)
+                bad_utf8, nul = any(ln.bad_utf8 for ln in record), "\x00" in raw
+            rec = None
+            if bad_utf8:
                 reason: str | None = INVALID_UTF8
-            elif malformed or any("\x00" in ln.text for ln in record):
+            elif malformed or nul:
                 reason = UNPARSEABLE_LINE
             else:
                 reason = None
-            raw = "\n".join(ln.text for ln in record)
-            rec = None
-            if reason is None:
                 assert fields is not None
                 rec = {h: (fields[i] if fields[i] != "" else None) for i, h in columns}
             batch.add(first.no, rec, reason, raw, span=len(record))
@@ -548,7 +558,7 @@ class _RecordTooLong(Exception):
     """A CSV record ran past ``csv_max_record_lines`` lines (an unclosed quote)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Line:
     """One physical line of a CSV file, decoded."""
 
@@ -576,7 +586,7 @@ class _CsvLines:
 
     def start_record(self) -> None:
         self.record = []
-        self.eof_in_record = False
+        self.eof_in_record = False  # set when the file ends inside the record
 
     def push_back(self, lines: list[_Line]) -> None:
         self._pending.extendleft(reversed(lines))
