@@ -10,6 +10,10 @@ LR schedule and, in ``client_state``, the data position ``(epoch, next batch)`` 
 A rerun into the same output folder (its ``.partial`` staging folder survives a crash) finds
 the latest checkpoint and continues with exactly the batches the uninterrupted run would have
 seen: batches, masks and dropout are pure functions of ``(seed, epoch, batch, step)``.
+Checkpoints are keyed by the contents of the inputs and the config, never their paths (see
+:mod:`twhin_bert.common.fingerprint`), so a retried pod or a resubmitted run finds them on a
+shared ``checkpoint_dir``; each one is trusted only once its ``complete.json`` matches its files
+(a torn newest checkpoint falls back to the one before); one run at a time holds the folder.
 """
 
 from __future__ import annotations
