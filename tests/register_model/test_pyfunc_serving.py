@@ -203,3 +203,41 @@ def test_http_invocations_match_local_predict(serving: str, loaded: object) -> N
         f"{serving}/invocations", {"dataframe_records": records, "params": {"pooling": "max"}}
     )
     assert status == 400 and "expected one of cls, mean, combined" in body.get("message", ""), body
+
+
+def test_resolve_champion_reads_both_layouts(
+    registered: str, store: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The champion comes back as the exported folder, byte for byte, from the pyfunc layout
+    and from a version logged with the transformers flavor before it (a registry's champion)."""
+    import mlflow
+    from transformers import AutoModel, AutoTokenizer
+    from twhin_bert.register_model import registry
+
+    name, version = registered.removeprefix("models:/").split("/")
+    client = registry.connect()
+    client.set_registered_model_alias(name, registry.CHAMPION, version)
+    registry.resolve_champion(name, tmp_path / "new")
+    for f in tiny_model_dir.iterdir():
+        assert (tmp_path / "new" / f.name).read_bytes() == f.read_bytes(), f.name
+
+    with mlflow.start_run():
+        info = mlflow.transformers.log_model(
+            transformers_model={
+                "model": AutoModel.from_pretrained(tiny_model_dir),
+                "tokenizer": AutoTokenizer.from_pretrained(tiny_model_dir),
+            },
+            name="model",
+            task="feature-extraction",
+            pip_requirements=["transformers"],
+        )
+        mlflow.MlflowClient().log_model_artifact(
+            info.model_id, str(tiny_model_dir / "mlm_head.safetensors"), "extra"
+        )
+    old = mlflow.register_model(info.model_uri, "tw-legacy")
+    client.set_registered_model_alias("tw-legacy", registry.CHAMPION, str(old.version))
+    registry.resolve_champion("tw-legacy", tmp_path / "old")
+    assert (tmp_path / "old" / "mlm_head.safetensors").read_bytes() == (
+        tiny_model_dir / "mlm_head.safetensors"
+    ).read_bytes()
+    assert AutoModel.from_pretrained(tmp_path / "old").config.hidden_size == HIDDEN
