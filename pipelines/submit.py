@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import sys
@@ -39,11 +40,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from kfp import compiler
+from kfp.client.token_credentials_base import TokenCredentialsBase
 from twhin_bert import __version__
+from twhin_bert.common.config import ConfigError
 from twhin_bert.common.errors import ExitCode
 from twhin_bert_pipelines.config import PipelineConfig
 from twhin_bert_pipelines.pretrain_pipeline import build_pretrain_pipeline
 from twhin_bert_pipelines.retrain_pipeline import build_retrain_pipeline
+
+log = logging.getLogger(__name__)
 
 PipelineName = Literal["pretrain", "retrain"]
 BUILDERS: dict[str, Callable[[PipelineConfig], Callable]] = {
@@ -57,6 +62,8 @@ AUTH_MODES: tuple[str, ...] = get_args(AuthMode)
 TERMINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 # The audience kfp's in-cluster clients use for projected service-account tokens.
 SA_TOKEN_AUDIENCE = "pipelines.kubeflow.org"
+# ``runs wait``: consecutive failed polls (unreachable, 5xx) tolerated before giving up.
+WAIT_RETRIES = 5
 
 
 class KfpError(Exception):
@@ -84,13 +91,27 @@ def build(cfg: PipelineConfig, which: PipelineName = "pretrain") -> Callable:
 
 
 def compile_pipeline(
-    cfg: PipelineConfig, out: str | Path, which: PipelineName = "pretrain"
+    cfg: PipelineConfig, out: str | Path, which: PipelineName = "pretrain", *, strict: bool = False
 ) -> Path:
-    """Compiles pipeline ``which`` to a KFP IR YAML file.
+    """Compiles pipeline ``which`` to a KFP IR YAML file (pipeline root: ``cluster.pipeline_root``).
+
+    Args:
+        strict: Refuse a config that is not ready for a cluster
+            (:meth:`PipelineConfig.cluster_problems`: placeholders, no gs:// root, a tracking
+            store that is not a server, missing timeouts or GPU limits); otherwise they are
+            logged as warnings.
 
     Returns:
         The written file.
+
+    Raises:
+        ConfigError: ``strict`` and the config has cluster problems (one line, all of them).
     """
+    problems = cfg.cluster_problems()
+    if problems and strict:
+        raise ConfigError(f"not ready for a cluster: {'; '.join(problems)}")
+    for problem in problems:
+        log.warning("not ready for a cluster: %s", problem)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
@@ -155,7 +176,7 @@ def _bearer_token() -> str | None:
     return None
 
 
-class GoogleIdTokenCredentials:
+class GoogleIdTokenCredentials(TokenCredentialsBase):
     """Bearer credentials for kfp: a Google-signed OIDC ID token for one audience.
 
     google-auth finds the identity (``GOOGLE_APPLICATION_CREDENTIALS`` naming a
@@ -318,8 +339,11 @@ def connect(conn: Connection) -> Any:
     import kfp
 
     auth = _credentials(conn)
-    with _api(conn, "connect"):
-        return kfp.Client(host=conn.host, namespace=conn.namespace, **auth)
+    try:
+        with _api(conn, "connect"):
+            return kfp.Client(host=conn.host, namespace=conn.namespace, **auth)
+    except TimeoutError as e:  # kfp's health check (no namespace given) failed 5 times
+        raise KfpError(f"KFP at {conn.host}: the health check failed ({e})") from e
 
 
 # ----------------------------------------------------------------------------- uploads
@@ -386,6 +410,25 @@ def _experiment(client: Any, conn: Connection, name: str) -> str:
         return client.create_experiment(name, namespace=conn.namespace).experiment_id
 
 
+def cluster_service_account(
+    cfg: PipelineConfig, conn: Connection, service_account: str | None
+) -> str:
+    """The service account a run's pods use (``service_account`` or ``cluster.service_account``),
+    after checking that the run goes to the namespace the config was set up for.
+
+    Raises:
+        ConfigError: ``conn.namespace`` (multi-user mode: where the pods will run) is not
+            ``cluster.namespace``, where the service account, claim and Secrets live.
+    """
+    if conn.namespace and conn.namespace != cfg.cluster.namespace:
+        raise ConfigError(
+            f"--namespace {conn.namespace}: the run's pods would run there, but "
+            f"cluster.namespace is {cfg.cluster.namespace} (its service account, checkpoint "
+            "claim and Secrets are set up there); make them the same"
+        )
+    return service_account or cfg.cluster.service_account
+
+
 def submit(
     cfg: PipelineConfig,
     conn: Connection,
@@ -399,10 +442,14 @@ def submit(
 ) -> dict[str, Any]:
     """Compiles, uploads (a new version only when the spec changed) and starts one run.
 
+    A config that is not ready for a cluster (``PipelineConfig.cluster_problems``) is refused
+    before anything is sent.
+
     Returns:
         ``{"run_id", "pipeline_id", "version_id", "uploaded", "experiment_id"}``.
     """
-    package = compile_pipeline(cfg, work_dir / f"{cfg.name}-{which}.yaml", which)
+    service_account = cluster_service_account(cfg, conn, service_account)
+    package = compile_pipeline(cfg, work_dir / f"{cfg.name}-{which}.yaml", which, strict=True)
     client = connect(conn)
     pipeline_id, version_id, uploaded = upload(client, conn, package, f"{cfg.name}-{which}")
     experiment_id = _experiment(client, conn, experiment)
@@ -514,9 +561,20 @@ def wait_run(
     client = connect(conn)
     deadline = time.monotonic() + timeout_s
     last = None
+    failures = 0
     while True:
-        with _api(conn, f"get run {run_id}"):
-            summary = run_summary(client.get_run(run_id))
+        try:
+            with _api(conn, f"get run {run_id}"):
+                summary = run_summary(client.get_run(run_id))
+            failures = 0
+        except KfpError as e:
+            # A multi-day wait outlives a restarting API server or a network blip: only
+            # WAIT_RETRIES failed polls in a row end it.
+            failures += 1
+            if e.exit_code != ExitCode.REMOTE or failures > WAIT_RETRIES:
+                raise
+            time.sleep(interval_s)
+            continue
         if summary["state"] != last and on_change is not None:
             on_change(summary)
         last = summary["state"]
@@ -623,7 +681,8 @@ def schedule(
         raise ValueError("build_graph.start/end are fixed dates: a schedule uses window_days")
     kfp_cron = to_kfp_cron(cron)
     name = job_name or f"{cfg.name}-retrain-schedule"
-    package = compile_pipeline(cfg, work_dir / f"{cfg.name}-retrain.yaml", "retrain")
+    service_account = cluster_service_account(cfg, conn, service_account)
+    package = compile_pipeline(cfg, work_dir / f"{cfg.name}-retrain.yaml", "retrain", strict=True)
     client = connect(conn)
     pipeline_id, version_id, _ = upload(client, conn, package, f"{cfg.name}-retrain")
     experiment_id = _experiment(client, conn, experiment)

@@ -63,6 +63,7 @@ class RecordingKfpApi:
     recurring: list[dict[str, Any]] = field(default_factory=list)
     run_states: dict[str, list[str]] = field(default_factory=dict)
     id_token: str = ""
+    fail_next: int = 0
     url: str = ""
     _ids: int = 0
 
@@ -138,6 +139,10 @@ def _handler(api: RecordingKfpApi) -> type[BaseHTTPRequestHandler]:
             api.requests.append(
                 Recorded(method, parts.path, query, body, {k.lower(): v for k, v in self.headers.items()})
             )  # fmt: skip
+            if api.fail_next > 0:  # an API server restarting
+                api.fail_next -= 1
+                self._reply(503, {"code": 14, "message": "upstream connect error"})
+                return
             try:
                 status, payload = self._route(method, parts.path, query, body)
             except ValueError as e:
@@ -442,6 +447,9 @@ def test_runs_list_and_status_print_tables(kfp_api: RecordingKfpApi) -> None:
     as_json = json.loads(invoke(["runs", "status", failed, *conn, "--json"]).stdout)
     assert as_json["tasks"] == {"ingest": "SUCCEEDED", "pretrain": "FAILED"}
 
+    no_exp = invoke(["runs", "list", *conn, "--experiment", "nightly"])
+    assert no_exp.exit_code == 2 and "no experiment named 'nightly'" in no_exp.output
+
     unknown = invoke(["runs", "status", "run-404", *conn])
     assert unknown.exit_code == 2
     assert "HTTP 404" in unknown.output and "Run run-404 not found" in unknown.output
@@ -456,6 +464,18 @@ def test_runs_wait_polls_until_the_run_ends(kfp_api: RecordingKfpApi) -> None:
     assert res.exit_code == 0, res.output
     assert len(kfp_api.calls("GET", f"/apis/v2beta1/runs/{ok}")) == 4
     assert "RUNNING" in res.output and "SUCCEEDED" in res.stdout
+
+    # an API server restarting mid-wait (503s) does not end the wait; too many in a row do
+    # (with a namespace the client sends no health check first, so every request is a poll)
+    blip = _a_run(kfp_api)
+    kfp_api.run_states[blip] = ["RUNNING", "SUCCEEDED"]
+    kfp_api.fail_next = 3
+    assert invoke(["runs", "wait", blip, *conn, "--namespace", "team-a"]).exit_code == 0
+    down = _a_run(kfp_api)
+    kfp_api.fail_next = 100
+    res = invoke(["runs", "wait", down, *conn, "--namespace", "team-a"])
+    assert res.exit_code == 4 and "HTTP 503" in res.output
+    kfp_api.fail_next = 0
 
     # kfp's own wait_for_run_completion would poll a CANCELED run forever
     cancelled = _a_run(kfp_api)
