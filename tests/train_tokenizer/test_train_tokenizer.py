@@ -191,5 +191,8 @@ def test_config_is_strict() -> None:
 
 
 def test_missing_tweets_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty-ingested").mkdir()
     with pytest.raises(FileNotFoundError, match=r"tweets\.parquet"):
-        run_train_tokenizer(TrainTokenizerConfig(), tmp_path / "out", ingested=tmp_path)
+        run_train_tokenizer(
+            TrainTokenizerConfig(), tmp_path / "out", ingested=tmp_path / "empty-ingested"
+        )
