@@ -155,9 +155,12 @@ def test_a_cut_off_decision_is_settled_by_the_next(
     with pytest.raises(ConnectionError):
         registry.approve(name, 2, actor="admin", reason="dies midway")
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", real)
-    # previous-champion had already moved (1 -> 1 is a no-op, so nothing changed): the lock
-    # is released, the record is open
-    assert calls["n"] == 0 and registry.history(name)[-1]["outcome"] is None
+    # previous-champion had already moved (none -> v1), champion had not; the record is open
+    assert calls["n"] == 1 and registry.history(name)[-1]["outcome"] is None
+    assert registry.get_aliases(registry.connect(), name) == {
+        "champion": "1",
+        "previous-champion": "1",
+    }
     registry.approve(name, 3, actor="admin", reason="next decision")
     hist = _check_consistent(name)
     cut = next(h for h in hist if h["reason"] == "dies midway")
