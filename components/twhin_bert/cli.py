@@ -133,7 +133,7 @@ def friendly_errors(fn: F) -> F:
 
 def print_metrics(title: str, metrics: dict[str, Any], out: Path | None = None) -> None:
     """Prints a stage's metrics as a two-column table (nested keys dotted)."""
-    from twhin_bert.common.kfp_utils import flat_numeric
+    from twhin_bert.common.metrics import flat_numeric
 
     table = Table(title=title, show_header=True)
     table.add_column("metric")

@@ -20,6 +20,9 @@ from pydantic import (
     field_validator,
 )
 
+# Re-exported for register_model/register.py (its home is common/metrics.py).
+from twhin_bert.common.metrics import flatten as flatten
+
 T = TypeVar("T", bound="StrictModel")
 
 
@@ -168,15 +171,3 @@ def load_stage_config(cls: type[T], path: str | Path | None, section: str) -> T:
         return cls.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{path}: invalid {section} config:\n{e}") from e
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flattens a nested mapping into dotted keys (for MLflow params)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

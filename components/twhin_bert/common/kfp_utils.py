@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from twhin_bert import __version__
+from twhin_bert.common.metrics import flat_numeric
 
 #: The image every component runs in unless the pipeline config sets another per stage.
 #: Tag = package version (images/README.md); the pipeline config may override it per stage.
 IMAGE_REPOSITORY = "ghcr.io/twhin-bert/twhin-bert"
 BASE_IMAGE = f"{IMAGE_REPOSITORY}-cpu:{__version__.split('+')[0]}"
 GPU_IMAGE = f"{IMAGE_REPOSITORY}-gpu:{__version__.split('+')[0]}"
-
-
-def flat_numeric(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested mapping, dotted keys (bools as 0/1, NaN dropped)."""
-    out: dict[str, float] = {}
-    for k, v in metrics.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flat_numeric(v, key + "."))
-        elif isinstance(v, bool) or (isinstance(v, int | float) and math.isfinite(float(v))):
-            out[key] = float(v)
-    return out
 
 
 def log_kfp_metrics(artifact: Any, metrics: Mapping[str, Any]) -> None:

@@ -38,7 +38,6 @@ import glob
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -51,11 +50,15 @@ from twhin_bert.common import tracking
 from twhin_bert.common.errors import BAD_INPUT_ERRORS
 from twhin_bert.common.io import _has_glob, is_gcs
 
+# Re-exported: stages and tests import them from here (their home is common/metrics.py).
+from twhin_bert.common.metrics import METRICS_FILE as METRICS_FILE
+from twhin_bert.common.metrics import read_metrics as read_metrics
+from twhin_bert.common.metrics import to_json, write_metrics
+
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-METRICS_FILE = "metrics.json"
 MARKER_FILE = ".twhin-bert-stage.json"
 MIN_FREE_MB_ENV = "TWHIN_BERT_MIN_FREE_MB"
 DEFAULT_MIN_FREE_MB = 100
@@ -71,38 +74,12 @@ def partial_dir(out_dir: str | Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "item") and callable(v.item):  # numpy / torch scalars
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, Path):
-        return str(v)
-    return v
-
-
-def write_metrics(out_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
-    """Writes ``metrics.json`` (sorted keys, NaN as null) into ``out_dir``."""
-    path = Path(out_dir) / METRICS_FILE
-    path.write_text(json.dumps(_jsonable(metrics), indent=2, sort_keys=True) + "\n")
-    return path
-
-
-def read_metrics(out_dir: str | Path) -> dict[str, Any]:
-    """Reads a stage's ``metrics.json``."""
-    return json.loads((Path(out_dir) / METRICS_FILE).read_text())
-
-
 def config_hash(cfg: Any) -> str:
     """A short sha256 of a config (pydantic model or JSON-able value)."""
     text = (
         cfg.model_dump_json()
         if hasattr(cfg, "model_dump_json")
-        else json.dumps(_jsonable(cfg), sort_keys=True, default=str)
+        else to_json(cfg, sort_keys=True, default=str)
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import subprocess
 import tempfile
@@ -28,8 +27,7 @@ import yaml
 from pydantic import BaseModel
 
 from twhin_bert import __version__
-from twhin_bert.common.config import flatten
-from twhin_bert.common.kfp_utils import flat_numeric
+from twhin_bert.common.metrics import flat_numeric, flatten, mlflow_key
 from twhin_bert.common.redact import redact_mapping, uri_has_credentials
 
 log = logging.getLogger(__name__)
@@ -123,11 +121,6 @@ def run_tags(stage: str, pipeline_run_id: str | None) -> dict[str, str]:
     if pipeline_run_id:
         tags[PIPELINE_RUN_TAG] = pipeline_run_id
     return tags
-
-
-def param_key(key: str) -> str:
-    """An MLflow-safe param/metric name (MLflow allows letters, digits, _ - . space : /)."""
-    return re.sub(r"[^\w\-. :/]", lambda m: "_at_" if m.group() == "@" else "_", key)
 
 
 def _parent_run_id(pipeline_run_id: str) -> str:
@@ -250,7 +243,7 @@ def stage_run(
     ) as run:
         if config is not None:
             dumped = redact_mapping(config.model_dump(mode="json"))
-            params = {param_key(k): str(v)[:500] for k, v in flatten(dumped).items()}
+            params = {mlflow_key(k): str(v)[:500] for k, v in flatten(dumped).items()}
             for i in range(0, len(params), 90):  # MLflow takes at most 100 params per call
                 mlflow.log_params(dict(list(params.items())[i : i + 90]))
             mlflow.log_text(yaml.safe_dump(dumped, sort_keys=False), "config.yaml")
@@ -267,7 +260,7 @@ def log_metrics(metrics: Mapping[str, Any], step: int | None = None) -> None:
 
     if mlflow.active_run() is None:
         return
-    flat = {param_key(k): v for k, v in flat_numeric(metrics).items()}
+    flat = {mlflow_key(k): v for k, v in flat_numeric(metrics).items()}
     if flat:
         mlflow.log_metrics(flat, step=step)
 
