@@ -4,15 +4,29 @@ from __future__ import annotations
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
-from twhin_bert_pipelines.config import PipelineConfig
+from twhin_bert.common.tracking import PIPELINE_RUN_ENV
+from twhin_bert_pipelines.config import PipelineConfig, staging_dir
+from twhin_bert_pipelines.multinode import split_pretrain
+
+# The label the KFP API server puts on every pod of a run (pipeline/runid = the run's id,
+# kubeflow/pipelines backend/src/apiserver/template/v2_template.go, SetPodMetadataLabels).
+RUN_ID_LABEL = "pipeline/runid"
+# The UID of the images (images/Dockerfile.*): tasks declare it so that they pass the
+# Pod Security Standard `restricted` (runAsNonRoot).
+IMAGE_UID = 1000
 
 
 def apply_runtime(
     task: PipelineTask, cfg: PipelineConfig, stage: str, display_name: str
 ) -> PipelineTask:
-    """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, PVCs, pod
-    labels and annotations, timeout, retries, caching, env and Secrets of ``task`` from
-    ``cfg.resources`` (kfp.local ignores all but caching and env).
+    """Sets image, CPU/memory, accelerators, node selector, tolerations, /dev/shm, scratch,
+    PVCs, pod labels and annotations, timeout, retries, caching, env and Secrets of ``task``
+    from ``cfg.resources`` (kfp.local ignores all but caching and env).
+
+    The run's id reaches the task as ``$TWHIN_BERT_PIPELINE_RUN_ID`` through the downward
+    API (the pod's ``pipeline/runid`` label), not as an input: KFP's cache key hashes the
+    task's input values, output specs, image, command, args and PVC names, never its env or
+    pod metadata, so a run-specific input would make every cache key unique.
 
     ``secret_env`` and ``secret_volumes`` become references to Kubernetes Secrets
     (kfp-kubernetes ``use_secret_as_env`` / ``use_secret_as_volume``): the compiled spec
@@ -30,6 +44,9 @@ def apply_runtime(
     res = cfg.task_resources(stage)
     task.set_display_name(display_name)
     image = res.image or (cfg.gpu_image if res.accelerator_count else cfg.image)
+    if stage == "pretrain" and cfg.pretrain.num_nodes > 1:
+        # A launcher without GPUs; resources.pretrain describes each TrainJob node instead.
+        res, _ = split_pretrain(cfg, res, image)
     task.set_container_image(image)
     task.set_env_variable("TWHIN_BERT_IMAGE", image)
     if res.cpu_request:
@@ -48,6 +65,10 @@ def apply_runtime(
         kubernetes.add_toleration(
             task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect
         )
+    kubernetes.use_field_path_as_env(
+        task, env_name=PIPELINE_RUN_ENV, field_path=f"metadata.labels['{RUN_ID_LABEL}']"
+    )
+    kubernetes.set_security_context(task, run_as_user=IMAGE_UID, run_as_non_root=True)
     if res.shm_size:
         kubernetes.empty_dir_mount(
             task,
@@ -55,6 +76,11 @@ def apply_runtime(
             mount_path="/dev/shm",
             medium="Memory",
             size_limit=res.shm_size,
+        )
+    staging = staging_dir(cfg.cluster.pipeline_root)
+    if res.scratch_size and staging:
+        kubernetes.empty_dir_mount(
+            task, volume_name="scratch", mount_path=staging, size_limit=res.scratch_size
         )
     for pvc, mount_path in res.pvc_mounts.items():
         kubernetes.mount_pvc(task, pvc_name=pvc, mount_path=mount_path)
@@ -65,7 +91,12 @@ def apply_runtime(
     if res.timeout_s:
         kubernetes.set_timeout(task, seconds=res.timeout_s)
     if res.retries:
-        task.set_retry(num_retries=res.retries, backoff_duration="30s", backoff_factor=2.0)
+        task.set_retry(
+            num_retries=res.retries,
+            backoff_duration=f"{res.retry_backoff_s}s",
+            backoff_factor=res.retry_backoff_factor,
+            backoff_max_duration=f"{res.retry_window_s}s",
+        )
     task.set_caching_options(res.caching)
     for key, value in res.env.items():
         task.set_env_variable(key, value)

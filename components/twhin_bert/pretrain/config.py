@@ -94,10 +94,13 @@ class PretrainConfig(StrictModel):
     )
     mask_prob: float = Field(0.15, gt=0.0, lt=1.0, description="Share of tweet tokens masked.")
     shuffle_buffer: int = Field(
-        2048, ge=1, description="Tweets held in the streaming shuffle buffer (bounds memory)."
+        2048,
+        ge=1,
+        description="Tweets (mlm) or pairs (mlm_social) held in the streaming shuffle buffer "
+        "(bounds memory; saved in every checkpoint).",
     )
     read_batch_rows: int = Field(
-        1024, ge=1, description="Rows read from Parquet and tokenized at once."
+        1024, ge=1, description="Rows read from Parquet (and tweets tokenized) at once."
     )
     mlm: ObjectiveTraining = Field(
         default_factory=ObjectiveTraining, description="Stage 1 (MLM only) training settings."
@@ -135,6 +138,13 @@ class PretrainConfig(StrictModel):
         1,
         ge=1,
         description="Processes on this node; > 1 re-launches the stage under torchrun, one per GPU.",
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        description="Nodes of num_gpus GPUs each. 1: the pretrain task's own pod trains. > 1: "
+        "the task runs a Kubeflow Trainer TrainJob of num_nodes pods (pretrain/trainjob.py) and "
+        "follows it; needs checkpoint_dir on a ReadWriteMany volume every node mounts.",
     )
     checkpoint_every: int = Field(
         10, ge=1, description="Save a DeepSpeed checkpoint every N steps."
@@ -178,6 +188,11 @@ class PretrainConfig(StrictModel):
             raise ValueError(
                 f"max_pair_tweet_tokens {self.max_pair_tweet_tokens} exceeds max_seq_len "
                 f"{self.max_seq_len}"
+            )
+        if self.num_nodes > 1 and not self.checkpoint_dir:
+            raise ValueError(
+                f"num_nodes {self.num_nodes} needs checkpoint_dir on a volume all nodes mount "
+                "(ReadWriteMany): the nodes share checkpoints and inputs through it"
             )
         if any(d < 1 for d in self.projection_dims):
             raise ValueError(f"projection_dims must be positive, got {self.projection_dims}")

@@ -90,18 +90,25 @@ def run_pretrain(
         Final losses, steps, tokens/s, non-padding tokens and more.
     """
     _check_inputs(objective, pairs)
-    check_devices(cfg.num_gpus)
+    if cfg.num_nodes == 1:  # else the TrainJob's nodes hold the GPUs, not this pod
+        check_devices(cfg.num_gpus)
     from twhin_bert.pretrain.model import start_folders
 
     tokenizer, init_from = start_folders(cfg.base_model, tokenizer, init_from)
     ingested = Path(ingested)
     pairs = Path(pairs) if pairs else None
-    ckpt_dir, _ = checkpoint_folder(
+    ckpt_dir, key = checkpoint_folder(
         cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from
     )
     # One writer per checkpoint folder for the whole run: a second run (or a rerun while the
     # workers of a killed one still live) fails at once instead of resuming mid-write.
     with lifetime.hold_folder(ckpt_dir, "pretrain") as lock_fd:
+        if cfg.num_nodes > 1 and not os.environ.get(LAUNCHED_ENV):
+            from twhin_bert.pretrain.trainjob import run_trainjob
+
+            return run_trainjob(
+                cfg, Path(out_dir), objective, ckpt_dir, key, ingested, tokenizer, pairs, init_from
+            )
         if cfg.num_gpus > 1 and not os.environ.get(LAUNCHED_ENV):
             return _launch(
                 cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from, lock_fd
@@ -195,10 +202,9 @@ def train(
     stream: Any
     if social:
         assert pairs is not None
-        texts_a, texts_b = D.load_pair_texts(pairs, ingested)
         stream = D.PairStream(
-            texts_a,
-            texts_b,
+            pairs,
+            ingested,
             tok,
             specials,
             pairs_per_batch=tc.micro_batch_size,
@@ -206,6 +212,9 @@ def train(
             max_tweet_tokens=max_pair_tokens,
             position_offset=position_offset,
             mask_prob=cfg.mask_prob,
+            alpha=cfg.lang_alpha,
+            shuffle_buffer=cfg.shuffle_buffer,
+            read_rows=cfg.read_batch_rows,
             seed=cfg.seed,
         )
     else:
@@ -247,11 +256,13 @@ def train(
     ckpt_dir, fingerprint = checkpoint_folder(
         cfg, out_dir, objective, ingested, tokenizer, pairs, init_from
     )
-    state: dict[str, Any] = {"step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0}
+    state: dict[str, Any] = {
+        "step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0, "data": None,
+    }  # fmt: skip
     resumed_from = 0
     client = _resume(engine, ckpt_dir, fingerprint, world, rank)
     if client is not None:
-        state = {k: client[k] for k in state}
+        state = {k: client.get(k, state[k]) for k in state}  # "data": since issue 13
         resumed_from = state["step"]
         log.info("pretrain: resumed from step %d (%s)", resumed_from, ckpt_dir)
 
@@ -264,7 +275,9 @@ def train(
         tracking_ctx = mlflow.start_run(run_id=os.environ[MLFLOW_RUN_ENV])
 
     # --- the loop
-    batches = _rank_batches(stream(state["epoch"], state["next_batch"]), world, rank)
+    # The stream's saved position: O(1) whatever the step (a checkpoint without one replays).
+    start = state["data"] or {"epoch": state["epoch"], "batch": state["next_batch"]}
+    batches = _rank_batches(stream(start), world, rank)
     step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
     train_log: list[dict[str, Any]] = list(state["log"])
     total_tokens = int(state["tokens"])
@@ -329,6 +342,7 @@ def train(
                     "step": step,
                     "epoch": epoch,
                     "next_batch": next_batch,
+                    "data": stream.position(),
                     "log": train_log,
                     "tokens": total_tokens,
                     "fingerprint": fingerprint,
@@ -595,6 +609,7 @@ def _fingerprint(
             "threads",
             "keep_checkpoints_after",
             "num_gpus",
+            "num_nodes",
         },
     )
     start: str | None = None
