@@ -18,9 +18,12 @@ tweet (:func:`block_attention_mask`), and position ids restart at every tweet. W
 PyTorch's SDPA takes the 4-D boolean mask directly, so this costs no extra kernels; padding
 positions form their own block so no attention row is empty (an empty row gives NaN).
 
-Everything is streamed from Parquet in bounded memory (record batches, a bounded shuffle
-buffer) and is a pure function of ``(seed, epoch, batch index)``, so a resumed run replays
-exactly the batches an uninterrupted run would have seen.
+Everything is streamed from Parquet in bounded memory (slices of a row group, a bounded
+shuffle buffer): tweets in stage 1, pairs in stage 2, both re-sampled by language as the paper
+does (:mod:`twhin_bert.common.lang`). A stream's :meth:`~TweetStream.position` (row group,
+slice, row, the shuffle buffer and its generator's state, the tweets tokenized but not yet
+packed) goes into every checkpoint; a resumed run restores it and continues with exactly the
+batches an uninterrupted run would have seen, at a cost that does not grow with the step.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +39,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 
-from twhin_bert.common import schemas
+from twhin_bert.common import lang, schemas
 
 log = logging.getLogger(__name__)
 
 TWEETS_FILE = "tweets.parquet"
 PAIRS_FILE = "pairs.parquet"
+#: The columns of ``pairs.parquet`` stage 2 reads.
+PAIR_COLUMNS = ["tweet_a", "tweet_b", "text_a", "text_b"]
 
 
 class DataError(ValueError):
@@ -300,19 +306,7 @@ def _generator(seed: int, *key: int) -> torch.Generator:
     return g
 
 
-# --------------------------------------------------------------------------- tweets (mlm)
-
-
-def language_rates(counts: dict[str, int], alpha: float) -> dict[str, float]:
-    """Expected copies per tweet of each language so that languages are drawn with
-    probability proportional to ``count**alpha`` while an epoch keeps its size.
-
-    With ``p_l = n_l**alpha / sum_k n_k**alpha`` and ``N = sum n``, a tweet of language ``l``
-    is emitted ``N * p_l / n_l`` times in expectation (rare languages up, frequent ones down).
-    """
-    total = sum(counts.values())
-    z = sum(n**alpha for n in counts.values())
-    return {lang: total * (n**alpha / z) / n for lang, n in counts.items() if n > 0}
+# --------------------------------------------------------------------------- the row cursor
 
 
 def tweets_file(ingested: str | Path) -> Path:
@@ -333,12 +327,208 @@ def pairs_file(pairs: str | Path) -> Path:
     return f
 
 
-class TweetStream:
+#: Reads one slice of rows: ``(record batch, its first row's 0-based number)`` ->
+#: ``(items, language of each item)``.
+SliceReader = Callable[[pa.RecordBatch, int], tuple[list[Any], list[str]]]
+
+
+class RowCursor:
+    """One epoch of a Parquet file's rows: seeded row-group order, language re-sampling and a
+    bounded shuffle buffer, with a position that is small and cheap to restore.
+
+    Row groups are visited in a seeded order and read in slices of ``slice_rows`` rows; each
+    row is emitted ``copies`` times (:func:`twhin_bert.common.lang.draw_copies`, drawn from a
+    generator keyed by the slice, so a restored cursor redraws them) into a shuffle buffer of
+    at most ``buffer_size`` items, which hands out a random item for each one that comes in.
+    :meth:`state` is ``(row group, slice, row, copy)``, the buffer and its generator's state:
+    restoring costs reading at most one row group, whatever the position.
+
+    Attributes:
+        peak_buffer: The most items the buffer ever held (at most ``buffer_size``).
+        peak_slice: The most rows of the file held at once (at most ``slice_rows``).
+    """
+
+    def __init__(
+        self,
+        file: pq.ParquetFile,
+        columns: list[str],
+        read: SliceReader,
+        rates: dict[str, float],
+        *,
+        epoch: int,
+        seed: int,
+        salt: int,
+        slice_rows: int,
+        buffer_size: int,
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        self.file, self.columns, self.read, self.rates = file, columns, read, rates
+        self.epoch, self.seed, self.salt = epoch, seed, salt
+        self.slice_rows, self.buffer_size = slice_rows, buffer_size
+        meta = file.metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self.group_first = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.order = np.random.default_rng([seed, epoch, salt]).permutation(len(sizes))
+        self.rng = np.random.default_rng([seed, epoch, salt, 1])
+        # position: group = index into order; slice = slices of that group taken - 1
+        self.group, self.slice, self.row, self.copy = 0, -1, 0, 0
+        self.draining = False
+        self.buffer: list[Any] = []
+        self.items: list[Any] = []
+        self.copies = np.zeros(0, np.int64)
+        self._batches: Iterator[pa.RecordBatch] | None = None
+        self._next_first = 0
+        self.peak_buffer = 0
+        self.peak_slice = 0
+        if state is not None:
+            self._restore(state)
+
+    def state(self) -> dict[str, Any]:
+        """Where the cursor is: plain Python values (a checkpoint's ``client_state`` keeps it)."""
+        return {
+            "epoch": self.epoch,
+            "group": self.group,
+            "slice": self.slice,
+            "row": self.row,
+            "copy": self.copy,
+            "draining": self.draining,
+            "rng": self.rng.bit_generator.state,
+            "buffer": list(self.buffer),
+        }
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state["epoch"] != self.epoch:
+            raise ValueError(f"cursor state of epoch {state['epoch']} given for {self.epoch}")
+        self.rng.bit_generator.state = state["rng"]
+        self.buffer = list(state["buffer"])
+        self.draining = bool(state["draining"])
+        self.group = int(state["group"])
+        if not self.draining and state["slice"] >= 0:
+            self.slice = int(state["slice"]) - 1
+            # Re-open the row group and re-read the slice in progress (skipped slices are
+            # decoded, not converted: at most one row group's work).
+            self._open(int(self.order[self.group]))
+            for _ in range(int(state["slice"])):
+                rb = next(self._batches)  # type: ignore[arg-type]
+                self._next_first += rb.num_rows
+            self._take(next(self._batches))  # type: ignore[arg-type]
+            self.row, self.copy = int(state["row"]), int(state["copy"])
+
+    def _open(self, g: int) -> None:
+        self._batches = self.file.iter_batches(
+            batch_size=self.slice_rows, row_groups=[g], columns=self.columns, use_threads=False
+        )
+        self._next_first = int(self.group_first[g])
+
+    def _take(self, rb: pa.RecordBatch) -> None:
+        """Makes ``rb`` the slice in progress: its items and their copies."""
+        first = self._next_first
+        self._next_first += rb.num_rows
+        self.items, langs = self.read(rb, first)
+        key = [self.seed, self.epoch, self.salt, 2, self.group, self.slice + 1]
+        self.copies = lang.draw_copies(langs, self.rates, np.random.default_rng(key))
+        self.slice += 1
+        self.row, self.copy = 0, 0
+        self.peak_slice = max(self.peak_slice, rb.num_rows)
+
+    def _next_slice(self) -> bool:
+        while self.group < len(self.order):
+            if self._batches is None:
+                self._open(int(self.order[self.group]))
+            rb = next(self._batches, None)  # type: ignore[call-overload]
+            if rb is not None:
+                self._take(rb)
+                return True
+            self.group, self.slice, self._batches = self.group + 1, -1, None
+        return False
+
+    def next(self) -> Any | None:
+        """The next item of the epoch (None: the epoch is over)."""
+        while not self.draining:
+            if self.row < len(self.items):
+                if self.copy < self.copies[self.row]:
+                    self.copy += 1
+                    item = self.items[self.row]
+                    if len(self.buffer) < self.buffer_size:
+                        self.buffer.append(item)
+                        self.peak_buffer = max(self.peak_buffer, len(self.buffer))
+                        continue
+                    j = int(self.rng.integers(len(self.buffer)))
+                    out, self.buffer[j] = self.buffer[j], item
+                    return out
+                self.row, self.copy = self.row + 1, 0
+                continue
+            if not self._next_slice():
+                self.draining, self.items = True, []
+                self.rng.shuffle(self.buffer)
+        return self.buffer.pop() if self.buffer else None
+
+
+class _Stream:
+    """What both streams share: the epoch loop, the position, resuming from it."""
+
+    path: Path
+    epoch: int
+    index: int
+
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
+        raise NotImplementedError
+
+    def _next(self, build: bool) -> Batch | bool | None:
+        """The epoch's next batch (``build`` False: only its position is advanced, True
+        returned); None when the epoch has no further full batch."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _too_few(self) -> DataError:
+        raise NotImplementedError
+
+    def position(self) -> dict[str, Any]:
+        """The data position after the last batch handed out, for a checkpoint: resuming from
+        it (``stream(position)``) continues exactly as this stream would, at a cost that does
+        not depend on how far the stream has come."""
+        return {"epoch": self.epoch, "batch": self.index, **self._state()}
+
+    def __call__(self, position: dict[str, Any] | None = None) -> Iterator[tuple[int, int, Batch]]:
+        """Endless ``(epoch, index_in_epoch, batch)`` from ``position`` (None: the start).
+
+        A position from :meth:`position` is restored directly; one that names only
+        ``{"epoch", "batch"}`` (a checkpoint written before positions were saved) is reached
+        by replaying the epoch's batches without building them, at a cost that grows with it.
+        """
+        position = position or {"epoch": 0, "batch": 0}
+        self._start(int(position["epoch"]), position if "cursor" in position else None)
+        if "cursor" not in position:
+            while self.index < int(position["batch"]):
+                if self._next(build=False) is None:
+                    raise DataError(
+                        f"{self.path}: cannot resume at batch {position['batch']} of epoch "
+                        f"{position['epoch']}: the epoch has only {self.index} batches"
+                    )
+        while True:
+            batch = self._next(build=True)
+            if batch is None:
+                if self.index == 0:
+                    raise self._too_few()
+                self._start(self.epoch + 1, None)
+                continue
+            assert isinstance(batch, Batch)
+            yield self.epoch, self.index - 1, batch
+
+
+# --------------------------------------------------------------------------- tweets (mlm)
+
+
+class TweetStream(_Stream):
     """Packed, masked micro-batches of tweets for the MLM objective, streamed from Parquet.
 
-    Each epoch reads the row groups in a seeded order, re-samples languages with
-    :func:`language_rates`, shuffles through a bounded buffer, tokenizes in chunks and packs
-    tweets first-fit into rows of ``max_seq_len``.
+    Each epoch reads the row groups in a seeded order, re-samples languages
+    (:mod:`twhin_bert.common.lang`), shuffles through a bounded buffer (:class:`RowCursor`),
+    tokenizes ``read_rows`` tweets at a time and packs them first-fit into rows of
+    ``max_seq_len``. Its :meth:`position` holds the cursor and the tweets tokenized but not
+    yet packed.
     """
 
     def __init__(
@@ -367,159 +557,131 @@ class TweetStream:
         self.shuffle_buffer = shuffle_buffer
         self.read_rows = read_rows
         self.seed = seed
-        counts: Counter[str] = Counter()
-        for rb in self.file.iter_batches(batch_size=65536, columns=["lang"]):
-            vc = pc.value_counts(rb.column(0))
-            for item in vc.to_pylist():
-                counts[item["values"]] += item["counts"]
-        if not counts:
+        self.lang_counts = dict(lang.count_languages(path))
+        if not self.lang_counts:
             raise DataError(f"{path}: no tweets to train on")
-        self.lang_counts = dict(counts)
-        self.rates = language_rates(self.lang_counts, alpha)
+        self.rates = lang.copy_rates(self.lang_counts, alpha)
+        self._start(0, None)
 
-    def _texts(self, epoch: int) -> Iterator[str]:
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        groups = rng.permutation(self.file.num_row_groups)
-        buffer: list[str] = []
-        for g in groups:
-            table = self.file.read_row_group(int(g), columns=["text", "lang"])
-            texts = table.column("text").to_pylist()
-            langs = table.column("lang").to_pylist()
-            rates = np.array([self.rates[lang] for lang in langs])
-            copies = np.floor(rates).astype(int) + (rng.random(len(rates)) < rates % 1.0)
-            for text, c in zip(texts, copies, strict=True):
-                for _ in range(int(c)):
-                    if len(buffer) < self.shuffle_buffer:
-                        buffer.append(text)
-                        continue
-                    j = int(rng.integers(len(buffer)))
-                    yield buffer[j]
-                    buffer[j] = text
-        rng.shuffle(buffer)
-        yield from buffer
+    @staticmethod
+    def _read(rb: pa.RecordBatch, first: int) -> tuple[list[str], list[str]]:
+        langs = [v or lang.UNKNOWN for v in rb.column("lang").to_pylist()]
+        return rb.column("text").to_pylist(), langs
 
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Batch | None]:
-        """The micro-batches of ``epoch`` in order (a partial last batch is dropped).
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
+        self.epoch = epoch
+        self.index = int(state["batch"]) if state else 0
+        self.pending: list[list[int]] = [list(t) for t in state["pending"]] if state else []
+        self.final = bool(state["final"]) if state else False
+        self.cursor = RowCursor(
+            self.file, ["text", "lang"], self._read, self.rates, epoch=epoch, seed=self.seed,
+            salt=1, slice_rows=self.read_rows, buffer_size=self.shuffle_buffer,
+            state=state["cursor"] if state else None,
+        )  # fmt: skip
 
-        The first ``skip`` are yielded as None: their packing must be replayed (it decides
-        which tweets the later batches hold) but not their masking and tensors, which is most
-        of a batch's cost, so a resumed run regains its data position quickly.
-        """
-        budget = self.max_seq_len - 2
-        pending: list[list[int]] = []
-        chunk: list[str] = []
-        index = 0
+    def _state(self) -> dict[str, Any]:
+        return {"cursor": self.cursor.state(), "pending": list(self.pending), "final": self.final}
+
+    def _too_few(self) -> DataError:
+        return DataError(f"{self.path}: too few tweets for one batch of {self.rows_per_batch} rows")
+
+    def _next(self, build: bool) -> Batch | bool | None:
         want = self.rows_per_batch * self.max_seq_len
-
-        def batches(final: bool) -> Iterator[Batch]:
-            nonlocal pending, index
-            while pending and (final or sum(len(t) + 2 for t in pending) >= 2 * want):
-                bins = pack_first_fit([len(t) + 2 for t in pending], self.max_seq_len)
-                if len(bins) < self.rows_per_batch:
-                    return
-                # The fullest bins make the batch; the others' tweets wait for the next one.
-                bins.sort(key=lambda b: -sum(len(pending[i]) + 2 for i in b))
-                take = bins[: self.rows_per_batch]
-                rows = [[pending[i] for i in b] for b in take]
-                taken = {i for b in take for i in b}
-                pending = [t for i, t in enumerate(pending) if i not in taken]
-                yield (
-                    None
-                    if index < skip
-                    else collate(
+        while True:
+            if self.pending and (self.final or sum(len(t) + 2 for t in self.pending) >= 2 * want):
+                bins = pack_first_fit([len(t) + 2 for t in self.pending], self.max_seq_len)
+                if len(bins) >= self.rows_per_batch:
+                    # The fullest bins make the batch; the others' tweets wait for the next.
+                    bins.sort(key=lambda b: -sum(len(self.pending[i]) + 2 for i in b))
+                    take = bins[: self.rows_per_batch]
+                    rows = [[self.pending[i] for i in b] for b in take]
+                    taken = {i for b in take for i in b}
+                    self.pending = [t for i, t in enumerate(self.pending) if i not in taken]
+                    self.index += 1
+                    if not build:
+                        return True
+                    return collate(
                         rows,
                         self.specials,
                         position_offset=self.position_offset,
                         mask_prob=self.mask_prob,
-                        generator=_generator(self.seed, epoch, index, 2),
+                        generator=_generator(self.seed, self.epoch, self.index - 1, 2),
                     )
-                )
-                index += 1
-
-        for text in self._texts(epoch):
-            chunk.append(text)
-            if len(chunk) >= self.read_rows:
-                pending.extend(t for t in encode(self.tokenizer, chunk, budget) if t)
-                chunk = []
-                yield from batches(final=False)
-        pending.extend(t for t in encode(self.tokenizer, chunk, budget) if t)
-        yield from batches(final=True)
-
-    def __call__(self, start_epoch: int = 0, skip: int = 0) -> Iterator[tuple[int, int, Batch]]:
-        """Endless ``(epoch, index_in_epoch, batch)``, starting after ``skip`` batches of
-        ``start_epoch`` (how a resumed run gets back to its data position)."""
-        epoch = start_epoch
-        while True:
-            produced = 0
-            for i, batch in enumerate(self.epoch(epoch, skip if epoch == start_epoch else 0)):
-                produced += 1
-                if batch is None:  # before the resume point
-                    continue
-                yield epoch, i, batch
-            if produced == 0:
-                raise DataError(
-                    f"{self.path}: too few tweets for one batch of {self.rows_per_batch} rows"
-                )
-            epoch += 1
+            if self.final:
+                return None
+            chunk: list[str] = []
+            while len(chunk) < self.read_rows and (text := self.cursor.next()) is not None:
+                chunk.append(text)
+            if len(chunk) < self.read_rows:
+                self.final = True  # the epoch's tweets are all read: pack what is left
+            budget = self.max_seq_len - 2
+            self.pending.extend(t for t in encode(self.tokenizer, chunk, budget) if t)
 
 
 # --------------------------------------------------------------------------- pairs (mlm_social)
 
 
-def load_pair_texts(pairs: str | Path, ingested: str | Path) -> tuple[pa.Array, pa.Array]:
-    """The two texts of every positive pair (null ``text_x`` = the tweet's text from ingest),
-    as Arrow string arrays: one contiguous buffer per side, not a Python object per text.
+class TweetIndex:
+    """Tweet id -> language (and, on request, text) of a tweets Parquet.
 
-    Args:
-        pairs: The mine_pairs folder (``pairs.parquet``) or the file.
-        ingested: The ingest folder (``tweets.parquet``) or the file.
-
-    Returns:
-        ``(texts_a, texts_b)``, one entry per usable pair (pairs of a tweet with itself dropped).
-
-    Raises:
-        DataError: A pair names a tweet that is neither in tweets.parquet nor carries its text
-            (the message names the file and the row).
+    Holds the ids (sorted, fixed-width bytes) and a language code per tweet: what a pair's
+    language needs, never the texts, which :meth:`texts` fetches by a streaming scan.
     """
-    pf = pairs_file(pairs)
-    table = schemas.read_table(pf, "pairs", ["tweet_a", "tweet_b", "text_a", "text_b"])
-    tweets = schemas.read_table(tweets_file(ingested), "tweets", ["tweet_id", "text"])
-    lookup = pa.table({"tid": tweets.column("tweet_id"), "ttext": tweets.column("text")})
-    row = pa.array(np.arange(len(table)))
-    table = table.append_column("row", row)
-    out: dict[str, np.ndarray] = {}
-    for side in ("a", "b"):
-        j = table.select(["row", f"tweet_{side}", f"text_{side}"]).join(
-            lookup, keys=f"tweet_{side}", right_keys="tid", join_type="left outer"
-        )
-        j = j.sort_by("row")
-        text = pc.coalesce(j.column(f"text_{side}"), j.column("ttext"))
-        missing = pc.is_null(text)
-        if pc.any(missing).as_py():
-            first = int(pc.index(missing, True).as_py())
-            raise DataError(
-                f"{pf}: row {first + 1}: tweet_{side} {j.column(f'tweet_{side}')[first]} is not "
-                f"in {tweets_file(ingested)} and the pair carries no text_{side}"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        f = schemas.check(path, "tweets")
+        ids: list[bytes] = []
+        codes: list[int] = []
+        names: dict[str, int] = {}
+        for rb in f.iter_batches(columns=["tweet_id", "lang"], batch_size=65536):
+            ids.extend(s.encode() for s in rb.column(0).to_pylist())
+            codes.extend(
+                names.setdefault(v or lang.UNKNOWN, len(names)) for v in rb.column(1).to_pylist()
             )
-        out[side] = text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
-    keep = pc.not_equal(table.column("tweet_a"), table.column("tweet_b"))
-    keep = keep.combine_chunks() if isinstance(keep, pa.ChunkedArray) else keep
-    if not pc.any(keep).as_py():
-        raise DataError(f"{pf}: no usable pairs")
-    return out["a"].filter(keep), out["b"].filter(keep)
+        arr = np.array(ids, dtype="S") if ids else np.zeros(0, "S1")
+        order = np.argsort(arr, kind="stable")
+        self.ids = arr[order]
+        self.codes = np.array(codes, dtype=np.int32)[order]
+        self.names = sorted(names, key=names.__getitem__)
+
+    def langs(self, ids: list[str]) -> list[str | None]:
+        """The language of each id (None: not a tweet of the file)."""
+        if not len(self.ids):
+            return [None] * len(ids)
+        q = np.array([s.encode() for s in ids], dtype="S")
+        pos = np.minimum(np.searchsorted(self.ids, q), len(self.ids) - 1)
+        hit = self.ids[pos] == q
+        return [self.names[c] if h else None for c, h in zip(self.codes[pos], hit, strict=True)]
+
+    def texts(self, ids: set[str]) -> dict[str, str]:
+        """The texts of ``ids`` (one streaming pass over the file's ids and texts)."""
+        want = pa.array(sorted(ids), pa.string())
+        out: dict[str, str] = {}
+        f = schemas.check(self.path, "tweets")
+        for rb in f.iter_batches(columns=["tweet_id", "text"], batch_size=65536):
+            hit = rb.filter(pc.is_in(rb.column(0), value_set=want))
+            out.update(zip(hit.column(0).to_pylist(), hit.column(1).to_pylist(), strict=True))
+        return out
 
 
-class PairStream:
-    """Micro-batches of B positive pairs for the social objective (plus MLM on their tokens).
+class PairStream(_Stream):
+    """Micro-batches of B positive pairs for the social objective (plus MLM on their tokens),
+    streamed from ``pairs.parquet`` as tweets are in stage 1.
 
-    Both tweets of every pair are packed (first-fit) into rows; ``Batch.cls_index`` lists the
-    CLS positions as ``a_0..a_{B-1}, b_0..b_{B-1}``. Epochs visit the pairs in a seeded order.
+    Pairs are re-sampled by language with the same rates as tweets (a pair's language is its
+    first tweet's, else its second's, else ``und``: translation pairs name no ingested tweet)
+    and shuffled through a buffer of ``shuffle_buffer`` pairs (:class:`RowCursor`); a pair
+    with a null text takes its tweet's text from ``tweets.parquet``; pairs of a tweet with
+    itself are dropped. Both tweets of every pair are packed (first-fit) into rows;
+    ``Batch.cls_index`` lists the CLS positions as ``a_0..a_{B-1}, b_0..b_{B-1}``. Memory:
+    the buffer, one slice of ``read_rows`` pairs and the tweet ids' index, never the pairs.
     """
 
     def __init__(
         self,
-        texts_a: pa.Array | list[str],
-        texts_b: pa.Array | list[str],
+        pairs: str | Path,
+        ingested: str | Path,
         tokenizer: Any,
         specials: Specials,
         *,
@@ -528,13 +690,14 @@ class PairStream:
         max_tweet_tokens: int,
         position_offset: int,
         mask_prob: float,
+        alpha: float,
+        shuffle_buffer: int,
+        read_rows: int,
         seed: int,
     ) -> None:
-        if len(texts_a) < pairs_per_batch:
-            raise DataError(
-                f"{len(texts_a)} usable pairs: fewer than one batch of {pairs_per_batch} pairs"
-            )
-        self.a, self.b = texts_a, texts_b
+        self.path = pairs_file(pairs)
+        self.file = schemas.check(self.path, "pairs")
+        self.tweets = TweetIndex(tweets_file(ingested))
         self.tokenizer = tokenizer
         self.specials = specials
         self.pairs_per_batch = pairs_per_batch
@@ -542,33 +705,92 @@ class PairStream:
         self.max_tweet_tokens = max_tweet_tokens
         self.position_offset = position_offset
         self.mask_prob = mask_prob
+        self.shuffle_buffer = shuffle_buffer
+        self.read_rows = read_rows
         self.seed = seed
-        self._order: tuple[int, np.ndarray] | None = None  # (epoch, its pair order)
+        # One pass over the pairs (no texts): languages to re-sample, and every bad row now.
+        counts: Counter[str] = Counter()
+        first = 0
+        for rb in self.file.iter_batches(columns=PAIR_COLUMNS, batch_size=65536):
+            counts.update(self.resolve(rb, first, texts=False)[1])
+            first += rb.num_rows
+        self.usable = sum(counts.values())
+        if self.usable < pairs_per_batch:
+            raise DataError(
+                f"{self.path}: {self.usable} usable pairs: fewer than one batch of "
+                f"{pairs_per_batch} pairs"
+            )
+        self.lang_counts = dict(counts)
+        self.rates = lang.copy_rates(self.lang_counts, alpha)
+        self._start(0, None)
 
-    def order(self, epoch: int) -> np.ndarray:
-        """The seeded order of the pairs in ``epoch``, drawn once per epoch (int32 when it
-        fits: 100M pairs cost 400 MB, not a fresh O(N) permutation per batch)."""
-        if self._order is None or self._order[0] != epoch:
-            perm = np.random.default_rng([self.seed, epoch, 3]).permutation(len(self.a))
-            if len(self.a) < 2**31:
-                perm = perm.astype(np.int32)
-            self._order = (epoch, perm)
-        return self._order[1]
+    def resolve(
+        self, rb: pa.RecordBatch, first: int, *, texts: bool = True
+    ) -> tuple[list[tuple[str, str]], list[str]]:
+        """The usable pairs of a slice of ``pairs.parquet`` and their languages.
 
-    @staticmethod
-    def _take(texts: pa.Array | list[str], rows: np.ndarray) -> list[str]:
-        if isinstance(texts, pa.Array):
-            return texts.take(pa.array(rows)).to_pylist()
-        return [texts[i] for i in rows]
+        Args:
+            rb: The slice (columns :data:`PAIR_COLUMNS`).
+            first: Its first row's 0-based number in the file (for error messages).
+            texts: False: languages only (no text is looked up).
 
-    def batches_per_epoch(self) -> int:
-        """Full batches in one epoch."""
-        return len(self.a) // self.pairs_per_batch
+        Returns:
+            ``(text_a, text_b)`` of each pair (empty when ``texts`` is False) and its language.
 
-    def batch(self, epoch: int, index: int) -> Batch:
-        """Batch ``index`` of ``epoch`` (random access: resuming skips for free)."""
-        sel = self.order(epoch)[index * self.pairs_per_batch : (index + 1) * self.pairs_per_batch]
-        texts = self._take(self.a, sel) + self._take(self.b, sel)
+        Raises:
+            DataError: A pair names a tweet that is not in tweets.parquet and carries no text
+                for it (the message names the file and the row).
+        """
+        ids = {s: rb.column(f"tweet_{s}").to_pylist() for s in "ab"}
+        given = {s: rb.column(f"text_{s}").to_pylist() for s in "ab"}
+        found = {s: self.tweets.langs(ids[s]) for s in "ab"}
+        for s in "ab":
+            for i, (t, la) in enumerate(zip(given[s], found[s], strict=True)):
+                if t is None and la is None:
+                    raise DataError(
+                        f"{self.path}: row {first + i + 1}: tweet_{s} {ids[s][i]} is not in "
+                        f"{self.tweets.path} and the pair carries no text_{s}"
+                    )
+        keep = [i for i in range(rb.num_rows) if ids["a"][i] != ids["b"][i]]
+        langs = [found["a"][i] or found["b"][i] or lang.UNKNOWN for i in keep]
+        if not texts:
+            return [], langs
+        missing = {ids[s][i] for s in "ab" for i in keep if given[s][i] is None}
+        looked = self.tweets.texts(missing) if missing else {}
+
+        def text(s: str, i: int) -> str:
+            t = given[s][i]
+            return t if t is not None else looked[ids[s][i]]
+
+        return [(text("a", i), text("b", i)) for i in keep], langs
+
+    def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
+        self.epoch = epoch
+        self.index = int(state["batch"]) if state else 0
+        self.cursor = RowCursor(
+            self.file, PAIR_COLUMNS, self.resolve, self.rates, epoch=epoch, seed=self.seed,
+            salt=3, slice_rows=self.read_rows, buffer_size=self.shuffle_buffer,
+            state=state["cursor"] if state else None,
+        )  # fmt: skip
+
+    def _state(self) -> dict[str, Any]:
+        return {"cursor": self.cursor.state()}
+
+    def _too_few(self) -> DataError:
+        return DataError(
+            f"{self.path}: too few pairs for one batch of {self.pairs_per_batch} pairs"
+        )
+
+    def _next(self, build: bool) -> Batch | bool | None:
+        pairs: list[tuple[str, str]] = []
+        while len(pairs) < self.pairs_per_batch and (p := self.cursor.next()) is not None:
+            pairs.append(p)
+        if len(pairs) < self.pairs_per_batch:
+            return None  # a partial last batch is dropped
+        self.index += 1
+        if not build:
+            return True
+        texts = [a for a, _ in pairs] + [b for _, b in pairs]
         toks = encode(self.tokenizer, texts, self.max_tweet_tokens - 2)
         toks = [t if t else [self.specials.mask] for t in toks]  # empty text: one token
         bins = pack_first_fit([len(t) + 2 for t in toks], self.max_seq_len)
@@ -582,16 +804,6 @@ class PairStream:
             self.specials,
             position_offset=self.position_offset,
             mask_prob=self.mask_prob,
-            generator=_generator(self.seed, epoch, index, 4),
+            generator=_generator(self.seed, self.epoch, self.index - 1, 4),
             cls_order=[where[i] for i in range(len(toks))],
         )
-
-    def __call__(self, start_epoch: int = 0, skip: int = 0) -> Iterator[tuple[int, int, Batch]]:
-        """Endless ``(epoch, index_in_epoch, batch)`` from ``skip`` in ``start_epoch``."""
-        epoch, index = start_epoch, skip
-        n = self.batches_per_epoch()
-        while True:
-            while index < n:
-                yield epoch, index, self.batch(epoch, index)
-                index += 1
-            epoch, index = epoch + 1, 0

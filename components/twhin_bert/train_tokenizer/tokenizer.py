@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twhin_bert.common import io, schemas
+from twhin_bert.common import io
+from twhin_bert.common.lang import copy_rates, count_languages
+from twhin_bert.common.lang import language_probabilities as language_probabilities
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
@@ -48,50 +49,6 @@ def tweets_file(path: str | Path) -> Path:
     if not f.is_file():
         raise FileNotFoundError(f"{f}: no tweets Parquet (expected an ingest folder or a file)")
     return f
-
-
-def language_probabilities(counts: Mapping[str, int], alpha: float) -> dict[str, float]:
-    """Re-sampling probabilities ``q_l = f_l^alpha / sum_k f_k^alpha`` with ``f_l = n_l / N``.
-
-    Args:
-        counts: Tweets per language (languages with no tweets are ignored).
-        alpha: The exponent (1 keeps the natural mix, 0 makes all languages equal).
-
-    Returns:
-        Probability per language, summing to 1.
-    """
-    total = sum(n for n in counts.values() if n > 0)
-    if total == 0:
-        raise ValueError("language_probabilities: no tweets to re-sample")
-    weights = {lang: (n / total) ** alpha for lang, n in counts.items() if n > 0}
-    z = sum(weights.values())
-    return {lang: w / z for lang, w in weights.items()}
-
-
-def copy_rates(counts: Mapping[str, int], alpha: float, corpus_tweets: int) -> dict[str, float]:
-    """Expected copies per tweet of each language so that the corpus follows the re-sampling.
-
-    Args:
-        counts: Tweets per language in the input.
-        alpha: Re-sampling exponent.
-        corpus_tweets: Target corpus size ``M``.
-
-    Returns:
-        ``r_l = M q_l / n_l`` per language.
-    """
-    q = language_probabilities(counts, alpha)
-    return {lang: corpus_tweets * p / counts[lang] for lang, p in q.items()}
-
-
-def count_languages(path: Path) -> Counter[str]:
-    """Tweets per language of a tweets Parquet (reads only the ``lang`` column)."""
-    f = schemas.check(path, "tweets")
-    counts: Counter[str] = Counter()
-    for batch in f.iter_batches(columns=["lang"], batch_size=65536):
-        vc = pc.value_counts(batch.column(0))
-        for item in vc.to_pylist():
-            counts[item["values"] or "und"] += item["counts"]
-    return counts
 
 
 class ResampledCorpus:
