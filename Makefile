@@ -8,13 +8,16 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint format compile clean bench-quick
+.PHONY: install demo test test-all test-gpu lint format compile clean bench-quick lock
 
-$(STAMP): pyproject.toml
+# requirements.lock: the exact versions of every dependency but torch, shared with both images.
+LOCK := requirements.lock
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24" "setuptools<81" wheel
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install twhin-bert with its dev tools
@@ -24,6 +27,14 @@ demo: $(STAMP)  ## the whole pretrain pipeline locally on generated demo data (t
 
 test: $(STAMP)  ## the default test suite (slow and GPU tests excluded)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-gpu: $(STAMP)  ## the prepared GPU check (one H100/H200, < 8 min): scripts/gpu_check.sh
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[gpu]"
+	PATH="$(abspath $(BIN)):$$PATH" scripts/gpu_check.sh
+
+lock:  ## rewrite requirements.lock from the current .venv (after `make install` on a fresh clone)
+	{ sed -n '/^#/p' $(LOCK); $(BIN)/python -m pip freeze --all --exclude-editable \
+	  | grep -v -e '^torch==' -e '^faiss-gpu' | LC_ALL=C sort -f; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 test-all: $(STAMP)  ## every test, the slow ones included (GPU tests need a GPU)
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
