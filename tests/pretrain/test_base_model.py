@@ -182,7 +182,8 @@ def test_export_loads_cleanly_everywhere(
     tok = AutoTokenizer.from_pretrained(str(s2))
     assert tok.get_vocab() == AutoTokenizer.from_pretrained(str(base)).get_vocab()
     texts = [t for t, _ in pt_rows[:3]]
-    feats = pipeline("feature-extraction", model=str(s2), tokenizer=str(s2))(texts)
+    extract = pipeline("feature-extraction", model=str(s2), tokenizer=str(s2))
+    feats = extract(texts, tokenize_kwargs={"truncation": True})
     assert len(feats) == 3 and len(feats[0][0][0]) == 32
     st = pytest.importorskip("sentence_transformers")
     vecs = st.SentenceTransformer(str(s2), device="cpu").encode(texts)
@@ -208,7 +209,7 @@ def test_packed_training_matches_the_encoder_alone(
     _, sp = load_tokenizer(s2)
     offset, seq, _ = packing_limits(64, 32, tok, sp, s2)
     assert offset == (0 if kind == "bert" else sp.pad + 1)
-    assert seq == 64 - offset
+    assert seq == 64  # the tables were sized for 64 tokens after the offset
     ours = build_model(
         cfg(None).arch, sp, max_seq_len=64, projection_dims=[32, 32], init_from=str(s2)
     )
@@ -261,7 +262,8 @@ def test_mlm_head_is_the_bases_own_when_it_has_one(
     again = build_model(
         cfg(None).arch, sp, max_seq_len=64, projection_dims=[32, 32], init_from=str(s1)
     )
-    assert type(again.lm_head) is type(model.lm_head)
+    # BERT's own head has its own layout; a RoBERTa-family head is ours (same layers, names).
+    assert type(again.lm_head) is (type(model.lm_head) if kind == "bert" else MaskedLMHead)
     for k, v in head.items():
         assert torch.equal(again.lm_head.state_dict()[k], v), k
 
@@ -329,7 +331,8 @@ def base_dir(tmp_path_factory: pytest.TempPathFactory, pt_rows: list) -> Path:
 
 
 def _spec(cfg: Any, which: str, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    spec = yaml.safe_load(compile_pipeline(cfg, tmp_path / f"{which}.yaml", which).read_text())
+    path = compile_pipeline(cfg, tmp_path / f"{which}.yaml", which)
+    spec = next(yaml.safe_load_all(path.read_text()))  # the pipeline (then platform specs)
     tasks = {t["taskInfo"]["name"]: t for t in spec["root"]["dag"]["tasks"].values()}
     return spec, tasks
 
