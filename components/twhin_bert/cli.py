@@ -357,7 +357,7 @@ def pretrain_cmd(
 def embed_cmd(
     out: OutOpt,
     model: Annotated[Path, typer.Option(help="A Hugging Face model folder (pretrain output).")],
-    tweets: Annotated[Path, typer.Option(help="tweets.parquet or an ingest output folder.")],
+    tweets: Annotated[Path, typer.Option(help="A tweets Parquet file or an ingest output folder.")],
     config: ConfigOpt = None,
     pipeline_run_id: RunIdOpt = None,
 ) -> None:
@@ -1153,6 +1153,7 @@ BENCHES = {
     "mine": ("twhin_bert.bench.mine", "FAISS IVF/PQ recall@10 and speed against exact search."),
     "pretrain": ("twhin_bert.bench.pretrain", "Our trainer's tokens/s against HF Trainer."),
     "embed": ("twhin_bert.bench.embed", "Batch embedding tweets/s against transformers.pipeline."),
+    "resume": ("twhin_bert.bench.resume", "Pretrain's time to first batch resumed early vs late."),
 }
 
 
