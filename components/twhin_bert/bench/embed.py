@@ -112,6 +112,7 @@ def main(
     rounds: int = 3,
     data: str | None = None,
     seed: int = 0,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Runs the benchmark and reports tweets/s and the speed-ups over the pipeline.
 
@@ -132,6 +133,7 @@ def main(
         data: Folder of the real tweets, TweetEval/UMSAB layout (default:
             ``$TWHIN_BERT_BENCH_DATA``; neither: generated text).
         seed: Seed of the tweet sample and the model weights.
+        device: ``cpu`` or ``cuda``: where ours and the pipeline run.
 
     Returns:
         The JSON summary (``speedup``: over the pipeline as called by default, batch size 1;
@@ -160,6 +162,7 @@ def main(
             rounds=rounds,
             data=data,
             seed=seed,
+            device=device,
         )
     finally:
         torch.set_num_threads(old_threads)
@@ -177,6 +180,7 @@ def _run(
     rounds: int,
     data: str | None,
     seed: int,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The measurement itself (``main`` resolves sizes and restores torch's thread count)."""
     from transformers import AutoModel, AutoTokenizer, pipeline
@@ -188,12 +192,12 @@ def _run(
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
         folder = Path(tmp)
         make_model(texts, folder, layers=layers, hidden=hidden, vocab=vocab, seed=seed)
-        model, tok = load_encoder(folder, "cpu")
+        model, tok = load_encoder(folder, device)
         pipe = pipeline(
             "feature-extraction",
             model=AutoModel.from_pretrained(str(folder)),
             tokenizer=AutoTokenizer.from_pretrained(str(folder)),
-            device="cpu",
+            device=device,
         )
         warm = texts[:16]
         embed_texts(None, warm, model=model, tokenizer=tok, batch_size=batch_size)

@@ -80,6 +80,7 @@ def main(
     threads: int = 0,
     train_threads: int = 1,
     seed: int = 0,
+    gpu: bool = False,
 ) -> dict[str, Any]:
     """Runs the benchmark and prints the table and the JSON summary.
 
@@ -103,6 +104,8 @@ def main(
         train_threads: FAISS threads while training (0 = CPU count). Default 1: k-means and
             PQ training run many short parallel sections that stall when the cores are shared.
         seed: Data and sampling seed.
+        gpu: Search both indexes on every GPU faiss-gpu sees (sharded, as mine_pairs does);
+            ``auto`` then derives mine_pairs' GPU index. Training stays on the CPU.
 
     Returns:
         The JSON summary (also printed last).
@@ -115,7 +118,9 @@ def main(
         n, queries = min(n, 100_000), min(queries, 500)
     nthreads = mining.set_threads(threads)
     if index == "auto":
-        index = mining.derive_index_string(n, dim, gpu=False)
+        index = mining.derive_index_string(n, dim, gpu=gpu)
+    if gpu and not mining.gpu_count(True):
+        raise ValueError("bench mine: gpu=true but faiss sees no GPU (install the [gpu] extra)")
     if settings is None:  # what mine_pairs sets for this index
         nprobe = mining.derive_nprobe(index, n)
         settings = ",".join(
@@ -134,6 +139,8 @@ def main(
     # Baseline: exact search, same queries, same run.
     flat = faiss.IndexFlatIP(dim)
     flat.add(xb)
+    if gpu:
+        flat = faiss.index_cpu_to_all_gpus(flat)
     exact_s, gt = _timed_search(flat, xq, k, 1)  # long enough to time once
     exact_qps = queries / exact_s
     del flat
@@ -154,6 +161,10 @@ def main(
     for i in range(0, n, 200_000):
         ann.add(xb[i : i + 200_000])
     add_s = time.perf_counter() - t0
+    if gpu:
+        co = faiss.GpuMultipleClonerOptions()
+        co.shard, co.useFloat16LookupTables = True, True
+        ann = faiss.index_cpu_to_all_gpus(ann, co=co)
     del data, xb
     gc.collect()
 
@@ -166,7 +177,7 @@ def main(
             "speedup": 1.0,
         }
     ]
-    ps = faiss.ParameterSpace()
+    ps = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
     for setting in trials:
         if setting:
             ps.set_index_parameters(ann, setting)
