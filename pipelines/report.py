@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from twhin_bert.common.artifacts import ArtifactError, Evaluation, Registration
+from twhin_bert.common.metrics import flat_numeric
 
 
-def _read(path: str | Path | None) -> dict[str, Any]:
-    if path is None:
+def _read(artifact: Evaluation | Registration | None) -> dict[str, Any]:
+    """The artifact's JSON (evaluate's metrics, the registration), {} when the run has none."""
+    if artifact is None:
         return {}
-    p = Path(path)
-    for candidate in (p, p / "metrics.json", p / "registration.json"):
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return {}
+    try:
+        return artifact.metrics() if isinstance(artifact, Evaluation) else artifact.read()
+    except ArtifactError:
+        return {}
 
 
 def print_run_summary(summary: dict[str, Any], console: Console) -> None:
     """Prints the run's key metrics (evaluate, ablation, registration) and where things are."""
     tasks = summary["tasks"]
-    ev = _read(tasks.get("evaluate", {}).get("evaluation"))
+    ev_dir = tasks.get("evaluate", {}).get("evaluation")
+    ev = _read(Evaluation(ev_dir) if ev_dir else None)
     reg_dir = tasks.get("register-model", tasks.get("register_model", {})).get("registration")
-    reg = _read(Path(reg_dir) / "registration.json") if reg_dir else {}
+    reg = _read(Registration(reg_dir) if reg_dir else None)
 
     if ev.get("models"):
-        from twhin_bert.common.kfp_utils import flat_numeric
-
         table = Table(title="evaluation (test split)")
         names = list(ev["models"])
         table.add_column("metric")

@@ -71,10 +71,10 @@ def real_tweets(
 
 
 def write_tweets(rows: list[tuple[str, str]], folder: Path) -> Path:
-    """Writes ``rows`` as an ingest-style ``folder/tweets.parquet`` (schema ``tweets``)."""
+    """Writes ``rows`` as an ingest-style folder holding only tweets (schema ``tweets``)."""
     import pyarrow as pa
 
-    from twhin_bert.common.schemas import write_table
+    from twhin_bert.common.artifacts import Ingested
 
     n = len(rows)
     table = pa.table(
@@ -87,8 +87,7 @@ def write_tweets(rows: list[tuple[str, str]], folder: Path) -> Path:
             "created_at": pa.nulls(n, pa.timestamp("ms", tz="UTC")),
         }
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    write_table(table, folder / "tweets.parquet", "tweets")
+    Ingested(folder).write(table)
     return folder
 
 

@@ -23,14 +23,14 @@ def build_graph(
 
     Args:
         config: The build_graph section of the pipeline config, as JSON.
-        ingested: The ingest stage's folder (``engagements.parquet``).
+        ingested: The ingest stage's folder (its engagements).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         window_end: End of a rolling ``window_days`` window (ISO 8601); '' = the next one.
         schedule_time: A recurring run's scheduled time (KFP placeholder), or ''.
         create_time: The run's creation time (KFP placeholder), or ''.
         graph: Folder with ``pbg/`` (entity counts, partitioned HDF5 edge buckets for
-            ``train/``, ``valid/``, ``test/``), ``entities.parquet``, ``relations.json``,
-            ``graph.json`` and ``metrics.json``.
+            ``train/``, ``valid/``, ``test/``), the entities table, relations, graph metadata,
+            holdout rule and ``metrics.json`` (layout: ``twhin_bert.common.artifacts.Graph``).
         metrics: Entity and edge counts, split sizes, rows dropped by reason.
 
     Returns:

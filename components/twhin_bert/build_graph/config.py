@@ -66,7 +66,7 @@ class BuildGraphConfig(StrictModel):
         1, ge=1, description="PBG partitions per entity type (buckets = partitions squared)."
     )
     batch_rows: int = Field(
-        1_000_000, ge=1_000, description="Rows per batch when reading engagements.parquet."
+        1_000_000, ge=1_000, description="Rows per batch when reading the ingested engagements."
     )
     seed: int = Field(0, description="Seed of the partition assignment and the edge split.")
 

@@ -1,19 +1,20 @@
 """build_graph: ingested engagements -> the TwHIN in PyTorch-BigGraph's input format.
 
-Reads ``engagements.parquet`` in batches, keeps the configured engagement types (one PBG
+Reads the ingested engagements in batches, keeps the configured engagement types (one PBG
 relation each) inside the time window, applies the degree filters, splits the edges into
 train/valid/test and writes, with torchbiggraph's own storage classes:
 
 * ``pbg/entity_count_{user,tweet}_{p}.txt`` (``ENTITY_STORAGES``),
 * ``pbg/{train,valid,test}/edges_{lhs_p}_{rhs_p}.h5`` (``EDGE_STORAGES``: PBG's HDF5 buckets),
 
-plus ``entities.parquet`` (our ids <-> PBG partition/offset; schema ``entities``),
-``relations.json``, ``graph.json`` (counts, partitions, relative paths) and ``holdout.json``.
+plus the entities table (our ids <-> PBG partition/offset; schema ``entities``), the
+relations, the graph's metadata (counts, partitions, relative paths) and the holdout rule:
+the layout of :class:`~twhin_bert.common.artifacts.Graph`.
 
 Evaluation holdout: a seeded hash of the tweet id keeps ``holdout_valid_fraction +
 holdout_test_fraction`` of the tweets out of the graph altogether, so that no later training
-stage sees their engagements (see :mod:`twhin_bert.common.holdout`); the rule is written as
-``holdout.json`` for mine_pairs and evaluate.
+stage sees their engagements (see :mod:`twhin_bert.common.holdout`); the rule is written
+beside the graph for mine_pairs and evaluate.
 
 Orientation: PBG applies a relation's operator to the *right-hand side* entity and scores
 ``comparator(lhs, op(rhs))``. SPEC 2.2 wants f = (u + r)ᵀt, a translation on the user, so
@@ -38,7 +39,8 @@ import pyarrow.compute as pc
 
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.common import holdout
-from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check, write_table
+from twhin_bert.common.artifacts import Graph, Ingested
+from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check
 from twhin_bert.common.stage import stage
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ def read_edges(
     """Reads engagements in batches into integer edge arrays.
 
     Args:
-        path: ``engagements.parquet`` (schema ``engagements``).
+        path: An engagements Parquet (schema ``engagements``).
         cfg: The stage config (relations, time window, batch size).
 
     Returns:
@@ -298,7 +300,7 @@ def run_build_graph(
     Args:
         cfg: The stage config.
         out_dir: Staging output folder (see module docstring for its layout).
-        ingested: The ingest stage's folder (``engagements.parquet``).
+        ingested: The ingest stage's folder (its engagements).
         window_end: End of a rolling ``window_days`` window (ISO 8601; default now).
 
     Returns:
@@ -312,7 +314,7 @@ def run_build_graph(
         from torchbiggraph.graph_storages import ENTITY_STORAGES
 
     cfg, window = resolve_window(cfg, window_end)
-    src = Path(ingested) / "engagements.parquet"
+    src = Ingested(ingested).engagements_path()
     out = Path(out_dir)
     rng = np.random.default_rng(cfg.seed)
     u, t, r, user_ids, tweet_ids, dropped = read_edges(src, cfg)
@@ -342,7 +344,7 @@ def run_build_graph(
     p = cfg.num_partitions
     u_part, u_off = assign_partitions(n_users, p, rng)
     t_part, t_off = assign_partitions(n_tweets, p, rng)
-    pbg = out / "pbg"
+    pbg = out / Graph.PBG_DIR
     entity_storage = ENTITY_STORAGES.make_instance(str(pbg))
     entity_storage.prepare()
     for name, part in ((RHS, u_part), (LHS, t_part)):
@@ -360,7 +362,7 @@ def run_build_graph(
             pbg / name, t_part[t[m]], t_off[t[m]], u_part[u[m]], u_off[u[m]], r[m], p
         )
 
-    # entities.parquet, rows ordered by (type, partition, offset) == embedding row order.
+    # The entities table, rows ordered by (type, partition, offset) == embedding row order.
     deg_u = np.bincount(u, minlength=n_users)
     deg_t = np.bincount(t, minlength=n_tweets)
     tables = []
@@ -380,7 +382,7 @@ def run_build_graph(
                 }
             )
         )
-    write_table(pa.concat_tables(tables), out / "entities.parquet", "entities")
+    Graph(out).write_entities(pa.concat_tables(tables))
 
     edge_counts = {name: int(sum(b)) for name, b in buckets.items()}
     relations = [
@@ -393,7 +395,7 @@ def run_build_graph(
         }
         for i, name in enumerate(cfg.relations)
     ]
-    (out / "relations.json").write_text(json.dumps(relations, indent=2) + "\n")
+    (out / Graph.RELATIONS).write_text(json.dumps(relations, indent=2) + "\n")
     graph = {
         "format": GRAPH_FORMAT,
         "lhs": LHS,
@@ -414,13 +416,13 @@ def run_build_graph(
         "edges": edge_counts,
         "buckets": buckets,
         "paths": {
-            "entity_path": "pbg",
-            **{s: f"pbg/{s}" for s in SPLITS},
-            "entities": "entities.parquet",
-            "relations": "relations.json",
+            "entity_path": Graph.PBG_DIR,
+            **{s: f"{Graph.PBG_DIR}/{s}" for s in SPLITS},
+            "entities": Graph.ENTITIES,
+            "relations": Graph.RELATIONS,
         },
     }
-    (out / "graph.json").write_text(json.dumps(graph, indent=2) + "\n")
+    (out / Graph.META).write_text(json.dumps(graph, indent=2) + "\n")
     if cfg.holdout_valid_fraction + cfg.holdout_test_fraction > 0:
         holdout.write_rule(out, cfg.holdout_valid_fraction, cfg.holdout_test_fraction, cfg.seed)
     log.info(

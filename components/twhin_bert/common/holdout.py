@@ -6,8 +6,8 @@ have been trained on pairs mined from exactly the co-engagement it is later aske
 predict, while its MLM-only twin never saw them: the lift would be partly leakage. So
 build_graph decides the split, keeps the held-out tweets' engagements out of the graph (and
 so out of the PBG user embeddings, the FAISS pairs and stage-2 training), and writes the
-rule as ``holdout.json``; embed_graph passes it on; mine_pairs drops held-out tweets from
-every pair source and evaluate uses the same split.
+rule beside the graph (``artifacts.HOLDOUT_FILE``); embed_graph passes it on; mine_pairs
+drops held-out tweets from every pair source and evaluate uses the same split.
 
 The split is a pure function of the tweet id (a keyed 64-bit hash), so every stage, on any
 machine, assigns any tweet, engaged or not, to the same side, and no id list is shipped.
@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-HOLDOUT_FILE = "holdout.json"
+from twhin_bert.common.artifacts import HOLDOUT_FILE
+
 HASH = "pandas.hash_array/siphash24"
 TRAIN, VALID, TEST = 0, 1, 2
 
 
 class HoldoutError(ValueError):
-    """A ``holdout.json`` that cannot be used (names the file)."""
+    """A holdout rule file that cannot be used (names the file)."""
 
 
 def split_of(tweet_ids: Any, valid_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
@@ -63,7 +64,7 @@ def split_of(tweet_ids: Any, valid_fraction: float, test_fraction: float, seed: 
 
 
 def write_rule(folder: Path, valid_fraction: float, test_fraction: float, seed: int) -> Path:
-    """Writes ``holdout.json`` (the rule, not the ids) into ``folder``."""
+    """Writes the rule (not the ids) into ``folder``."""
     path = Path(folder) / HOLDOUT_FILE
     rule = {
         "hash": HASH,
@@ -76,7 +77,7 @@ def write_rule(folder: Path, valid_fraction: float, test_fraction: float, seed: 
 
 
 class Holdout:
-    """The rule read back from a ``holdout.json``."""
+    """The rule read back from its file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -2,7 +2,7 @@
 
 Each Parquet artifact carries its schema name and version in the file's key-value metadata
 (``twhin_bert.schema = "<name>/<version>"``); readers check it and name the file when it
-does not match. Folder layouts of the non-Parquet artifacts are documented here too.
+does not match. The folder layouts (file names) are in :mod:`twhin_bert.common.artifacts`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TS = pa.timestamp("ms", tz="UTC")
 
 #: name -> (version, arrow schema)
 SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
-    # ingest -> tweets.parquet: one row per unique tweet, text normalised.
+    # ingest -> tweets: one row per unique tweet, text normalised.
     "tweets": (
         1,
         pa.schema(
@@ -32,7 +32,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
             ]
         ),
     ),
-    # ingest -> engagements.parquet: one row per unique (user, tweet, type).
+    # ingest -> engagements: one row per unique (user, tweet, type).
     "engagements": (
         1,
         pa.schema(
@@ -46,7 +46,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
             ]
         ),
     ),
-    # ingest -> quarantine.parquet: every row that did not make it, and why.
+    # ingest -> quarantine: every row that did not make it, and why.
     "quarantine": (
         1,
         pa.schema(
@@ -59,7 +59,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
             ]
         ),
     ),
-    # mine_pairs -> pairs.parquet: positive pairs for the contrastive objective.
+    # mine_pairs -> pairs: positive pairs for the contrastive objective.
     "pairs": (
         1,
         pa.schema(
@@ -73,7 +73,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
             ]
         ),
     ),
-    # build_graph -> entities.parquet: our ids <-> PBG (entity type, partition, offset).
+    # build_graph -> entities: our ids <-> PBG (entity type, partition, offset).
     "entities": (
         1,
         pa.schema(
@@ -92,12 +92,7 @@ SCHEMAS: dict[str, tuple[int, pa.Schema]] = {
 
 ENGAGEMENT_TYPES = ("fave", "retweet", "reply", "quote")
 
-# Folder layouts (documented, not Parquet):
-# embed_graph/  users.npy + users.ids.parquet, tweets.npy + tweets.ids.parquet (float32 [N, d]),
-#               relations.json ({type: vector}), model.json, checkpoint/ (PBG), metrics.json
-# train_tokenizer/ a Hugging Face fast-tokenizer folder (AutoTokenizer.from_pretrained)
-# pretrain/     a Hugging Face model folder (AutoModel.from_pretrained) + tokenizer + README.md
-# embed/        cls.npy, mean.npy, combined.npy + ids.parquet (tweet ids), metrics.json
+# Folder layouts, file names and readers: one class per stage output in common/artifacts.py.
 
 
 class SchemaError(ValueError):

@@ -20,10 +20,11 @@ def embed(
     Args:
         config: The embed section of the pipeline config, as JSON.
         model: A Hugging Face encoder folder (pretrain's output, or any BERT/XLM-R-style one).
-        ingested: The ingest folder (``tweets.parquet``) or a tweets Parquet file.
+        ingested: The ingest folder (its tweets) or a tweets Parquet file.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
-        embeddings: Folder with ``cls.npy``, ``mean.npy``, ``combined.npy`` (float32) and
-            ``ids.parquet`` (row i of each array is tweet ``id[i]``).
+        embeddings: Folder with the CLS, mean and Combined arrays (float32) and the tweet
+            ids (row i of each array is tweet ``id[i]``); layout:
+            ``twhin_bert.common.artifacts.Embeddings``.
         metrics: Tweets, tweets per second, padding share.
     """
     from pathlib import Path

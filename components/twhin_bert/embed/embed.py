@@ -34,15 +34,14 @@ import pyarrow.parquet as pq
 
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import schemas
+from twhin_bert.common.artifacts import Embeddings, Ingested
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.embed.config import EmbedConfig
 
 log = logging.getLogger(__name__)
 
-KINDS = ("cls", "mean", "combined")
-TWEETS_FILE = "tweets.parquet"
-IDS_FILE = "ids.parquet"
+KINDS = Embeddings.KINDS
 PROGRESS_FILE = "progress.json"
 #: A batch holds texts whose token counts differ by less than this (bounded padding).
 BUCKET_WIDTH = 8
@@ -261,15 +260,6 @@ def embed_texts(
     )
 
 
-def tweets_file(path: str | Path) -> Path:
-    """The tweets Parquet of an ingest folder, or ``path`` itself when it is a file."""
-    p = Path(path)
-    f = p / TWEETS_FILE if p.is_dir() else p
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: no tweets Parquet (expected an ingest folder or a file)")
-    return f
-
-
 def _open_tweets(path: Path) -> tuple[pq.ParquetFile, str]:
     """Opens a tweets Parquet: our ``tweets`` artifact, or any file with an id and a text column."""
     f = schemas.check(path, "tweets") if _is_tweets_artifact(path) else pq.ParquetFile(str(path))
@@ -292,10 +282,13 @@ def _is_tweets_artifact(path: Path) -> bool:
 
 def _open_outputs(out: Path, n: int, dim: int, mode: str) -> dict[str, np.ndarray]:
     shapes = {"cls": (n, dim), "mean": (n, dim), "combined": (n, 2 * dim)}
+    files = Embeddings(out)
     return {
-        k: np.lib.format.open_memmap(out / f"{k}.npy", mode=mode, dtype=np.float32, shape=shapes[k])
+        k: np.lib.format.open_memmap(
+            files.vectors_path(k), mode=mode, dtype=np.float32, shape=shapes[k]
+        )
         if mode == "w+"
-        else np.load(out / f"{k}.npy", mmap_mode="r+")
+        else np.load(files.vectors_path(k), mmap_mode="r+")
         for k in KINDS
     }
 
@@ -303,7 +296,7 @@ def _open_outputs(out: Path, n: int, dim: int, mode: str) -> dict[str, np.ndarra
 def _resume_point(out: Path, fingerprint: str) -> int:
     """Rows already embedded by an interrupted run with the same input contents and settings."""
     p = out / PROGRESS_FILE
-    if not p.is_file() or not all((out / f"{k}.npy").is_file() for k in KINDS):
+    if not p.is_file() or not all(Embeddings(out).vectors_path(k).is_file() for k in KINDS):
         return 0
     saved = json.loads(p.read_text())
     if saved.get("fingerprint") != fingerprint:
@@ -320,18 +313,18 @@ def _save_progress(out: Path, fingerprint: str, rows_done: int) -> None:
 
 @stage("embed")
 def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> dict:
-    """Embeds every tweet of a Parquet file into ``cls.npy``, ``mean.npy``, ``combined.npy``.
+    """Embeds every tweet of a Parquet file into CLS, mean and Combined arrays.
 
     Streams the tweets in chunks of ``cfg.chunk_size`` (bounded memory), writes the arrays as
-    memory-mapped ``.npy`` files row-aligned with ``ids.parquet`` (schema ``ids``: row ``i``
-    of each array is tweet ``ids[i]``, the input's order), and saves its progress after each
-    chunk so an interrupted run resumes where it stopped.
+    memory-mapped ``.npy`` files row-aligned with the ids (schema ``ids``: row ``i`` of each
+    array is tweet ``ids[i]``, the input's order; layout: :class:`Embeddings`), and saves its
+    progress after each chunk so an interrupted run resumes where it stopped.
 
     Args:
         cfg: The stage config.
         out_dir: Output folder (the staging folder when called through the stage wrapper).
         model: A Hugging Face encoder folder (pretrain's output).
-        tweets: A tweets Parquet file, or an ingest folder holding ``tweets.parquet``.
+        tweets: A tweets Parquet file, or an ingest folder (:class:`Ingested`).
 
     Returns:
         Metrics: tweets, tweets per second, padding share, tokens per tweet, dimensions.
@@ -342,7 +335,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
         torch.set_num_threads(cfg.num_threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = tweets_file(tweets)
+    path = Ingested(tweets).tweets_path()
     f, id_col = _open_tweets(path)
     n = f.metadata.num_rows
     enc_model, tokenizer = load_encoder(model, cfg.device)
@@ -399,7 +392,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
     if ids_col.null_count:
         bad = next(i for i, v in enumerate(ids_col.to_pylist()) if v is None) + 1
         raise ValueError(f"{path}: row {bad}: {id_col} is null (expected an id)")
-    schemas.write_table(pa.table({"id": ids_col}), out / IDS_FILE, "ids")
+    Embeddings(out).write_ids(ids_col)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     done = n - start
     return {

@@ -22,9 +22,10 @@ def embed_graph(
         config: The embed_graph section of the pipeline config, as JSON.
         graph: The build_graph stage's folder.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
-        embeddings: Folder with ``users.npy`` + ``users.ids.parquet``, ``tweets.npy`` +
-            ``tweets.ids.parquet`` (float32), ``relations.json``, ``model.json`` and PBG's
-            ``checkpoint/`` (a retried task resumes from it).
+        embeddings: Folder with the user and tweet vectors (float32) and their ids, the
+            relation vectors, the model description, the holdout rule and PBG's
+            ``checkpoint/`` (a retried task resumes from it); layout:
+            ``twhin_bert.common.artifacts.GraphEmbeddings``.
         metrics: Link prediction (MRR, Hits@1, Hits@10) beside the popularity baseline,
             PBG edges/s and the time spent outside PBG training.
     """

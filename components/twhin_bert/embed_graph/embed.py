@@ -3,7 +3,7 @@
 The recipe, top to bottom:
 
 1. **setup** – build PBG's ``ConfigSchema`` from our config and the build_graph folder
-   (``graph.json``): entity types ``user``/``tweet`` with the graph's partitions, one relation
+   (its ``graph.json``): entity types ``user``/``tweet`` with the graph's partitions, one relation
    per engagement type with lhs = tweet, rhs = user and the operator on the rhs, so PBG's
    score ``comparator(lhs, op(rhs))`` is SPEC 2.2's f = (u + r)ᵀt with translation + dot.
 2. **train** – ``torchbiggraph.train.train_and_report_stats`` (PBG's own loop: Hogwild!
@@ -11,10 +11,11 @@ The recipe, top to bottom:
    sides). Checkpoints go to ``<out>/checkpoint`` – inside the stage's staging folder, which
    survives a crash – and PBG resumes from ``checkpoint_version.txt`` on its own: a killed
    run restarts at the first epoch (or edge chunk) it had not finished.
-3. **export** – the last checkpoint's embeddings, in the row order of ``entities.parquet``:
-   ``users.npy``/``users.ids.parquet``, ``tweets.npy``/``tweets.ids.parquet`` (float32),
-   ``relations.json`` ``{type: vector}`` and ``model.json`` (operator, comparator, ...);
-   the graph's ``holdout.json`` (tweets kept out for evaluation) is passed on beside them.
+3. **export** – the last checkpoint's embeddings, in the row order of the graph's entities
+   table: user and tweet vectors (float32) with their ids, the relation vectors and the
+   model description (operator, comparator, ...), laid out as
+   :class:`~twhin_bert.common.artifacts.GraphEmbeddings`; the graph's holdout rule (tweets
+   kept out for evaluation) is passed on beside them.
 4. **evaluate** – link prediction on held-out edges: each test edge's tweet is ranked among
    ``eval_candidates`` random tweets (known positives of that user filtered out) by our score
    computed from the exported vectors, and by train-set popularity (degree) on the same
@@ -38,12 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from twhin_bert.common import fingerprint as fp
-from twhin_bert.common import holdout, lifetime, tracking
-from twhin_bert.common.schemas import read_table, write_table
+from twhin_bert.common import lifetime, tracking
+from twhin_bert.common.artifacts import Graph, GraphEmbeddings
 from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 
@@ -108,12 +108,9 @@ def _import_pbg() -> None:
 
 
 def read_graph(graph: Path) -> dict[str, Any]:
-    """Reads and checks a build_graph folder's ``graph.json``."""
-    path = Path(graph) / "graph.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise FileNotFoundError(f"{path}: not a build_graph output ({e})") from e
+    """Reads and checks a build_graph folder's metadata (``graph.json``)."""
+    path = Path(graph) / Graph.META
+    meta = Graph(graph).meta()
     if meta.get("lhs") != TWEET or meta.get("rhs") != USER:
         raise ValueError(
             f"{path}: expected lhs=tweet, rhs=user, got {meta.get('lhs')}/{meta.get('rhs')}"
@@ -274,7 +271,8 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
 
 
 def load_embeddings(checkpoint: Path, entity: str, num_partitions: int) -> np.ndarray:
-    """All partitions of one entity type from the last checkpoint, rows = entities.parquet order."""
+    """All partitions of one entity type from the last checkpoint, in the graph's entities
+    table's row order."""
     from torchbiggraph.checkpoint_storage import CHECKPOINT_STORAGES
 
     storage = CHECKPOINT_STORAGES.make_instance(str(checkpoint))
@@ -440,25 +438,23 @@ def link_prediction(
 def export(
     out: Path, graph: Path, meta: dict[str, Any], cfg: EmbedGraphConfig, checkpoint: Path
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """Writes users/tweets ``.npy`` + ``.ids.parquet``, ``relations.json``, ``model.json``."""
+    """Writes the user and tweet vectors with their ids, the relations and the model."""
     p = int(meta["num_partitions"])
-    entities = read_table(
-        graph / meta["paths"]["entities"], "entities", columns=["entity_type", "id"]
-    )
+    entities = Graph(graph).entities(columns=["entity_type", "id"])
+    output = GraphEmbeddings(out)
     arrays = {}
-    for entity, stem in ((USER, "users"), (TWEET, "tweets")):
+    for entity, stem in ((USER, output.USERS), (TWEET, output.TWEETS)):
         emb = load_embeddings(checkpoint, entity, p)
         ids = pc.filter(entities.column("id"), pc.equal(entities.column("entity_type"), entity))
         if len(ids) != emb.shape[0]:
             raise RuntimeError(
                 f"{checkpoint}: {emb.shape[0]} {entity} embeddings but {len(ids)} {entity} "
-                f"rows in {graph / meta['paths']['entities']}"
+                f"rows in {graph / Graph.ENTITIES}"
             )
-        np.save(out / f"{stem}.npy", emb)
-        write_table(pa.table({"id": ids}), out / f"{stem}.ids.parquet", "ids")
+        output.table(stem).write(ids, emb)
         arrays[entity] = emb
     rel = load_relation_vectors(checkpoint, meta["relations"], cfg.operator, cfg.dimension)
-    (out / "relations.json").write_text(
+    (out / output.RELATIONS).write_text(
         json.dumps({k: [float(x) for x in v] for k, v in rel.items()}) + "\n"
     )
     model = {
@@ -468,9 +464,9 @@ def export(
         "comparator": cfg.comparator,
         "score": "comparator(tweet, op_r(user)); translation + dot: (u + r)ᵀt",
         "relations": meta["relations"],
-        "files": {"users": "users.npy", "tweets": "tweets.npy", "relations": "relations.json"},
+        "files": output.files(),
     }
-    (out / "model.json").write_text(json.dumps(model, indent=2) + "\n")
+    (out / output.MODEL).write_text(json.dumps(model, indent=2) + "\n")
     return arrays[USER], arrays[TWEET], rel
 
 
@@ -521,9 +517,7 @@ def _train_and_export(
 
     t0 = time.perf_counter()
     users, tweets, rel = export(out, graph, meta, cfg, checkpoint)
-    rule = holdout.read_rule(graph)  # passed on: mine_pairs and evaluate honour it
-    if rule is not None:
-        shutil.copyfile(rule.path, out / holdout.HOLDOUT_FILE)
+    rule = GraphEmbeddings(out).copy_holdout_from(Graph(graph))  # mine_pairs, evaluate honour it
     t_export = time.perf_counter() - t0
 
     t0 = time.perf_counter()

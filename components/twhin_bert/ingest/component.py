@@ -25,8 +25,8 @@ def ingest(
             (JSONL[.gz], CSV, Parquet, or TweetEval-style ``*_text.txt``).
         engagements: Engagement inputs, same forms.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
-        ingested: Folder with ``tweets.parquet``, ``engagements.parquet``,
-            ``quarantine.parquet`` and ``metrics.json``.
+        ingested: Folder with the tweets, engagements and quarantine Parquet files and
+            ``metrics.json`` (layout: ``twhin_bert.common.artifacts.Ingested``).
         metrics: Rows in / out / quarantined by reason.
     """
     from twhin_bert.common.kfp_utils import log_kfp_metrics

@@ -6,10 +6,9 @@ Read top to bottom:
    from its name, check CSV headers and Parquet schemas for the required columns — all
    before anything is written, so a bad input fails fast and leaves nothing behind;
 2. tweets, file by file and batch by batch: parse, validate, normalise the text, extract
-   hashtags, drop duplicate ids, identify the language, write ``tweets.parquet``;
-3. engagements likewise, checked against the set of tweet ids kept in step 2, written to
-   ``engagements.parquet``;
-4. every rejected row goes to ``quarantine.parquet`` with its raw text, file, line/row and
+   hashtags, drop duplicate ids, identify the language, write the tweets;
+3. engagements likewise, checked against the set of tweet ids kept in step 2, and written;
+4. every rejected row goes to the quarantine with its raw text, file, line/row and
    reason; the metrics count rows in, out and quarantined by reason, and the stage refuses
    to finish unless, for both kinds, ``rows_in == rows_out + sum(quarantined)`` and every
    physical line (Parquet: row) read is a row, a blank line or a CSV header, once;
@@ -52,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 from twhin_bert.common import schemas
+from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.io import expand_uris, is_gcs
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
@@ -94,7 +94,6 @@ TWEETS, ENGAGEMENTS = "tweets", "engagements"
 TWEET_REQUIRED = ("tweet_id", "author_id", "text", "created_at")
 TWEET_OPTIONAL = ("lang",)
 ENGAGEMENT_REQUIRED = ("user_id", "tweet_id", "engagement_type", "engaged_at")
-OUTPUT_FILES = ("tweets.parquet", "engagements.parquet", "quarantine.parquet")
 
 __all__ = [
     "IngestAccountingError",
@@ -212,7 +211,7 @@ class KindStats:
 
 
 class _Quarantine:
-    """Buffers rejected rows and writes them to ``quarantine.parquet`` in batches."""
+    """Buffers rejected rows and writes them to the quarantine Parquet in batches."""
 
     def __init__(self, path: Path, batch_size: int, raw_max_chars: int) -> None:
         self._writer = schemas.writer(path, "quarantine")
@@ -355,8 +354,8 @@ def run_ingest(
 
     Args:
         cfg: The stage config.
-        out_dir: The (staging) output folder; receives ``tweets.parquet``,
-            ``engagements.parquet`` and ``quarantine.parquet``.
+        out_dir: The (staging) output folder; receives the tweets, engagements and
+            quarantine (:class:`~twhin_bert.common.artifacts.Ingested`).
         tweets: Tweet inputs (local paths or gs:// URIs of files, folders or globs).
         engagements: Engagement inputs (same forms; may be empty for text-only corpora).
 
@@ -405,9 +404,10 @@ def _ingest(
     max_ts = round((time.time() + cfg.max_future_skew_s) * 1000)
     types = EngagementTypes(cfg.engagement_aliases)
 
-    quarantine = _Quarantine(out_dir / "quarantine.parquet", cfg.batch_size, cfg.raw_max_chars)
-    t_writer = schemas.writer(out_dir / "tweets.parquet", "tweets")
-    e_writer = schemas.writer(out_dir / "engagements.parquet", "engagements")
+    output = Ingested(out_dir)
+    quarantine = _Quarantine(output.quarantine_path(), cfg.batch_size, cfg.raw_max_chars)
+    writers = output.writers()
+    t_writer, e_writer = writers[TWEETS], writers[ENGAGEMENTS]
     try:
         t_tweets = time.perf_counter()
         for reader, batch in _batches(tweet_readers, t_stats, TWEETS):
@@ -435,7 +435,7 @@ def _ingest(
     e_stats.check(ENGAGEMENTS)
     if quarantine.written != t_stats.quarantined_total + e_stats.quarantined_total:
         raise IngestAccountingError(
-            f"quarantine.parquet holds {quarantine.written} rows, counters say otherwise"
+            f"{output.quarantine_path()} holds {quarantine.written} rows, counters say otherwise"
         )
     t_stats.check_kept(TWEETS, tweets, cfg)
     e_stats.check_kept(ENGAGEMENTS, engagements, cfg)

@@ -24,12 +24,12 @@ def mine_pairs(
 
     Args:
         config: The mine_pairs section of the pipeline config, as JSON.
-        ingested: The ingest folder (``tweets.parquet``).
-        embeddings: The embed_graph folder (``tweets.npy`` + ``tweets.ids.parquet``).
+        ingested: The ingest folder (its tweets).
+        embeddings: The embed_graph folder (its tweet vectors and ids).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         parallel_tweets: Parallel-tweets JSONL (local path or gs:// URI); empty = none.
         truth: Planted-truth Parquet ``(tweet_id, topic)`` of demo data; empty = none.
-        pairs: Folder with ``pairs.parquet`` (schema ``pairs``) and ``metrics.json``.
+        pairs: Folder with the pairs Parquet (schema ``pairs``) and ``metrics.json``.
         metrics: Pairs per source, index used, recall@k against exact search, truth precision.
     """
     from twhin_bert.common.kfp_utils import log_kfp_metrics

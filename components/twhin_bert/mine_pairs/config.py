@@ -33,7 +33,7 @@ class SocialSourceConfig(StrictModel):
         3,
         ge=0,
         description=(
-            "Tweets with fewer engagements (ingested engagements.parquet) are not indexed: the "
+            "Tweets with fewer engagements (in the ingested engagements) are not indexed: the "
             "graph embedding of a tweet engaged by one or two users mostly reflects those users."
         ),
     )

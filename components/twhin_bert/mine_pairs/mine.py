@@ -7,10 +7,10 @@ Reads top to bottom:
    recall@k against exact ``IndexFlatIP`` search on random queries;
 2. hashtag (HICL) — tweets sharing a frequent hashtag, the hashtag removed/noised;
 3. translation (TPP) — pairs from a parallel-tweets file, when one is given;
-4. mix the sources by their weights, write ``pairs.parquet`` (schema ``pairs``);
+4. mix the sources by their weights, write the pairs (schema ``pairs``);
 5. with a planted-truth file (demo data): precision of social pairs vs random pairs.
 
-Tweets that build_graph held out for evaluation (``holdout.json`` in the embed_graph folder)
+Tweets that build_graph held out for evaluation (its holdout rule, in the embed_graph folder)
 are removed first: no source pairs them, so stage 2 never trains on a test tweet.
 """
 
@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twhin_bert.common import holdout, schemas
+from twhin_bert.common import schemas
+from twhin_bert.common.artifacts import GraphEmbeddings, Ingested, Pairs
 from twhin_bert.common.io import local_path
 from twhin_bert.common.stage import stage
 from twhin_bert.mine_pairs import index as faiss_index
@@ -35,7 +36,6 @@ from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, hashtag_pai
 
 log = logging.getLogger(__name__)
 
-PAIRS_FILE = "pairs.parquet"
 SOURCES = ("social", "hashtag", "translation")
 
 
@@ -49,13 +49,13 @@ def run_mine_pairs(
     parallel: str | None = None,
     truth: str | None = None,
 ) -> dict[str, Any]:
-    """Mines social, hashtag and translation pairs and writes ``pairs.parquet``.
+    """Mines social, hashtag and translation pairs and writes them (:class:`Pairs`).
 
     Args:
         cfg: Stage config.
         out_dir: Output (staging) folder.
-        ingested: The ingest folder (``tweets.parquet``).
-        embeddings: The embed_graph folder (``tweets.npy`` + ``tweets.ids.parquet``).
+        ingested: The ingest folder (:class:`Ingested`).
+        embeddings: The embed_graph folder (:class:`GraphEmbeddings`: tweet vectors and ids).
         parallel: Optional parallel-tweets JSONL file (local or gs://) for the translation source.
         truth: Optional planted-truth Parquet ``(tweet_id, topic)`` (demo data) to score pairs.
 
@@ -64,11 +64,10 @@ def run_mine_pairs(
     """
     rng = np.random.default_rng(cfg.seed)
     threads = faiss_index.set_threads(cfg.social.num_threads)
-    tweets_path = Path(ingested) / "tweets.parquet"
-    tweets = schemas.read_table(tweets_path, "tweets", columns=["tweet_id", "text", "hashtags"])
+    tweets = Ingested(ingested).tweets(columns=["tweet_id", "text", "hashtags"])
     metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
     # Tweets held out for evaluation (build_graph's rule) are in no pair of any source.
-    rule = holdout.read_rule(Path(embeddings))
+    rule = GraphEmbeddings(embeddings).holdout()
     if rule is not None:
         held = rule.held_out(tweets.column("tweet_id"))
         tweets = tweets.filter(pa.array(~held))
@@ -155,7 +154,7 @@ def run_mine_pairs(
         table = schemas.schema("pairs").empty_table()
     if table.num_rows == 0:
         log.warning("mine_pairs: no pair mined from any source (check thresholds and inputs)")
-    schemas.write_table(table, Path(out_dir) / PAIRS_FILE, "pairs")
+    Pairs(out_dir).write(table)
     metrics["available"] = {s: available.get(s, 0) for s in SOURCES}
     metrics["pairs"] = {"total": table.num_rows, **{s: len(chosen.get(s, ())) for s in SOURCES}}
     metrics["weights"] = weights
@@ -171,10 +170,8 @@ def run_mine_pairs(
 
 
 def _engagement_counts(ingested: Path, ids: pa.Array) -> np.ndarray:
-    """Engagements of each tweet in ``ids`` (from the ingest folder's engagements.parquet)."""
-    table = schemas.read_table(
-        ingested / "engagements.parquet", "engagements", columns=["tweet_id"]
-    )
+    """Engagements of each tweet in ``ids`` (from the ingest folder's engagements)."""
+    table = Ingested(ingested).engagements(columns=["tweet_id"])
     counts = pc.value_counts(table.column("tweet_id").combine_chunks())
     pos = pc.fill_null(pc.index_in(ids, value_set=counts.field("values")), -1).to_numpy()
     per = counts.field("counts").to_numpy()
@@ -190,18 +187,9 @@ def _social_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """FAISS k-NN pairs. Returns ``(tweet_rows_a, tweet_rows_b, scores, indexed_tweet_rows, metrics)``."""
     sc = cfg.social
-    vec_path, ids_path = emb_dir / "tweets.npy", emb_dir / "tweets.ids.parquet"
-    try:
-        emb = np.load(vec_path, mmap_mode="r")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{vec_path}: cannot read tweet embeddings ({e})") from e
-    if emb.ndim != 2:
-        raise ValueError(f"{vec_path}: expected a 2-D [tweets, dim] array, got shape {emb.shape}")
-    ids = schemas.read_table(ids_path, "ids").column("id").combine_chunks()
-    if len(ids) != emb.shape[0]:
-        raise ValueError(
-            f"{ids_path}: {len(ids)} ids for {emb.shape[0]} rows of {vec_path} (expected one id per row)"
-        )
+    files = GraphEmbeddings(emb_dir).table(GraphEmbeddings.TWEETS)
+    vec_path = files.vectors_path
+    ids, emb = files.read()
     # Only tweets with a text can be trained on: index those.
     to_tweet = pc.index_in(ids, value_set=tweet_ids)
     has_text = pc.is_valid(to_tweet).to_numpy(zero_copy_only=False)

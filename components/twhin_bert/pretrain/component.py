@@ -29,7 +29,7 @@ def pretrain(
     Args:
         config: The pretrain section of the pipeline config, as JSON.
         objective: ``mlm`` (stage 1) or ``mlm_social`` (stage 2: MLM + NT-Xent on pairs).
-        ingested: The ingest output (``tweets.parquet``).
+        ingested: The ingest output (its tweets).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         model: Hugging Face model folder (``AutoModel``/``AutoTokenizer`` load it), with
             ``mlm_head.safetensors``, ``social_head.safetensors``, ``training_log.json`` and
@@ -37,7 +37,7 @@ def pretrain(
         metrics: Final losses, steps, tokens/s, non-padding tokens.
         tokenizer: The train_tokenizer output (a Hugging Face fast-tokenizer folder); absent
             with a ``base_model`` in the config (its own tokenizer is used).
-        pairs: The mine_pairs output (``pairs.parquet``); required for ``mlm_social``.
+        pairs: The mine_pairs output (its pairs); required for ``mlm_social``.
         init_model: A model folder to start from (stage 1's, or the champion's to warm-start);
             absent: the config's ``base_model``, else a fresh encoder.
     """

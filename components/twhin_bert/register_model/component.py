@@ -33,7 +33,8 @@ def register_model(
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run, tags the version).
         pipeline_config: The whole resolved pipeline config, as JSON (logged with the model).
         data_window: The engagement window the model was trained on.
-        registration: Folder with registration.json (name, version, aliases, gate verdict).
+        registration: Folder with the registration record (name, version, aliases, gate
+            verdict; ``twhin_bert.common.artifacts.Registration``).
         metrics: Version, gate passed (0/1), promoted (0/1) and the key metrics.
         evaluated_champion: The champion version evaluated beside the model ('' = none): the
             gate then compares with its numbers from this run's split.
@@ -41,6 +42,7 @@ def register_model(
     import json
     from pathlib import Path
 
+    from twhin_bert.common.artifacts import Registration
     from twhin_bert.common.kfp_utils import log_kfp_metrics
     from twhin_bert.register_model.config import RegisterModelConfig
     from twhin_bert.register_model.register import run_register_model
@@ -55,7 +57,7 @@ def register_model(
         data_window=data_window,
         evaluated_champion=evaluated_champion or None,
     )
-    info = json.loads((Path(registration.path) / "registration.json").read_text())
+    info = Registration(registration.path).read()
     registration.metadata.update(
         {k: info[k] for k in ("name", "version", "model_uri", "verdict", "promoted")}
     )
