@@ -39,6 +39,22 @@ class IngestConfig(StrictModel):
         description="Rows parsed, validated and written per batch (bounds memory; one Parquet "
         "row group per batch).",
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Processes that parse, validate, normalise and language-identify input "
+        "pieces in parallel: 0 = every CPU the pod may use (its affinity mask, capped by a "
+        "cgroup CPU limit), 1 = in the stage's own process. Deduplication, the tweet-id checks "
+        "and the quarantine stay serial in input order, so the output does not depend on it.",
+    )
+    piece_bytes: int = Field(
+        4 << 20,
+        ge=1 << 16,
+        description="Input files are cut into pieces of about this many bytes, the unit of "
+        "parallel work: uncompressed JSONL at line starts, Parquet by whole row groups; CSV, "
+        "gzip and text files are one piece each. The pieces (and so the output's row groups) "
+        "depend on this size, never on workers.",
+    )
     read_chunk_bytes: int = Field(
         1 << 20,
         ge=1024,

@@ -23,8 +23,19 @@ start of the run plus ``max_future_skew_s``, and engagements dated before their 
 ``created_at`` (``engaged_before_tweet``; engagements of tweets without a creation time,
 such as those of text files, are not checked).
 
-Memory stays bounded: one batch of rows at a time, plus 16 bytes per tweet id (its hash and
-creation time) and 8 per engagement key (:mod:`twhin_bert.ingest.dedup`).
+Every core (``workers``, 0 = all the pod may use; :mod:`twhin_bert.common.parallel`): each
+input file is cut into pieces of about ``piece_bytes`` (uncompressed JSONL at line starts,
+Parquet by row groups; CSV, gzip and text files are one piece each) and the pieces are read,
+parsed, validated, normalised and language-identified in worker processes — the CPU-heavy,
+row-local part. What needs every earlier row stays in this process and runs serially in
+input order: duplicate tweets, the tweet-id set that engagements are checked against
+(unknown tweet, engaged before its tweet), duplicate engagements, quarantine, line numbers
+and counts. The pieces do not depend on ``workers``, so every setting writes the same
+files, byte for byte, and the same metrics (timings aside).
+
+Memory stays bounded: one batch of rows at a time (with workers: about ``2 * workers``
+pieces in flight), plus 16 bytes per tweet id (its hash and creation time) and 8 per
+engagement key (:mod:`twhin_bert.ingest.dedup`).
 
 Input fields. Tweets: ``tweet_id``, ``author_id``, ``text``, ``created_at`` (required),
 ``lang`` (optional). Engagements: ``user_id``, ``tweet_id``, ``engagement_type``,
@@ -42,7 +53,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,6 +64,7 @@ import pyarrow as pa
 from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.io import expand_uris, is_gcs
+from twhin_bert.common.parallel import ordered_map, resolve_workers
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.ingest.config import IngestConfig
@@ -402,7 +414,11 @@ def _ingest(
     engagement_keys = HashSet()
     # Nothing happens later than now: a later timestamp is a broken clock or a unit mix-up.
     max_ts = round((time.time() + cfg.max_future_skew_s) * 1000)
-    types = EngagementTypes(cfg.engagement_aliases)
+    workers = resolve_workers(cfg.workers)
+    # The row-local checks' settings, set before the workers fork so that they inherit them
+    # (the language model included) instead of receiving them with every piece.
+    global _WORK
+    _WORK = _Work(cfg, detector, EngagementTypes(cfg.engagement_aliases), max_ts)
 
     output = Ingested(out_dir)
     quarantine = _Quarantine(output.quarantine_path(), cfg.batch_size, cfg.raw_max_chars)
@@ -410,23 +426,24 @@ def _ingest(
     t_writer, e_writer = writers[TWEETS], writers[ENGAGEMENTS]
     try:
         t_tweets = time.perf_counter()
-        for reader, batch in _batches(tweet_readers, t_stats, TWEETS):
-            table = _tweet_batch(
-                batch, reader, cfg, detector, tweet_ids, quarantine, t_stats, languages, max_ts
-            )
+        for src, checked, offset in _checked(tweet_readers, t_stats, TWEETS, cfg, workers):
+            table = _merge_tweets(checked, src, offset, tweet_ids, quarantine, t_stats, languages)
             if table.num_rows:
                 t_writer.write_table(table)
             t_stats.rows_out += table.num_rows
         t_engagements = time.perf_counter()
-        for reader, batch in _batches(engagement_readers, e_stats, ENGAGEMENTS):
-            table = _engagement_batch(
-                batch, reader, types, tweet_ids, engagement_keys, quarantine, e_stats, max_ts
+        for src, checked, offset in _checked(
+            engagement_readers, e_stats, ENGAGEMENTS, cfg, workers
+        ):
+            table = _merge_engagements(
+                checked, src, offset, tweet_ids, engagement_keys, quarantine, e_stats
             )
             if table.num_rows:
                 e_writer.write_table(table)
             e_stats.rows_out += table.num_rows
         t_end = time.perf_counter()
     finally:
+        _WORK = None
         t_writer.close()
         e_writer.close()
         quarantine.close()
@@ -453,58 +470,133 @@ def _ingest(
         "tweet_rows_per_second": round(t_stats.rows_in / max(t_engagements - t_tweets, 1e-9), 1),
         "engagement_rows_per_second": round(e_stats.rows_in / max(t_end - t_engagements, 1e-9), 1),
         "dedup_bytes": tweet_ids.nbytes + engagement_keys.nbytes,
+        "workers": workers,
     }
     log.info("ingest: %s", summarise(metrics).replace("\n", "; "))
     return metrics
 
 
-def _batches(
-    readers: list[FileReader], stats: KindStats, kind: str
-) -> Iterator[tuple[FileReader, RawBatch]]:
-    """(reader, batch) over all files of one kind, with a progress bar over files and rows."""
+# --- row-local checks (in worker processes) -------------------------------------------
+@dataclass
+class _Work:
+    """The settings of the row-local checks; set before the workers fork."""
+
+    cfg: IngestConfig
+    detector: LanguageDetector
+    types: EngagementTypes
+    max_ts: int  # the latest accepted timestamp (ms)
+
+
+_WORK: _Work | None = None
+
+
+@dataclass
+class _Piece:
+    """A unit of work: one piece of one input file (see :meth:`FileReader.pieces`)."""
+
+    kind: str
+    reader: FileReader
+    start: int
+    stop: int | None
+    first: bool  # the file's first piece
+    last: bool  # the file's last piece
+
+
+@dataclass
+class _Checked:
+    """One batch after the row-local checks: what the serial merge needs, nothing more."""
+
+    rows: np.ndarray  # each row's line (Parquet: row) number, counted from the piece's start
+    lines: int  # physical lines the rows span
+    rejected: list[tuple[int, str]]  # (row index, reason), in row order
+    raws: list[Any]  # the raw form of every row, for the quarantine
+    keep: np.ndarray  # the row index of each candidate (a row that passed the checks)
+    ids: np.ndarray  # hash of each candidate's tweet id
+    times: np.ndarray  # tweets: created_at, NO_VALUE when unknown; engagements: engaged_at
+    keys: np.ndarray | None  # engagements: hash of each candidate's (user, tweet, type)
+    table: pa.Table  # the candidates, in the output schema
+
+
+@dataclass
+class _PieceResult:
+    """A piece's checked batches and its physical accounting (as :class:`FileReader` has)."""
+
+    batches: list[_Checked]
+    physical: int
+    skipped: int
+
+
+def _check_batches(piece: _Piece) -> Iterator[_Checked]:
+    """Reads one piece and checks its rows batch by batch (no state across rows)."""
+    check = _check_tweets if piece.kind == TWEETS else _check_engagements
+    for batch in piece.reader.batches(piece.start, piece.stop):
+        yield check(batch, piece.reader)
+
+
+def _check_piece(piece: _Piece) -> _PieceResult:
+    """:func:`_check_batches` of a whole piece, in a worker process."""
+    batches = list(_check_batches(piece))
+    return _PieceResult(batches, piece.reader.physical, piece.reader.skipped)
+
+
+def _pieces(readers: list[FileReader], kind: str, piece_bytes: int) -> Iterator[_Piece]:
+    for reader in readers:
+        spans = reader.pieces(piece_bytes)
+        for k, (start, stop) in enumerate(spans):
+            yield _Piece(kind, reader, start, stop, k == 0, k == len(spans) - 1)
+
+
+def _checked(
+    readers: list[FileReader], stats: KindStats, kind: str, cfg: IngestConfig, workers: int
+) -> Iterator[tuple[str, _Checked, int]]:
+    """``(file, checked batch, line offset of its piece)`` over all files of one kind, in
+    input order, with a progress bar over files; counts lines and rows in ``stats``.
+
+    With one worker the pieces are checked here, one batch at a time; with more, in worker
+    processes, a piece at a time and at most ``2 * workers`` pieces ahead.
+    """
+    pieces: Iterable[_Piece] = _pieces(readers, kind, cfg.piece_bytes)
+    results: Iterable[tuple[_Piece, Iterable[_Checked], _PieceResult | FileReader]]
+    if workers == 1:
+        # The reader holds the piece's counts once its batches are exhausted.
+        results = ((p, _check_batches(p), p.reader) for p in pieces)
+    else:
+        pieces = list(pieces)
+        results = (
+            (p, r.batches, r)
+            for p, r in zip(pieces, ordered_map(_check_piece, pieces, workers), strict=True)
+        )
     bar = progress(total=len(readers), desc=f"ingest {kind}", unit="file")
     try:
-        for reader in readers:
-            rows_before = stats.rows_in
-            for batch in reader.batches():
-                stats.rows_in += len(batch)
-                stats.lines_in_rows += sum(batch.spans)
-                yield reader, batch
+        offset = rows_before = 0
+        for piece, batches, counts in results:
+            if piece.first:
+                offset, rows_before = 0, stats.rows_in
+            for checked in batches:
+                stats.rows_in += len(checked.rows)
+                stats.lines_in_rows += checked.lines
+                yield piece.reader.uri, checked, offset
                 bar.set_postfix(rows=f"{stats.rows_in:,}", refresh=False)
-            stats.lines_read += reader.physical
-            stats.lines_skipped += reader.skipped
-            if stats.rows_in == rows_before:
-                log.warning("%s: no %s rows in this file", reader.uri, kind)
-            stats.files += 1
-            bar.update(1)
+            stats.lines_read += counts.physical
+            stats.lines_skipped += counts.skipped
+            offset += counts.physical
+            if piece.last:
+                if stats.rows_in == rows_before:
+                    log.warning("%s: no %s rows in this file", piece.reader.uri, kind)
+                stats.files += 1
+                bar.update(1)
     finally:
         bar.close()
 
 
-def _reject(
-    q: _Quarantine, stats: KindStats, kind: str, src: str, row: int, reason: str, raw: Any
-) -> None:
-    stats.quarantined[reason] += 1
-    if not stats.example:
-        stats.example = f"{src} row {row}: {reason}"
-    q.add(kind, src, row, reason, raw)
-
-
-def _tweet_batch(
-    batch: RawBatch,
-    reader: FileReader,
-    cfg: IngestConfig,
-    detector: LanguageDetector,
-    tweet_ids: HashSet,
-    q: _Quarantine,
-    stats: KindStats,
-    languages: Counter[str],
-    max_ts: int,
-) -> pa.Table:
-    """Validates one batch of tweets; returns the table of the accepted ones."""
+def _check_tweets(batch: RawBatch, reader: FileReader) -> _Checked:
+    """Parses, validates and normalises one batch of tweets; identifies the candidates'
+    languages and extracts their hashtags."""
+    assert _WORK is not None
+    cfg, detector, max_ts = _WORK.cfg, _WORK.detector, _WORK.max_ts
     structured = reader.fmt != TEXT
-    src = reader.uri
     keep: list[int] = []
+    rejected: list[tuple[int, str]] = []
     ids: list[str] = []
     authors: list[str | None] = []
     originals: list[str] = []
@@ -540,50 +632,46 @@ def _tweet_batch(
                 created.append(ts)
                 given_langs.append(lang)
                 continue
-        _reject(q, stats, TWEETS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
+        rejected.append((i, reason or WRONG_TYPE))
 
-    created_or_unknown = np.array([NO_VALUE if t is None else t for t in created], dtype=np.int64)
-    new = tweet_ids.add_new(hash_keys(ids, len(ids)), created_or_unknown)
-    for j in np.flatnonzero(~new):
-        i = keep[j]
-        _reject(q, stats, TWEETS, src, batch.rows[i], DUPLICATE_TWEET, batch.raws[i])
-    sel = np.flatnonzero(new).tolist()
     langs: list[str] = []
-    for j in sel:
-        lang = detector.valid_code(given_langs[j]) if cfg.trust_input_lang else None
-        langs.append(lang or detector.detect(texts[j]))
-    languages.update(langs)
-    return pa.table(
+    for given, text in zip(given_langs, texts, strict=True):
+        lang = detector.valid_code(given) if cfg.trust_input_lang else None
+        langs.append(lang or detector.detect(text))
+    table = pa.table(
         {
-            "tweet_id": [ids[j] for j in sel],
-            "author_id": [authors[j] for j in sel],
-            "text": [texts[j] for j in sel],
+            "tweet_id": ids,
+            "author_id": authors,
+            "text": texts,
             "lang": langs,
-            "hashtags": [extract_hashtags(originals[j]) for j in sel],
-            "created_at": [created[j] for j in sel],
+            "hashtags": [extract_hashtags(text) for text in originals],
+            "created_at": created,
         },
         schema=schemas.schema("tweets"),
     )
+    return _Checked(
+        rows=np.asarray(batch.rows, dtype=np.int64),
+        lines=sum(batch.spans),
+        rejected=rejected,
+        raws=batch.raws,
+        keep=np.asarray(keep, dtype=np.int64),
+        ids=hash_keys(ids, len(ids)),
+        times=np.array([NO_VALUE if t is None else t for t in created], dtype=np.int64),
+        keys=None,
+        table=table,
+    )
 
 
-def _engagement_batch(
-    batch: RawBatch,
-    reader: FileReader,
-    types: EngagementTypes,
-    tweet_ids: HashSet,
-    engagement_keys: HashSet,
-    q: _Quarantine,
-    stats: KindStats,
-    max_ts: int,
-) -> pa.Table:
-    """Validates one batch of engagements; returns the table of the accepted ones."""
-    src = reader.uri
+def _check_engagements(batch: RawBatch, reader: FileReader) -> _Checked:
+    """Parses and validates one batch of engagements."""
+    assert _WORK is not None
+    canonical, max_ts = _WORK.types.canonical, _WORK.max_ts
     keep: list[int] = []
+    rejected: list[tuple[int, str]] = []
     users: list[str] = []
     tweets: list[str] = []
     kinds: list[str] = []
     times: list[int] = []
-    canonical = types.canonical
     for i, rec in enumerate(batch.records):
         reason = batch.errors[i]
         if rec is not None:
@@ -608,37 +696,96 @@ def _engagement_batch(
                 kinds.append(kind)
                 times.append(ts)
                 continue
-        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], reason or WRONG_TYPE, batch.raws[i])
+        rejected.append((i, reason or WRONG_TYPE))
 
     n = len(keep)
-    known, created = tweet_ids.lookup(hash_keys(tweets, n))
-    for j in np.flatnonzero(~known):
-        i = keep[j]
-        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], UNKNOWN_TWEET, batch.raws[i])
-    # Before its tweet existed (NO_VALUE, the smallest int64, never compares greater).
-    early = known & (np.array(times, dtype=np.int64) < created)
-    for j in np.flatnonzero(early):
-        i = keep[j]
-        _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], ENGAGED_BEFORE_TWEET, batch.raws[i])
-    cand = np.flatnonzero(known & ~early).tolist()
-    keys = (f"{users[j]}\x1f{tweets[j]}\x1f{kinds[j]}" for j in cand)
-    new = engagement_keys.add_new(hash_keys(keys, len(cand)))
-    sel: list[int] = []
-    for c, is_new in zip(cand, new.tolist(), strict=True):
-        if is_new:
-            sel.append(c)
-        else:
-            i = keep[c]
-            _reject(q, stats, ENGAGEMENTS, src, batch.rows[i], DUPLICATE_ENGAGEMENT, batch.raws[i])
-    return pa.table(
-        {
-            "user_id": [users[j] for j in sel],
-            "tweet_id": [tweets[j] for j in sel],
-            "engagement_type": [kinds[j] for j in sel],
-            "engaged_at": [times[j] for j in sel],
-        },
-        schema=schemas.schema("engagements"),
+    keys = (f"{u}\x1f{t}\x1f{k}" for u, t, k in zip(users, tweets, kinds, strict=True))
+    return _Checked(
+        rows=np.asarray(batch.rows, dtype=np.int64),
+        lines=sum(batch.spans),
+        rejected=rejected,
+        raws=batch.raws,
+        keep=np.asarray(keep, dtype=np.int64),
+        ids=hash_keys(tweets, n),
+        times=np.asarray(times, dtype=np.int64),
+        keys=hash_keys(keys, n),
+        table=pa.table(
+            {"user_id": users, "tweet_id": tweets, "engagement_type": kinds, "engaged_at": times},
+            schema=schemas.schema("engagements"),
+        ),
     )
+
+
+# --- the serial merge (in input order, in this process) --------------------------------
+def _reject(
+    q: _Quarantine, stats: KindStats, kind: str, src: str, row: int, reason: str, raw: Any
+) -> None:
+    stats.quarantined[reason] += 1
+    if not stats.example:
+        stats.example = f"{src} row {row}: {reason}"
+    q.add(kind, src, row, reason, raw)
+
+
+def _reject_all(
+    c: _Checked,
+    rows: Iterable[int],
+    offset: int,
+    q: _Quarantine,
+    stats: KindStats,
+    kind: str,
+    src: str,
+    reason: str,
+) -> None:
+    """Quarantines rows ``rows`` (indices into the batch) of ``c`` for ``reason``."""
+    for i in rows:
+        _reject(q, stats, kind, src, int(c.rows[i]) + offset, reason, c.raws[i])
+
+
+def _merge_tweets(
+    c: _Checked,
+    src: str,
+    offset: int,
+    tweet_ids: HashSet,
+    q: _Quarantine,
+    stats: KindStats,
+    languages: Counter[str],
+) -> pa.Table:
+    """Quarantines a checked batch's rejects and duplicate ids; returns the tweets kept."""
+    for i, reason in c.rejected:
+        _reject(q, stats, TWEETS, src, int(c.rows[i]) + offset, reason, c.raws[i])
+    new = tweet_ids.add_new(c.ids, c.times)
+    _reject_all(c, c.keep[~new], offset, q, stats, TWEETS, src, DUPLICATE_TWEET)
+    table = c.table if new.all() else c.table.filter(pa.array(new))
+    counts = table.column("lang").value_counts()  # in order of first appearance
+    values, n = counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+    languages.update(dict(zip(values, n, strict=True)))
+    return table
+
+
+def _merge_engagements(
+    c: _Checked,
+    src: str,
+    offset: int,
+    tweet_ids: HashSet,
+    engagement_keys: HashSet,
+    q: _Quarantine,
+    stats: KindStats,
+) -> pa.Table:
+    """Quarantines a checked batch's rejects, engagements of unknown tweets, engagements
+    dated before their tweet and duplicates; returns the engagements kept."""
+    for i, reason in c.rejected:
+        _reject(q, stats, ENGAGEMENTS, src, int(c.rows[i]) + offset, reason, c.raws[i])
+    known, created = tweet_ids.lookup(c.ids)
+    _reject_all(c, c.keep[~known], offset, q, stats, ENGAGEMENTS, src, UNKNOWN_TWEET)
+    # Before its tweet existed (NO_VALUE, the smallest int64, never compares greater).
+    early = known & (c.times < created)
+    _reject_all(c, c.keep[early], offset, q, stats, ENGAGEMENTS, src, ENGAGED_BEFORE_TWEET)
+    cand = np.flatnonzero(known & ~early)
+    new = engagement_keys.add_new(c.keys[cand])
+    _reject_all(c, c.keep[cand[~new]], offset, q, stats, ENGAGEMENTS, src, DUPLICATE_ENGAGEMENT)
+    sel = np.zeros(len(c.keep), dtype=bool)
+    sel[cand[new]] = True
+    return c.table if sel.all() else c.table.filter(pa.array(sel))
 
 
 def summarise(metrics: dict[str, Any]) -> str:

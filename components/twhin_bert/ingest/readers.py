@@ -126,18 +126,22 @@ class TooLong(bytes):
     """The head of a line longer than ``max_line_bytes`` (the rest was skipped)."""
 
 
-def iter_lines(stream: IO[bytes], chunk_bytes: int, max_line_bytes: int) -> Iterator[bytes]:
+def iter_lines(
+    stream: IO[bytes], chunk_bytes: int, max_line_bytes: int, *, bom: bool = True
+) -> Iterator[bytes]:
     """Splits a binary stream into lines (no terminator, ``\\r\\n`` handled) from fixed chunks.
 
-    A UTF-8 byte-order mark at the start is dropped. A line longer than ``max_line_bytes``
-    is yielded as a :class:`TooLong` holding only its first ``max_line_bytes`` bytes; its
-    rest is skipped without being kept in memory.
+    A UTF-8 byte-order mark at the start is dropped (unless ``bom`` is False: a stream that
+    starts inside a file). A line longer than ``max_line_bytes`` is yielded as a
+    :class:`TooLong` holding only its first ``max_line_bytes`` bytes; its rest is skipped
+    without being kept in memory. What a line is depends only on where the newlines are, so
+    a file split at line starts (:meth:`FileReader.pieces`) yields the same lines.
     """
     lines = _split(stream, chunk_bytes, max_line_bytes)
     first = next(lines, None)
     if first is None:
         return
-    if first.startswith(_BOM):
+    if bom and first.startswith(_BOM):
         first = type(first)(first[len(_BOM) :])
     yield first
     yield from lines
@@ -241,8 +245,47 @@ class FileReader:
         self.physical = 0
         self.skipped = 0
 
-    def batches(self) -> Iterator[RawBatch]:
-        """Yields the file's rows in batches.
+    @property
+    def splittable(self) -> bool:
+        """Whether the file can be read in independent pieces: Parquet (by row groups) and
+        uncompressed JSONL (by lines). A CSV record may span lines, a gzip stream cannot be
+        entered mid-way, and a text file's tweet ids are its line numbers."""
+        return self.fmt == PARQUET or (self.fmt == JSONL and not self.gz)
+
+    def pieces(self, target_bytes: int) -> list[tuple[int, int | None]]:
+        """Splits the file into pieces of about ``target_bytes`` that read independently.
+
+        A piece is ``(start, stop)``: a byte range that starts at a line start (JSONL), or a
+        range of row groups (Parquet); ``stop`` None is the end of the file. Reading the
+        pieces in order with :meth:`batches` yields the file's rows in order, each once, with
+        line (row) numbers counted from each piece's start. Files that are not
+        :attr:`splittable` are one piece.
+
+        Raises:
+            UnreadableInputError: The file cannot be opened or is corrupt.
+        """
+        if not self.splittable:
+            return [(0, None)]
+        try:
+            with open_uri(self.uri, "rb") as f:
+                if self.fmt == PARQUET:
+                    meta = pq.ParquetFile(f).metadata
+                    return _group_pieces(
+                        [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)],
+                        target_bytes,
+                    )
+                return _line_pieces(f, target_bytes)
+        except (OSError, pa.ArrowException) as e:
+            raise UnreadableInputError(
+                f"{self.uri}: cannot read this {self.fmt} input: {type(e).__name__}: {e}"
+            ) from e
+
+    def batches(self, start: int = 0, stop: int | None = None) -> Iterator[RawBatch]:
+        """Yields the rows of the file, or of one of its :meth:`pieces`, in batches.
+
+        Args:
+            start: First byte (line formats) or row group (Parquet) of the piece.
+            stop: End of the piece (exclusive); None: the end of the file.
 
         Raises:
             UnreadableInputError: The file cannot be opened or is corrupt (message names it).
@@ -254,11 +297,16 @@ class FileReader:
             with ExitStack() as stack:
                 f = stack.enter_context(open_uri(self.uri, "rb"))
                 if self.fmt == PARQUET:
-                    yield from self._parquet(f)
+                    yield from self._parquet(f, start, stop)
                     return
                 if self.gz:
                     f = stack.enter_context(gzip.GzipFile(fileobj=f, mode="rb"))
-                lines = _Counted(iter_lines(f, self.chunk_bytes, self.max_line_bytes))
+                if start or stop is not None:
+                    f.seek(start)
+                    f = _Range(f, None if stop is None else stop - start)
+                lines = _Counted(
+                    iter_lines(f, self.chunk_bytes, self.max_line_bytes, bom=start == 0)
+                )
                 if self.fmt == JSONL:
                     yield from self._jsonl(lines)
                 elif self.fmt == CSV:
@@ -500,13 +548,16 @@ class FileReader:
                 f"{list(self.required)} (optional {list(self.optional)}), found {names}"
             )
 
-    def _parquet(self, f: IO[bytes]) -> Iterator[RawBatch]:
+    def _parquet(self, f: IO[bytes], start: int = 0, stop: int | None = None) -> Iterator[RawBatch]:
         pf = pq.ParquetFile(f)
         names = pf.schema_arrow.names
         self._check_columns(names, "Parquet schema")
         columns = [c for c in self.wanted if c in names]
+        groups = range(start, pf.metadata.num_row_groups if stop is None else stop)
         n = 0
-        for rb in pf.iter_batches(batch_size=self.batch_size, columns=columns):
+        for rb in pf.iter_batches(
+            batch_size=self.batch_size, row_groups=list(groups), columns=columns
+        ):
             batch = RawBatch()
             try:
                 records = rb.to_pylist()
@@ -522,7 +573,62 @@ class FileReader:
                     batch.add(n, rec, None, rec)
             yield batch
         # The row count of the footer, not of what was iterated: a lost row shows.
-        self.physical = pf.metadata.num_rows
+        self.physical = sum(pf.metadata.row_group(i).num_rows for i in groups)
+
+
+class _Range:
+    """Reads at most ``size`` bytes of a stream (None: to its end)."""
+
+    def __init__(self, f: IO[bytes], size: int | None) -> None:
+        self._f = f
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left is None:
+            return self._f.read(n)
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._f.read(n) if n else b""
+        self._left -= len(data)
+        return data
+
+
+def _line_pieces(f: IO[bytes], target_bytes: int) -> list[tuple[int, int | None]]:
+    """Byte ranges of about ``target_bytes`` that each start at a line start (just after a
+    newline): the first newline at or after every ``target_bytes``-th byte ends a piece."""
+    size = f.seek(0, 2)
+    starts = [0]
+    pos = target_bytes
+    while pos < size:
+        off = pos - 1
+        f.seek(off)
+        nl = -1
+        while nl < 0:
+            block = f.read(1 << 16)
+            if not block:
+                break
+            nl = block.find(b"\n")
+            if nl < 0:
+                off += len(block)
+        if nl < 0 or off + nl + 1 >= size:
+            break  # the last line runs to the end of the file
+        starts.append(off + nl + 1)
+        pos = starts[-1] + target_bytes
+    return [(a, b) for a, b in zip(starts, [*starts[1:], None], strict=True)]
+
+
+def _group_pieces(sizes: list[int], target_bytes: int) -> list[tuple[int, int | None]]:
+    """Consecutive Parquet row groups of about ``target_bytes`` (uncompressed) per piece."""
+    if not sizes:
+        return [(0, None)]
+    pieces: list[tuple[int, int | None]] = []
+    start, acc = 0, 0
+    for i, size in enumerate(sizes):
+        acc += size
+        if acc >= target_bytes and i + 1 < len(sizes):
+            pieces.append((start, i + 1))
+            start, acc = i + 1, 0
+    pieces.append((start, None))
+    return pieces
 
 
 def _has_nul(rec: dict[str, Any]) -> bool:
