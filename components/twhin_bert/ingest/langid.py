@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from twhin_bert.ingest.normalise import langid_text
+from twhin_bert.common.text import langid_text
 
 UNDETERMINED = "und"
 #: Model labels that are not a language.

@@ -7,14 +7,16 @@ stays a flat sequence of checks.
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
-import regex
-
 from twhin_bert.common.schemas import ENGAGEMENT_TYPES
+
+# The text rules live in common/text.py; re-exported for ingest.py (and its tests).
+from twhin_bert.common.text import extract_hashtags as extract_hashtags
+from twhin_bert.common.text import langid_text as langid_text
+from twhin_bert.common.text import normalise_text as normalise_text
 
 # Quarantine reasons (the values of quarantine.parquet's `reason` column).
 UNPARSEABLE_LINE = "unparseable_line"
@@ -58,64 +60,6 @@ class FieldError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.reason = reason
         self.field = field
-
-
-# --- text -------------------------------------------------------------------------------
-# URLs first (a URL may contain '@'), then mentions; both unicode-aware.
-_URL = regex.compile(r"(?:https?://|www\.)\S+", regex.IGNORECASE)
-_MENTION = regex.compile(r"(?<![\p{L}\p{N}_@])@[\p{L}\p{N}_]+")
-_SPACE = regex.compile(r"\s+")
-# Control characters that are not whitespace (NUL, BEL, ESC, DEL, C1 controls...): no text.
-_CONTROL = regex.compile(r"[^\P{Cc}\s]+")
-# Twitter-style hashtag: '#' (or the full-width '＃') not glued to a word, '&' (HTML entity)
-# or '/' (URL fragment), then letters, marks (Devanagari vowel signs...), digits, '_';
-# at least one letter so "#1" is not a hashtag.
-_HASHTAG = regex.compile(
-    r"(?<![\p{L}\p{M}\p{N}_&/#＃])[#＃]([\p{L}\p{M}\p{N}_]*\p{L}[\p{L}\p{M}\p{N}_]*)"
-)
-
-
-def normalise_text(text: str) -> str:
-    """Normalises a tweet's text the way the models see it.
-
-    HTML entities of the Twitter API (``&amp;``...) are unescaped, control characters that
-    are not whitespace (NUL, ESC, DEL...) removed, URLs become ``http``, mentions ``@user``,
-    runs of whitespace (newlines included) one space, and the ends are stripped. Hashtags
-    stay in the text. A text of only whitespace and control characters becomes empty.
-
-    Args:
-        text: The original text.
-
-    Returns:
-        The normalised text (possibly empty).
-    """
-    if "&" in text:
-        text = html.unescape(text)
-    text = _CONTROL.sub("", text)
-    text = _URL.sub("http", text)
-    text = _MENTION.sub("@user", text)
-    return _SPACE.sub(" ", text).strip()
-
-
-def extract_hashtags(text: str) -> list[str]:
-    """The hashtags of ``text``, lower-cased, without '#', in order, repeats removed.
-
-    Args:
-        text: The original (not normalised) text.
-
-    Returns:
-        e.g. ``["nlp", "café"]`` for ``"#NLP at the #Café"``.
-    """
-    if "#" not in text and "＃" not in text:
-        return []
-    return list(dict.fromkeys(m.lower() for m in _HASHTAG.findall(text)))
-
-
-def langid_text(text: str) -> str:
-    """The part of a text that carries its language: no URLs, mentions or '#' marks."""
-    text = _URL.sub(" ", text)
-    text = _MENTION.sub(" ", text)
-    return _SPACE.sub(" ", text.replace("#", " ").replace("＃", " ")).strip()
 
 
 # --- ids ------------------------------------------------------------------------------

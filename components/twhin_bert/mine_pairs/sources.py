@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from twhin_bert.common.io import open_uri
+from twhin_bert.common.text import normalise_text, remove_hashtags
 from twhin_bert.mine_pairs.config import HashtagSourceConfig
 
 log = logging.getLogger(__name__)
@@ -119,29 +119,20 @@ class HashtagPairs:
     stats: dict[str, int] = field(default_factory=dict)
 
 
-def _tag_pattern(tags: list[str]) -> re.Pattern[str]:
-    alts = "|".join(re.escape(t) for t in sorted(tags, key=len, reverse=True))
-    return re.compile(rf"[#＃](?:{alts})(?!\w)", re.IGNORECASE)
-
-
-_SPACES = re.compile(r"\s{2,}")
-
-
 def alter_hashtags(
     text: str, tags: list[str], cfg: HashtagSourceConfig, rng: np.random.Generator, pool: list[str]
 ) -> str:
     """Removes (or, in ``noise`` mode, sometimes replaces with a random other hashtag from
     ``pool``) every occurrence of ``tags`` in ``text``."""
-    pattern = _tag_pattern(tags)
     lowered = {t.lower() for t in tags}
     candidates = [p for p in pool if p not in lowered]
 
-    def sub(_: re.Match[str]) -> str:
+    def sub() -> str:
         if cfg.text_mode == "noise" and candidates and rng.random() < cfg.noise_prob:
             return "#" + candidates[int(rng.integers(len(candidates)))]
         return ""
 
-    return _SPACES.sub(" ", pattern.sub(sub, text)).strip()
+    return remove_hashtags(text, tags, sub)
 
 
 def _sample_pairs(m: int, cap: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -226,28 +217,6 @@ def hashtag_pairs(
 
 
 # ---------------------------------------------------------------- translation (TPP)
-
-_MENTION = re.compile(r"(?<!\w)@\w+")
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-
-
-def _local_normalise(text: str) -> str:
-    text = _MENTION.sub("@user", text)
-    text = _URL.sub("http", text)
-    return " ".join(text.split())
-
-
-def normalise_text(text: str) -> str:
-    """Normalises a tweet like ingest does (mentions -> ``@user``, URLs -> ``http``)."""
-    return _ingest_normaliser()(text)
-
-
-def _ingest_normaliser():  # type: ignore[no-untyped-def]
-    try:
-        from twhin_bert.ingest.normalise import normalise_text as ingest_normalise
-    except ImportError:  # an install without the ingest stage
-        return _local_normalise
-    return ingest_normalise
 
 
 @dataclass
