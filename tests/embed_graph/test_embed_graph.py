@@ -191,17 +191,3 @@ def test_on_demo_data(request: pytest.FixtureRequest) -> None:
     g = read_metrics(request.getfixturevalue("graph_dir"))
     assert (m["users"], m["tweets"]) == (g["users"], g["tweets"])
     assert pq.read_metadata(out / "tweets.ids.parquet").num_rows == g["tweets"]
-
-
-def test_bench_embed_graph_quick(capsys: pytest.CaptureFixture[str]) -> None:
-    from twhin_bert.bench.embed_graph import main
-
-    summary = main(quick=True, edges=20_000, tsv_baseline_edges=2_000, workers=1, dimension=16)
-    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["bench"] == "embed-graph" and last["met"] == summary["met"]
-    assert last["met"] == (last["outside_pbg_share"] <= 0.15)
-    assert 15_000 < last["edges"] <= 20_000 and last["edges_train"] < last["edges"]
-    assert last["pbg_edges_per_second"] > 0 and last["pbg_train_seconds"] > 0
-    assert last["outside_pbg_share"] > 0
-    assert last["conversion_edges_per_second"] > 0 and last["pbg_tsv_importer_edges_per_second"] > 0
-    assert 0 < last["mrr"] <= 1 and 0 < last["popularity_mrr"] <= 1

@@ -64,14 +64,7 @@ def report(
     Returns:
         The JSON summary as a dict.
     """
-    console = Console(file=sys.stdout, width=120)
-    if rows:
-        table = Table(title=f"twhin-bert bench {name}")
-        for col in rows[0]:
-            table.add_column(str(col), justify="right")
-        for r in rows:
-            table.add_row(*(_fmt(v) for v in r.values()))
-        console.print(table)
+    print_table(f"twhin-bert bench {name}", rows)
     summary = {
         "bench": name,
         **{k: _round(v) for k, v in figures.items()},
@@ -84,11 +77,29 @@ def report(
     return summary
 
 
+def print_table(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Prints ``rows`` (same keys in each) as a table titled ``title``; nothing if empty."""
+    if not rows:
+        return
+    table = Table(title=title)
+    for col in rows[0]:
+        table.add_column(str(col), justify="right")
+    for r in rows:
+        table.add_row(*(_fmt(v) for v in r.values()))
+    Console(file=sys.stdout, width=120).print(table)
+
+
 def _round(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _round(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_round(x) for x in v]
     return round(v, 4) if isinstance(v, float) else v
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
     if isinstance(v, int):
