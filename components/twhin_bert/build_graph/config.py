@@ -68,6 +68,14 @@ class BuildGraphConfig(StrictModel):
     batch_rows: int = Field(
         1_000_000, ge=1_000, description="Rows per batch when reading the ingested engagements."
     )
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Processes reading the engagements (checks, filters, dictionary encoding "
+        "of pieces of about batch_rows rows) in parallel: 0 = every CPU the pod may use (its "
+        "affinity mask, capped by a cgroup CPU limit), 1 = in the stage's own process. The "
+        "graph does not depend on it.",
+    )
     seed: int = Field(0, description="Seed of the partition assignment and the edge split.")
 
     @field_validator("relations")
