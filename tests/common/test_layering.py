@@ -22,7 +22,6 @@ STAGES = (
 #: Imports still to be moved to twhin_bert.common (file -> stage imported). Empty it.
 PENDING = {
     ("evaluate/features.py", "embed"),
-    ("register_model/pyfunc.py", "embed"),
 }
 
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 from twhin_bert.common import schemas
+from twhin_bert.common.encoder import embed_texts, length_batches, load_encoder
 from twhin_bert.embed import embed as embed_mod
 from twhin_bert.embed.config import EmbedConfig
-from twhin_bert.embed.embed import embed_texts, length_batches, load_encoder, run_embed
+from twhin_bert.embed.embed import run_embed
 
 
 def write_tweets(rows: list[tuple[str, str, str]], path: Path) -> Path:

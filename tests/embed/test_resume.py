@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 from twhin_bert.bench.pretrain import write_tweets
+from twhin_bert.common.encoder import embed_texts
 from twhin_bert.embed import embed as embed_mod
 from twhin_bert.embed.config import EmbedConfig
-from twhin_bert.embed.embed import embed_texts, run_embed
+from twhin_bert.embed.embed import run_embed
 
 CFG = EmbedConfig(batch_size=16, chunk_size=50)
 

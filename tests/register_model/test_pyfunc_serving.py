@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.types import DataType
-from twhin_bert.embed.embed import embed_texts
+from twhin_bert.common.encoder import embed_texts
 from twhin_bert.register_model.config import RegisterModelConfig
 from twhin_bert.register_model.register import run_register_model
 

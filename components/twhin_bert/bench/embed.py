@@ -186,7 +186,7 @@ def _run(
     from transformers import AutoModel, AutoTokenizer, pipeline
 
     from twhin_bert.common.bench import report, tweets_dir
-    from twhin_bert.embed.embed import KINDS, embed_texts, load_encoder
+    from twhin_bert.common.encoder import KINDS, embed_texts, load_encoder
 
     texts, source = load_tweets(n, tweets_dir(data), seed)
     with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
@@ -289,7 +289,7 @@ def _run(
 
 def _padding_share(lengths: np.ndarray, batch_size: int, *, sort: bool, rounds: int) -> float:
     """Share of padded positions when each round's tweets are batched (by length or in order)."""
-    from twhin_bert.embed.embed import length_batches
+    from twhin_bert.common.encoder import length_batches
 
     real = padded = 0
     for r in range(rounds):

@@ -7,16 +7,21 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from twhin_bert.common.config import StrictModel
+from twhin_bert.common.encoder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 
 
 class EmbedConfig(StrictModel):
     """How to batch-embed tweets with an encoder into CLS, mean and Combined vectors."""
 
     batch_size: int = Field(
-        64, ge=1, description="Sequences per forward pass (neighbours in length order)."
+        DEFAULT_BATCH_SIZE,
+        ge=1,
+        description="Sequences per forward pass (neighbours in length order).",
     )
     max_length: int = Field(
-        128, ge=3, description="Longest tokenized tweet, special tokens included (longer are cut)."
+        DEFAULT_MAX_LENGTH,
+        ge=3,
+        description="Longest tokenized tweet, special tokens included (longer are cut).",
     )
     chunk_size: int = Field(
         8192,

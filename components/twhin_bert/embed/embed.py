@@ -1,32 +1,17 @@
 """The embed stage: batch-embed tweets with an encoder into CLS, mean and Combined vectors.
 
-Three vectors per tweet, from the encoder's last hidden states (SPEC 2.4, 2.5):
-
-* ``cls``: the vector at position 0 (``<s>``/``[CLS]``), the pretraining objective's embedding;
-* ``mean``: the mean of the vectors of the tweet's own tokens, special and padding tokens
-  excluded (``<unk>`` counts as the tweet's own: it stands for text; a tweet with no own
-  token gets zeros);
-* ``combined``: ``cls`` concatenated with ``mean`` ("Combined" in the paper's engagement task).
-
-Speed comes from batching by length: a chunk of tweets is tokenized at once, sorted by token
-count and cut into batches of neighbours, so a batch pads to nearly its own length; results go
-back to the input order. The forward runs under ``torch.inference_mode`` (bf16 autocast on
-CUDA) with SDPA attention, and padding and pooling are tensor operations, not Python loops.
+The vectors and the length batching are :mod:`twhin_bert.common.encoder`'s. This stage
+streams a tweets Parquet in chunks (bounded memory), writes memory-mapped arrays row-aligned
+with the tweet ids, and saves its progress after each chunk so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import itertools
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,229 +20,25 @@ import pyarrow.parquet as pq
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import Embeddings, Ingested
+from twhin_bert.common.encoder import (
+    KINDS,
+    PadStats,
+    embed_ids,
+    encoder_of,
+    load_encoder,
+    pooling_excluded_ids,
+    tokenize,
+)
+
+# Re-exported for evaluate/features.py until it imports twhin_bert.common.encoder.
+from twhin_bert.common.encoder import embed_texts as embed_texts
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.embed.config import EmbedConfig
 
 log = logging.getLogger(__name__)
 
-KINDS = Embeddings.KINDS
 PROGRESS_FILE = "progress.json"
-#: A batch holds texts whose token counts differ by less than this (bounded padding).
-BUCKET_WIDTH = 8
-
-
-@dataclass
-class PadStats:
-    """Token counts of the batches actually run (to report the padding share)."""
-
-    tokens: int = 0  # real tokens, special tokens included
-    positions: int = 0  # batch rows x padded length, summed over batches
-
-    @property
-    def padding_share(self) -> float:
-        """Share of the computed positions that were padding."""
-        return 1.0 - self.tokens / self.positions if self.positions else 0.0
-
-
-def resolve_device(device: str | None) -> Any:
-    """``None``/``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(model_dir: str, device: str, stamp: tuple) -> tuple[Any, Any]:
-    del stamp  # part of the cache key only: a rewritten folder is loaded again
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    kwargs = {"local_files_only": True, "attn_implementation": "sdpa"}
-    try:  # BERT/XLM-R: no pooler; we pool ourselves (and exports may not carry one)
-        model = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
-    except TypeError:  # an encoder class without that argument
-        model = AutoModel.from_pretrained(model_dir, **kwargs)
-    model.eval().to(device)
-    return model, tokenizer
-
-
-def load_encoder(model_dir: str | Path, device: str | None = None) -> tuple[Any, Any]:
-    """Loads a Hugging Face encoder folder's model and tokenizer, offline.
-
-    The last two loads are cached (keyed by folder, device and the files' mtimes and sizes),
-    so repeated ``embed_texts(model_dir, ...)`` calls do not reload the weights.
-
-    Args:
-        model_dir: A folder ``AutoModel`` and ``AutoTokenizer`` load (BERT/XLM-R style).
-        device: ``"cpu"``, ``"cuda"``, ``None``/``"auto"``.
-
-    Returns:
-        ``(model, tokenizer)``; the model is in eval mode on the device.
-    """
-    p = Path(model_dir)
-    if not (p / "config.json").is_file():
-        raise FileNotFoundError(f"{p}: not a Hugging Face model folder (no config.json)")
-    stamp = tuple(
-        sorted((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in p.iterdir() if f.is_file())
-    )
-    return _load_cached(str(p.resolve()), str(resolve_device(device)), stamp)
-
-
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids of each text, wrapped in the tokenizer's special tokens, cut at ``max_length``."""
-    if not texts:
-        return []
-    return tokenizer(
-        list(texts),
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
-
-
-def pooling_excluded_ids(tokenizer: Any) -> list[int]:
-    """Ids left out of the mean: the special tokens (``<s>``, ``</s>``, ``<pad>``, ``<mask>``...)
-    except ``<unk>``, which stands for real tweet text the vocabulary lacks (an emoji-only
-    tweet must not pool to nothing)."""
-    return [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]
-
-
-def length_batches(
-    lengths: np.ndarray, batch_size: int, bucket_width: int = BUCKET_WIDTH
-) -> list[np.ndarray]:
-    """Indices grouped into batches of similar length, longest first.
-
-    Texts are sorted by length (stable), cut into buckets of ``bucket_width`` token lengths,
-    and each bucket into batches of at most ``batch_size``: a text is padded by fewer than
-    ``bucket_width`` tokens, however few texts there are.
-    """
-    order = np.argsort(-lengths, kind="stable")
-    bucket = (lengths[order] - 1) // bucket_width
-    starts = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(order)]
-    return [
-        order[i : min(i + batch_size, end)]
-        for start, end in itertools.pairwise(starts)
-        for i in range(start, end, batch_size)
-    ]
-
-
-def _encoder(model: Any) -> Any:
-    # A model with a task head (e.g. ...ForMaskedLM) exposes its encoder as base_model.
-    return getattr(model, "base_model", model)
-
-
-def embed_ids(
-    model: Any,
-    ids: Sequence[Sequence[int]],
-    *,
-    pad_id: int,
-    special_ids: Sequence[int],
-    batch_size: int = 64,
-    stats: PadStats | None = None,
-) -> dict[str, np.ndarray]:
-    """Embeds already tokenized texts (each with its special tokens), batching by length.
-
-    Args:
-        model: A transformers encoder (its ``last_hidden_state`` is pooled).
-        ids: Token ids per text.
-        pad_id: The padding id.
-        special_ids: Ids excluded from the mean (see :func:`pooling_excluded_ids`).
-        batch_size: Sequences per forward pass.
-        stats: Padding counters to update, if given.
-
-    Returns:
-        ``{"cls", "mean", "combined"}`` float32 arrays in the order of ``ids``.
-    """
-    import torch
-
-    encoder = _encoder(model)
-    device = next(encoder.parameters()).device
-    hidden = encoder.config.hidden_size
-    n = len(ids)
-    cls_out = np.zeros((n, hidden), dtype=np.float32)
-    mean_out = np.zeros((n, hidden), dtype=np.float32)
-    if n == 0:
-        return {"cls": cls_out, "mean": mean_out, "combined": np.zeros((0, 2 * hidden), np.float32)}
-    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
-    if lengths.min() == 0:
-        raise ValueError(f"embed: text {int(lengths.argmin())} has no tokens at all")
-    special = torch.tensor(sorted(set(special_ids)), dtype=torch.long, device=device)
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    was_training = encoder.training
-    encoder.eval()  # no dropout, even for a model handed over in training mode
-    with torch.inference_mode(), autocast:
-        for idx in length_batches(lengths, batch_size):
-            lens = lengths[idx]
-            width = int(lens.max())
-            # Right-pad without a per-row loop: fill the "real token" cells of the grid row-major.
-            real = np.arange(width)[None, :] < lens[:, None]
-            grid = np.full((len(idx), width), pad_id, dtype=np.int64)
-            grid[real] = np.fromiter(
-                (t for i in idx for t in ids[i]), dtype=np.int64, count=int(lens.sum())
-            )
-            input_ids = torch.from_numpy(grid).to(device, non_blocking=True)
-            attention = torch.from_numpy(real).to(device, non_blocking=True)
-            h = encoder(input_ids=input_ids, attention_mask=attention.long()).last_hidden_state
-            h = h.float()
-            keep = (attention & ~torch.isin(input_ids, special)).unsqueeze(-1).float()
-            mean = (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
-            cls_out[idx] = h[:, 0].cpu().numpy()
-            mean_out[idx] = mean.cpu().numpy()
-            if stats is not None:
-                stats.tokens += int(lens.sum())
-                stats.positions += len(idx) * width
-    encoder.train(was_training)
-    return {"cls": cls_out, "mean": mean_out, "combined": np.concatenate([cls_out, mean_out], 1)}
-
-
-def embed_texts(
-    model_dir: str | Path | None,
-    texts: list[str],
-    *,
-    batch_size: int = 64,
-    max_length: int = 128,
-    device: str | None = None,
-    model: Any = None,
-    tokenizer: Any = None,
-) -> dict[str, np.ndarray]:
-    """Embeds texts into CLS, mean (non-special tokens) and Combined (CLS ‖ mean) vectors.
-
-    Args:
-        model_dir: A Hugging Face encoder folder (ignored when ``model`` and ``tokenizer``
-            are given).
-        texts: The texts, in any order; results keep it.
-        batch_size: Sequences per forward pass (texts are batched by token length).
-        max_length: Longest tokenized text, special tokens included.
-        device: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available); only used to load.
-        model: An already loaded encoder (used as is, on its own device).
-        tokenizer: An already loaded tokenizer.
-
-    Returns:
-        ``{"cls": [n, d], "mean": [n, d], "combined": [n, 2d]}``, float32, in input order.
-    """
-    if model is None or tokenizer is None:
-        if model_dir is None:
-            raise ValueError("embed_texts: give model_dir or both model and tokenizer")
-        loaded_model, loaded_tok = load_encoder(model_dir, device)
-        model = model if model is not None else loaded_model
-        tokenizer = tokenizer if tokenizer is not None else loaded_tok
-    ids = tokenize(tokenizer, texts, max_length)
-    return embed_ids(
-        model,
-        ids,
-        pad_id=tokenizer.pad_token_id,
-        special_ids=pooling_excluded_ids(tokenizer),
-        batch_size=batch_size,
-    )
 
 
 def _open_tweets(path: Path) -> tuple[pq.ParquetFile, str]:
@@ -339,7 +120,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
     f, id_col = _open_tweets(path)
     n = f.metadata.num_rows
     enc_model, tokenizer = load_encoder(model, cfg.device)
-    dim = _encoder(enc_model).config.hidden_size
+    dim = encoder_of(enc_model).config.hidden_size
     # The resume key: the contents of tweets and model (never their paths: a retried pod
     # mounts them elsewhere; another model copied to the same path must not be resumed) and
     # the settings that shape the rows (the device type decides bf16 or fp32).
@@ -349,7 +130,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
             "dim": dim,
             "max_length": cfg.max_length,
             "chunk_size": cfg.chunk_size,
-            "device": next(_encoder(enc_model).parameters()).device.type,
+            "device": next(encoder_of(enc_model).parameters()).device.type,
         },
         {"tweets": fp.file_fingerprint(path), "model": fp.model_fingerprint(model)},
     )
@@ -404,5 +185,5 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
         "tokens_per_tweet": stats.tokens / done if done else 0.0,
         "dim_cls": dim,
         "dim_combined": 2 * dim,
-        "device": str(next(_encoder(enc_model).parameters()).device),
+        "device": str(next(encoder_of(enc_model).parameters()).device),
     }

@@ -5,7 +5,7 @@ whole as the artifact ``encoder`` of a :class:`TweetEmbedder` ``mlflow.pyfunc`` 
 ``predict`` takes a DataFrame with a string column ``text`` and returns a float32 matrix with
 one row per text, in input order, pooled as in the paper: ``combined`` (CLS ‖ mean, the
 engagement task's vector; the default), ``cls`` or ``mean``, chosen by the predict parameter
-``pooling``. Pooling is the embed stage's own code (:func:`twhin_bert.embed.embed.embed_texts`),
+``pooling``. Pooling is the embed stage's own code (:func:`twhin_bert.common.encoder.embed_texts`),
 so a served vector equals the one the embed stage writes for the same text and max length.
 
 Over HTTP (``mlflow models serve -m models:/NAME/VERSION --env-manager local``)::
@@ -34,8 +34,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
-from twhin_bert.embed.config import EmbedConfig
-from twhin_bert.embed.embed import KINDS, embed_texts, load_encoder
+from twhin_bert.common.encoder import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_LENGTH,
+    KINDS,
+    embed_texts,
+    load_encoder,
+)
 
 #: Name of the artifact holding the exported Hugging Face folder.
 ENCODER_ARTIFACT = "encoder"
@@ -140,17 +145,16 @@ def log_model(model_dir: Path, name: str, pip_requirements: list[str]) -> Any:
     from transformers import AutoConfig
 
     hidden = int(AutoConfig.from_pretrained(str(model_dir), local_files_only=True).hidden_size)
-    defaults = EmbedConfig()
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=TweetEmbedder(max_length=defaults.max_length, batch_size=defaults.batch_size),
+        python_model=TweetEmbedder(max_length=DEFAULT_MAX_LENGTH, batch_size=DEFAULT_BATCH_SIZE),
         artifacts={ENCODER_ARTIFACT: str(model_dir)},
         signature=signature(hidden),
         pip_requirements=pip_requirements,
         metadata={
             "hidden_size": hidden,
             "output_width": {"cls": hidden, "mean": hidden, "combined": 2 * hidden},
-            "max_length": defaults.max_length,
+            "max_length": DEFAULT_MAX_LENGTH,
         },
     )
 
