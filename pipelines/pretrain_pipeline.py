@@ -27,12 +27,7 @@ from twhin_bert.pretrain.config import PretrainConfig
 from twhin_bert.register_model.component import register_model
 from twhin_bert.train_tokenizer.component import train_tokenizer
 from twhin_bert_pipelines.config import PipelineConfig
-from twhin_bert_pipelines.runtime import apply_runtime
-
-# The run's id is no task input: KFP hashes a task's inputs into its cache key, and an input
-# naming the run would make every key unique (nothing ever cached). Tasks read the id from
-# $TWHIN_BERT_PIPELINE_RUN_ID, set from the pod's run label (pipelines/runtime.py).
-RUN_ID = ""
+from twhin_bert_pipelines.runtime import stage_task
 
 
 def ablation_twin(p: PretrainConfig) -> PretrainConfig:
@@ -64,17 +59,7 @@ def graph_tasks(
         The tasks by stage name, and ``data_window``: the window label for the registry
         (build_graph's resolved rolling window when ``build_graph.window_days`` is set).
     """
-    ing = apply_runtime(
-        ingest(
-            config=cfg.ingest.model_dump_json(),
-            tweets=tweets,
-            engagements=engagements,
-            pipeline_run_id=RUN_ID,
-        ),
-        cfg,
-        "ingest",
-        "ingest",
-    )
+    ing = stage_task(ingest, cfg, "ingest", tweets=tweets, engagements=engagements)
     if fresh_inputs:
         ing.set_caching_options(False)
     rolling = cfg.build_graph.window_days is not None
@@ -88,41 +73,18 @@ def graph_tasks(
         if rolling
         else {}
     )
-    graph = apply_runtime(
-        build_graph(
-            config=cfg.build_graph.model_dump_json(),
-            ingested=ing.outputs["ingested"],
-            pipeline_run_id=RUN_ID,
-            **times,
-        ),
-        cfg,
-        "build_graph",
-        "build_graph",
-    )
+    graph = stage_task(build_graph, cfg, "build_graph", ingested=ing.outputs["ingested"], **times)
     if rolling:  # its inputs hold the run's times: a cache key that never repeats
         graph.set_caching_options(False)
-    emb = apply_runtime(
-        embed_graph(
-            config=cfg.embed_graph.model_dump_json(),
-            graph=graph.outputs["graph"],
-            pipeline_run_id=RUN_ID,
-        ),
-        cfg,
-        "embed_graph",
-        "embed_graph",
-    )
-    pairs = apply_runtime(
-        mine_pairs(
-            config=cfg.mine_pairs.model_dump_json(),
-            ingested=ing.outputs["ingested"],
-            embeddings=emb.outputs["embeddings"],
-            pipeline_run_id=RUN_ID,
-            parallel_tweets=parallel_tweets,
-            truth=truth,
-        ),
+    emb = stage_task(embed_graph, cfg, "embed_graph", graph=graph.outputs["graph"])
+    pairs = stage_task(
+        mine_pairs,
         cfg,
         "mine_pairs",
-        "mine_pairs",
+        ingested=ing.outputs["ingested"],
+        embeddings=emb.outputs["embeddings"],
+        parallel_tweets=parallel_tweets,
+        truth=truth,
     )
     return {
         "ingest": ing,
@@ -141,17 +103,7 @@ def embed_task(cfg: PipelineConfig, model: Any, ingested: Any) -> Any:
     """
     if not cfg.embed_tweets:
         return None
-    return apply_runtime(
-        embed(
-            config=cfg.embed.model_dump_json(),
-            model=model,
-            ingested=ingested,
-            pipeline_run_id=RUN_ID,
-        ),
-        cfg,
-        "embed",
-        "embed",
-    )
+    return stage_task(embed, cfg, "embed", model=model, ingested=ingested)
 
 
 def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
@@ -188,84 +140,61 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
         base = cfg.pretrain.base_model
         tok_args = {}
         if base is None:
-            tok = apply_runtime(
-                train_tokenizer(
-                    config=cfg.train_tokenizer.model_dump_json(),
-                    ingested=ingested,
-                    pipeline_run_id=RUN_ID,
-                ),
-                cfg,
-                "train_tokenizer",
-                "train_tokenizer",
-            )
+            tok = stage_task(train_tokenizer, cfg, "train_tokenizer", ingested=ingested)
             tok_args = {"tokenizer": tok.outputs["tokenizer"]}
         start = {}  # stage 2 and the twin start from stage 1, else (skipped) from the base
         if base is None or cfg.pretrain.mlm.steps > 0:
-            mlm = apply_runtime(
-                pretrain(
-                    config=cfg.pretrain.model_dump_json(),
-                    objective="mlm",
-                    ingested=ingested,
-                    pipeline_run_id=RUN_ID,
-                    **tok_args,
-                ),
+            mlm = stage_task(
+                pretrain,
                 cfg,
                 "pretrain",
                 "pretrain-mlm",
+                objective="mlm",
+                ingested=ingested,
+                **tok_args,
             )
             start = {"init_model": mlm.outputs["model"]}
-        social = apply_runtime(
-            pretrain(
-                config=cfg.pretrain.model_dump_json(),
-                objective="mlm_social",
-                ingested=ingested,
-                pairs=t["mine_pairs"].outputs["pairs"],
-                pipeline_run_id=RUN_ID,
-                **tok_args,
-                **start,
-            ),
+        social = stage_task(
+            pretrain,
             cfg,
             "pretrain",
             "pretrain-mlm-social",
+            objective="mlm_social",
+            ingested=ingested,
+            pairs=t["mine_pairs"].outputs["pairs"],
+            **tok_args,
+            **start,
         )
         embed_task(cfg, social.outputs["model"], ingested)
         eval_args = dict(
-            config=cfg.evaluate.model_dump_json(),
             model=social.outputs["model"],
             ingested=ingested,
             graph_embeddings=t["embed_graph"].outputs["embeddings"],
-            pipeline_run_id=RUN_ID,
             benchmarks=benchmarks,
             base_model=base or "",
         )
         if cfg.ablation:
-            twin = apply_runtime(
-                pretrain(
-                    config=twin_cfg,
-                    objective="mlm",
-                    ingested=ingested,
-                    pipeline_run_id=RUN_ID,
-                    **tok_args,
-                    **start,
-                ),
+            twin = stage_task(
+                pretrain,
                 cfg,
                 "pretrain",
                 "pretrain-mlm-only",
+                config=twin_cfg,
+                objective="mlm",
+                ingested=ingested,
+                **tok_args,
+                **start,
             )
             eval_args["baseline_model"] = twin.outputs["model"]
-        ev = apply_runtime(evaluate(**eval_args), cfg, "evaluate", "evaluate")
-        apply_runtime(
-            register_model(
-                config=cfg.register_model.model_dump_json(),
-                model=social.outputs["model"],
-                evaluation=ev.outputs["evaluation"],
-                pipeline_run_id=RUN_ID,
-                pipeline_config=cfg.model_dump_json(),
-                data_window=t["data_window"],
-            ),
+        ev = stage_task(evaluate, cfg, "evaluate", **eval_args)
+        stage_task(
+            register_model,
             cfg,
             "register_model",
-            "register_model",
+            model=social.outputs["model"],
+            evaluation=ev.outputs["evaluation"],
+            pipeline_config=cfg.model_dump_json(),
+            data_window=t["data_window"],
         )
 
     return twhin_bert_pretrain

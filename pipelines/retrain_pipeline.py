@@ -20,8 +20,8 @@ from twhin_bert.evaluate.component import evaluate
 from twhin_bert.pretrain.component import pretrain
 from twhin_bert.register_model.component import register_model, resolve_champion
 from twhin_bert_pipelines.config import PipelineConfig
-from twhin_bert_pipelines.pretrain_pipeline import RUN_ID, embed_task, graph_tasks
-from twhin_bert_pipelines.runtime import apply_runtime
+from twhin_bert_pipelines.pretrain_pipeline import embed_task, graph_tasks
+from twhin_bert_pipelines.runtime import apply_runtime, stage_task
 
 
 def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
@@ -62,50 +62,41 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             data_window,
             fresh_inputs=True,
         )
-        social = apply_runtime(
-            pretrain(
-                config=cfg.pretrain.model_dump_json(),
-                objective="mlm_social",
-                ingested=t["ingest"].outputs["ingested"],
-                tokenizer=champ.outputs["champion"],
-                pairs=t["mine_pairs"].outputs["pairs"],
-                init_model=champ.outputs["champion"],
-                pipeline_run_id=RUN_ID,
-            ),
+        ingested = t["ingest"].outputs["ingested"]
+        social = stage_task(
+            pretrain,
             cfg,
             "pretrain",
             "pretrain-mlm-social",
+            objective="mlm_social",
+            ingested=ingested,
+            tokenizer=champ.outputs["champion"],
+            pairs=t["mine_pairs"].outputs["pairs"],
+            init_model=champ.outputs["champion"],
         )
-        embed_task(cfg, social.outputs["model"], t["ingest"].outputs["ingested"])
-        ev = apply_runtime(
-            evaluate(
-                # The champion is the model to beat: it stands beside the candidate in the report.
-                config=cfg.evaluate.model_copy(update={"baseline": "champion"}).model_dump_json(),
-                model=social.outputs["model"],
-                ingested=t["ingest"].outputs["ingested"],
-                graph_embeddings=t["embed_graph"].outputs["embeddings"],
-                pipeline_run_id=RUN_ID,
-                benchmarks=benchmarks,
-                baseline_model=champ.outputs["champion"],
-                base_model=cfg.pretrain.base_model or "",
-            ),
+        embed_task(cfg, social.outputs["model"], ingested)
+        ev = stage_task(
+            evaluate,
             cfg,
             "evaluate",
-            "evaluate",
+            # The champion is the model to beat: it stands beside the candidate in the report.
+            config=cfg.evaluate.model_copy(update={"baseline": "champion"}).model_dump_json(),
+            model=social.outputs["model"],
+            ingested=ingested,
+            graph_embeddings=t["embed_graph"].outputs["embeddings"],
+            benchmarks=benchmarks,
+            baseline_model=champ.outputs["champion"],
+            base_model=cfg.pretrain.base_model or "",
         )
-        apply_runtime(
-            register_model(
-                config=cfg.register_model.model_dump_json(),
-                model=social.outputs["model"],
-                evaluation=ev.outputs["evaluation"],
-                pipeline_run_id=RUN_ID,
-                pipeline_config=cfg.model_dump_json(),
-                data_window=t["data_window"],
-                evaluated_champion=champ.outputs["Output"],
-            ),
+        stage_task(
+            register_model,
             cfg,
             "register_model",
-            "register_model",
+            model=social.outputs["model"],
+            evaluation=ev.outputs["evaluation"],
+            pipeline_config=cfg.model_dump_json(),
+            data_window=t["data_window"],
+            evaluated_champion=champ.outputs["Output"],
         )
 
     return twhin_bert_retrain

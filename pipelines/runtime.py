@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 from twhin_bert.common.tracking import PIPELINE_RUN_ENV
@@ -11,6 +13,10 @@ from twhin_bert_pipelines.multinode import split_pretrain
 # The label the KFP API server puts on every pod of a run (pipeline/runid = the run's id,
 # kubeflow/pipelines backend/src/apiserver/template/v2_template.go, SetPodMetadataLabels).
 RUN_ID_LABEL = "pipeline/runid"
+# The run's id is no task input: KFP hashes a task's inputs into its cache key, and an input
+# naming the run would make every key unique (nothing ever cached). Tasks read the id from
+# $TWHIN_BERT_PIPELINE_RUN_ID, set from the pod's run label (apply_runtime).
+RUN_ID = ""
 # The UID of the images (images/Dockerfile.*): tasks declare it so that they pass the
 # Pod Security Standard `restricted` (runAsNonRoot).
 IMAGE_UID = 1000
@@ -110,3 +116,32 @@ def apply_runtime(
     for secret, mount_path in res.secret_volumes.items():
         kubernetes.use_secret_as_volume(task, secret_name=secret, mount_path=mount_path)
     return task
+
+
+def stage_task(
+    component: Any,
+    cfg: PipelineConfig,
+    stage: str,
+    display_name: str | None = None,
+    *,
+    config: str | None = None,
+    **inputs: Any,
+) -> PipelineTask:
+    """A stage's task in one call: its config section, its inputs and its runtime.
+
+    Args:
+        component: The stage's KFP component (e.g. ``twhin_bert.ingest.component.ingest``).
+        cfg: The pipeline config.
+        stage: The stage name: its config section (``cfg.<stage>``) and its resources.
+        display_name: The task's name in the KFP UI (default: ``stage``).
+        config: The stage config as JSON, when it is not ``cfg.<stage>`` as is (the
+            ablation twin, the retrain evaluation).
+        **inputs: The component's other inputs (artifacts and parameters), by name.
+
+    Returns:
+        The task, with :func:`apply_runtime` applied.
+    """
+    if config is None:
+        config = getattr(cfg, stage).model_dump_json()
+    task = component(config=config, pipeline_run_id=RUN_ID, **inputs)
+    return apply_runtime(task, cfg, stage, display_name or stage)
