@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from twhin_bert.common.splits import TEST, TRAIN, VALID
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.engagement import (
-    TEST,
-    TRAIN,
-    VAL,
     EngagementData,
     NegativeSampler,
     build_eval_set,
@@ -38,7 +36,7 @@ def test_negative_sampler_follows_freq_power() -> None:
 
 def test_split_by_tweet_fractions_and_seed() -> None:
     s = split_by_tweet(1000, (0.8, 0.1, 0.1), seed=3)
-    assert (s == TRAIN).sum() == 800 and (s == VAL).sum() == 100 and (s == TEST).sum() == 100
+    assert (s == TRAIN).sum() == 800 and (s == VALID).sum() == 100 and (s == TEST).sum() == 100
     np.testing.assert_array_equal(s, split_by_tweet(1000, (0.8, 0.1, 0.1), seed=3))
     assert (s != split_by_tweet(1000, (0.8, 0.1, 0.1), seed=4)).any()
 
@@ -79,7 +77,7 @@ def test_load_uses_build_graph_holdout_when_present(
     data = load_engagement_data(ingested, with_rule, cfg, seed=0)
     assert data.counts["split_source"] == "build_graph holdout"
     expected = holdout.split_of(data.tweet_ids, 0.15, 0.2, seed=9)
-    np.testing.assert_array_equal(data.split, expected)  # TRAIN/VAL/TEST == holdout sides
+    np.testing.assert_array_equal(data.split, expected)  # TRAIN/VALID/TEST == holdout sides
     assert (data.split == TEST).sum() == data.counts["tweets_test"] > 0
     # without the rule: evaluate's own seeded split, and it says so
     plain = load_engagement_data(ingested, graph, cfg, seed=0)

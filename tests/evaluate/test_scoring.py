@@ -1,10 +1,12 @@
-"""HITS@k and the classification metrics against hand-computed values."""
+"""The classification metrics, and HITS@k as evaluate uses it (common.ranking: -inf padding,
+ties), against hand-computed values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from twhin_bert.evaluate.scoring import classification_score, hits_at_k, hits_curve, positive_ranks
+from twhin_bert.common.ranking import hits_at_k, hits_curve, positive_ranks
+from twhin_bert.evaluate.scoring import classification_score
 
 
 def test_hits_at_k_hand_values() -> None:

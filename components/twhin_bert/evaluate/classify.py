@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from twhin_bert.common.encoder import resolve_device
 from twhin_bert.evaluate.config import FinetuneConfig
-from twhin_bert.evaluate.features import resolve_device, zscore
+from twhin_bert.evaluate.features import zscore
 from twhin_bert.evaluate.scoring import classification_score
 
 log = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def _finetune_once(
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    dev = torch.device(resolve_device(device))
+    dev = resolve_device(device)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tok = AutoTokenizer.from_pretrained(str(model_dir))

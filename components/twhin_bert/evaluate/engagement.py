@@ -40,14 +40,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from twhin_bert.common import holdout
+from twhin_bert.common.ranking import hits_at, positive_ranks
 from twhin_bert.common.schemas import read_table
+from twhin_bert.common.splits import TEST, TRAIN, VALID
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.features import zscore
-from twhin_bert.evaluate.scoring import hits_curve_from_ranks, positive_ranks
 
 log = logging.getLogger(__name__)
-
-TRAIN, VAL, TEST = 0, 1, 2
 
 
 class EngagementDataError(ValueError):
@@ -61,7 +60,7 @@ class EngagementData:
     tweet_ids: np.ndarray
     texts: list[str]
     langs: np.ndarray
-    split: np.ndarray  # per tweet: TRAIN / VAL / TEST
+    split: np.ndarray  # per tweet: TRAIN / VALID / TEST
     user_ids: np.ndarray
     user_emb: np.ndarray
     pairs: np.ndarray  # [n, 2] (user index, tweet index), unique
@@ -69,7 +68,7 @@ class EngagementData:
 
 
 def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
-    """Assigns each of ``n_tweets`` tweets to TRAIN / VAL / TEST in the given fractions (seeded).
+    """Assigns each of ``n_tweets`` tweets to TRAIN / VALID / TEST in the given fractions (seeded).
 
     Returns:
         ``int8[n_tweets]`` split ids; exactly ``round(f_train * n)`` train and
@@ -81,7 +80,7 @@ def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: i
     n_va = round(fractions[1] * n_tweets)
     out = np.full(n_tweets, TEST, dtype=np.int8)
     out[perm[:n_tr]] = TRAIN
-    out[perm[n_tr : n_tr + n_va]] = VAL
+    out[perm[n_tr : n_tr + n_va]] = VALID
     return out
 
 
@@ -153,7 +152,7 @@ def load_engagement_data(
         "users": int(np.unique(pairs[:, 0]).size),
         **{
             f"tweets_{n}": int((split == s).sum())
-            for s, n in ((TRAIN, "train"), (VAL, "val"), (TEST, "test"))
+            for s, n in ((TRAIN, "train"), (VALID, "val"), (TEST, "test"))
         },
     }
     return EngagementData(
@@ -339,7 +338,7 @@ def _evaluate(
     rows = np.arange(ev.users.size)[:, None]
     scores = all_scores[rows, pos[np.maximum(ev.candidates, 0)]]
     g, t = _ranks(scores, ev)
-    return hits_curve_from_ranks(g, t, ks), (g, t)
+    return hits_at(g, t, ks), (g, t)
 
 
 def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarray:
@@ -379,7 +378,7 @@ def _summarise(
         for r, lg in zip(results, langs, strict=True):
             m = lg == lang
             if m.sum() >= cfg.min_users_per_lang:
-                vals.append(float(hits_curve_from_ranks(r["g"][m], r["t"][m], [cfg.k])[0]))
+                vals.append(float(hits_at(r["g"][m], r["t"][m], [cfg.k])[0]))
         if vals:
             by_lang[lang] = float(np.median(vals))
     out[f"hits@{cfg.k}_by_lang"] = by_lang
@@ -418,7 +417,7 @@ def run_engagement(
     n_users = n_cands = 0
     for s in range(cfg.seeds):
         rng = np.random.default_rng([seed + s, 3])
-        val = build_eval_set(data, VAL, cfg, rng)
+        val = build_eval_set(data, VALID, cfg, rng)
         test = build_eval_set(data, TEST, cfg, rng)
         for which, ev in (("validation", val), ("test", test)):
             if ev.users.size == 0:
@@ -441,10 +440,10 @@ def run_engagement(
             raw[name].append({"curve": curve_vals, "g": g, "t": t, "train_curve": curve})
             log.info("engagement %s seed %d: HITS@%d %.4f", name, s, cfg.k, curve_vals[cfg.k - 1])
         g, t = positive_ranks(test.popularity, np.zeros(test.users.size, dtype=np.int64))
-        raw["popularity"].append({"curve": hits_curve_from_ranks(g, t, ks), "g": g, "t": t})
+        raw["popularity"].append({"curve": hits_at(g, t, ks), "g": g, "t": t})
         const = np.where(test.candidates >= 0, 0.0, -np.inf)
         g, t = positive_ranks(const, np.zeros(test.users.size, dtype=np.int64))
-        raw["random"].append({"curve": hits_curve_from_ranks(g, t, ks), "g": g, "t": t})
+        raw["random"].append({"curve": hits_at(g, t, ks), "g": g, "t": t})
     summary = {n: _summarise(r, cfg, test_langs) for n, r in raw.items()}
     per_features = {n: summary[n] for n in tweet_features}
     info = {

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from twhin_bert.common.encoder import embed_texts
+
 log = logging.getLogger(__name__)
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else the name as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class FrozenEncoder:
-    """Embeds texts with a frozen model folder through ``embed.embed.embed_texts``.
+    """Embeds texts with a frozen model folder through :func:`common.encoder.embed_texts`.
 
     Each distinct text is embedded once; every pooling ("cls", "mean", "combined") is kept.
     """
@@ -30,15 +23,13 @@ class FrozenEncoder:
         self.model_dir = Path(model_dir)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.device = resolve_device(device)
+        self.device = device
         self._rows: dict[str, int] = {}
         self._chunks: dict[str, list[np.ndarray]] = {"cls": [], "mean": [], "combined": []}
         self._stacked: dict[str, np.ndarray] | None = None
 
     def embed(self, texts: Sequence[str], pooling: str = "combined") -> np.ndarray:
         """Returns ``[len(texts), d]`` float32 features of ``pooling`` for ``texts``."""
-        from twhin_bert.embed.embed import embed_texts
-
         new = list(dict.fromkeys(t for t in texts if t not in self._rows))
         if new:
             out = embed_texts(

@@ -8,8 +8,6 @@ Scores are macro-F1 per language; the task's headline is their unweighted mean.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from twhin_bert.common import holdout
+from twhin_bert.common.splits import TRAIN, VALID
+from twhin_bert.common.text import remove_hashtags
 from twhin_bert.evaluate.benchmarks import score_splits
 from twhin_bert.evaluate.classify import Splits
 from twhin_bert.evaluate.config import EvaluateConfig, HashtagConfig
@@ -26,21 +26,13 @@ from twhin_bert.evaluate.features import FrozenEncoder
 
 log = logging.getLogger(__name__)
 
-_HASHTAG = re.compile(r"#(\w+)", re.UNICODE)
-_SPACES = re.compile(r"\s+")
 METRIC = "macro_f1"
 
 
-def norm_tag(tag: str) -> str:
-    """Hashtag key: NFKC, case-folded, without a leading '#'."""
-    return unicodedata.normalize("NFKC", tag.lstrip("#")).casefold()
-
-
 def remove_hashtag(text: str, tag: str) -> str:
-    """Removes every ``#tag`` occurrence (case-insensitive, whole hashtag only) from ``text``."""
-    key = norm_tag(tag)
-    out = _HASHTAG.sub(lambda m: "" if norm_tag(m.group(1)) == key else m.group(0), text)
-    return _SPACES.sub(" ", out).strip()
+    """``text`` without its ``#tag`` occurrences (case-insensitive, whole hashtag only), the
+    hashtag rule of ingest's extraction (:func:`twhin_bert.common.text.remove_hashtags`)."""
+    return remove_hashtags(text, [tag.lstrip("#")])
 
 
 def build_hashtag_sets(
@@ -67,7 +59,8 @@ def build_hashtag_sets(
         if lang in cfg.skip_langs:
             continue
         sub = tweets[tweets["lang"] == lang]
-        tag_lists = [sorted({norm_tag(t) for t in tags}) for tags in sub["hashtags"]]
+        # ingest stored them lower-cased, without '#' (common.text.extract_hashtags)
+        tag_lists = [sorted({t.lstrip("#").lower() for t in tags}) for tags in sub["hashtags"]]
         freq = Counter(t for tags in tag_lists for t in tags)
         top = {t for t, _ in sorted(freq.items(), key=lambda kv: (-kv[1], kv[0]))[: cfg.top_n]}
         texts: list[str] = []
@@ -116,8 +109,8 @@ def build_hashtag_sets(
         ids = {t: i for i, t in enumerate(names)}
         if rule is not None:  # the holdout decides: train, then valid, then test tweets
             order = order[np.argsort([pairs[i][2] for i in order], kind="stable")]
-            n_tr = sum(pairs[i][2] == holdout.TRAIN for i in order)
-            n_va = sum(pairs[i][2] == holdout.VALID for i in order)
+            n_tr = sum(pairs[i][2] == TRAIN for i in order)
+            n_va = sum(pairs[i][2] == VALID for i in order)
         else:
             n_tr = round(cfg.split[0] * len(order))
             n_va = round(cfg.split[1] * len(order))
