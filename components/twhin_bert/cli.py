@@ -7,11 +7,13 @@ Heavy libraries (torch, faiss, mlflow, kfp) are imported inside commands so that
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -198,251 +200,249 @@ def demo_data(
 
 
 # ----------------------------------------------------------------------------- stages
-@app.command("ingest")
-@friendly_errors
-def ingest_cmd(
-    out: OutOpt,
-    tweets: Annotated[
-        list[str],
-        typer.Option("--tweets", help="Tweet files, folders, globs or gs:// URIs (repeat)."),
-    ],
-    engagements: Annotated[
-        list[str] | None, typer.Option("--engagements", help="Engagement inputs (repeat).")
-    ] = None,
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Validate, normalise and deduplicate tweets and engagements; quarantine bad rows."""
-    from twhin_bert.ingest.config import IngestConfig
-    from twhin_bert.ingest.ingest import run_ingest, summarise
+@dataclass(frozen=True)
+class StageInput:
+    """One input option of a stage command: its name, type, help and default."""
 
-    cfg = _load(IngestConfig, config, "ingest")
-    m = run_ingest(
-        cfg, out, pipeline_run_id=pipeline_run_id, tweets=tweets, engagements=engagements or []
-    )
-    print_metrics("ingest", m, out)
+    name: str
+    annotation: Any
+    help: str
+    default: Any = inspect.Parameter.empty
+
+
+def _report(stage: str, m: dict[str, Any], out: Path, values: dict[str, Any]) -> None:
+    print_metrics(stage, m, out)
+
+
+def stage_command(
+    stage: str,
+    config_cls: str,
+    run: str,
+    doc: str,
+    inputs: list[StageInput],
+    *,
+    to_stage: Callable[..., dict[str, Any]] | None = None,
+    report: Callable[[str, dict[str, Any], Path, dict[str, Any]], None] = _report,
+) -> Callable[..., None]:
+    """Builds the command of a stage: ``--out``, its inputs, ``--config``, ``--pipeline-run-id``.
+
+    The command loads the stage's config (:func:`_load`, section ``stage``), calls the
+    stage's wrapped function ``run(cfg, out, pipeline_run_id=..., **inputs)`` and prints its
+    metrics. The config class and the function are named ``"module:attr"`` and imported when
+    the command runs, so that ``twhin-bert --help`` stays fast.
+
+    Args:
+        stage: The stage name: the command, the config section and the metrics' title.
+        config_cls: The stage's config class, e.g. ``"twhin_bert.ingest.config:IngestConfig"``.
+        run: The stage's wrapped function, e.g. ``"twhin_bert.ingest.ingest:run_ingest"``.
+        doc: The command's help text.
+        inputs: The command's input options, in help order.
+        to_stage: Maps the options' values to the stage function's inputs (default: as is).
+        report: Prints the result: ``report(stage, metrics, out, values)``.
+
+    Returns:
+        The command, wrapped in :func:`friendly_errors`.
+    """
+
+    def command(
+        out: Path, config: str | None = None, pipeline_run_id: str | None = None, **values: Any
+    ) -> None:
+        import importlib
+
+        def resolve(ref: str) -> Any:
+            module, _, attr = ref.partition(":")
+            return getattr(importlib.import_module(module), attr)
+
+        cfg = _load(resolve(config_cls), config, stage)
+        stage_inputs = to_stage(**values) if to_stage else values
+        m = resolve(run)(cfg, out, pipeline_run_id=pipeline_run_id, **stage_inputs)
+        report(stage, m, out, values)
+
+    command.__doc__ = doc
+    wrapped = friendly_errors(command)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter("out", kw, annotation=OutOpt),
+        *(
+            inspect.Parameter(
+                i.name,
+                kw,
+                annotation=Annotated[i.annotation, typer.Option(help=i.help)],
+                default=i.default,
+            )
+            for i in inputs
+        ),
+        inspect.Parameter("config", kw, annotation=ConfigOpt, default=None),
+        inspect.Parameter("pipeline_run_id", kw, annotation=RunIdOpt, default=None),
+    ]
+    wrapped.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    wrapped.__annotations__ = {p.name: p.annotation for p in params}
+    wrapped.__name__ = f"{stage}_cmd"
+    return wrapped
+
+
+def _ingest_report(stage: str, m: dict[str, Any], out: Path, values: dict[str, Any]) -> None:
+    from twhin_bert.ingest.ingest import summarise
+
+    print_metrics(stage, m, out)
     out_console.print(summarise(m))
 
 
-@app.command("build_graph")
-@friendly_errors
-def build_graph_cmd(
-    out: OutOpt,
-    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-    window_end: Annotated[
-        str | None,
-        typer.Option(help="End of the rolling window_days window (ISO 8601; default now)."),
-    ] = None,
-) -> None:
-    """Build the TwHIN in PyTorch-BigGraph's input format, with a train/valid/test edge split."""
-    from twhin_bert.build_graph.config import BuildGraphConfig
-    from twhin_bert.build_graph.graph import run_build_graph
-
-    cfg = _load(BuildGraphConfig, config, "build_graph")
-    print_metrics(
-        "build_graph",
-        run_build_graph(
-            cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested, window_end=window_end
-        ),
-        out,
-    )
+def _pretrain_report(stage: str, m: dict[str, Any], out: Path, values: dict[str, Any]) -> None:
+    print_metrics(f"pretrain ({values['objective']})", m, out)
 
 
-@app.command("embed_graph")
-@friendly_errors
-def embed_graph_cmd(
-    out: OutOpt,
-    graph: Annotated[Path, typer.Option(help="The build_graph stage's output folder.")],
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Train user/tweet embeddings with PyTorch-BigGraph; evaluate link prediction; export."""
-    from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import run_embed_graph
-
-    cfg = _load(EmbedGraphConfig, config, "embed_graph")
-    print_metrics(
-        "embed_graph", run_embed_graph(cfg, out, pipeline_run_id=pipeline_run_id, graph=graph), out
-    )
-
-
-@app.command("mine_pairs")
-@friendly_errors
-def mine_pairs_cmd(
-    out: OutOpt,
-    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
-    embeddings: Annotated[Path, typer.Option(help="The embed_graph stage's output folder.")],
-    parallel: Annotated[
-        str | None, typer.Option(help="Parallel-tweets JSONL (translation pairs).")
-    ] = None,
-    truth: Annotated[
-        str | None, typer.Option(help="Planted tweet topics (demo data) to score pairs.")
-    ] = None,
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Mine socially similar tweet pairs with FAISS, plus hashtag and translation pairs."""
-    from twhin_bert.mine_pairs.config import MinePairsConfig
-    from twhin_bert.mine_pairs.mine import run_mine_pairs
-
-    cfg = _load(MinePairsConfig, config, "mine_pairs")
-    m = run_mine_pairs(
-        cfg,
-        out,
-        pipeline_run_id=pipeline_run_id,
-        ingested=ingested,
-        embeddings=embeddings,
-        parallel=parallel,
-        truth=truth,
-    )
-    print_metrics("mine_pairs", m, out)
-
-
-@app.command("train_tokenizer")
-@friendly_errors
-def train_tokenizer_cmd(
-    out: OutOpt,
-    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Train a SentencePiece-style Unigram tokenizer (or copy a given one)."""
-    from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
-    from twhin_bert.train_tokenizer.tokenizer import run_train_tokenizer
-
-    cfg = _load(TrainTokenizerConfig, config, "train_tokenizer")
-    print_metrics(
-        "train_tokenizer",
-        run_train_tokenizer(cfg, out, pipeline_run_id=pipeline_run_id, ingested=ingested),
-        out,
-    )
-
-
-@app.command("pretrain")
-@friendly_errors
-def pretrain_cmd(
-    out: OutOpt,
-    objective: Annotated[str, typer.Option(help="mlm (stage 1) or mlm_social (stage 2).")],
-    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
-    tokenizer: Annotated[Path, typer.Option(help="Tokenizer folder (train_tokenizer output).")],
-    pairs: Annotated[
-        Path | None, typer.Option(help="mine_pairs output folder (mlm_social).")
-    ] = None,
-    init_from: Annotated[Path | None, typer.Option(help="Model folder to start from.")] = None,
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Pre-train the encoder with DeepSpeed (resumes from its latest checkpoint after a kill)."""
-    from twhin_bert.pretrain.config import PretrainConfig
-    from twhin_bert.pretrain.train import run_pretrain
-
-    cfg = _load(PretrainConfig, config, "pretrain")
-    m = run_pretrain(
-        cfg,
-        out,
-        pipeline_run_id=pipeline_run_id,
-        objective=objective,
-        ingested=ingested,
-        tokenizer=tokenizer,
-        pairs=pairs,
-        init_from=init_from,
-    )
-    print_metrics(f"pretrain ({objective})", m, out)
-
-
-@app.command("embed")
-@friendly_errors
-def embed_cmd(
-    out: OutOpt,
-    model: Annotated[Path, typer.Option(help="A Hugging Face model folder (pretrain output).")],
-    tweets: Annotated[Path, typer.Option(help="A tweets Parquet file or an ingest output folder.")],
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Batch-embed tweets into CLS, mean and Combined vectors."""
-    from twhin_bert.embed.config import EmbedConfig
-    from twhin_bert.embed.embed import run_embed
-
-    cfg = _load(EmbedConfig, config, "embed")
-    print_metrics(
-        "embed",
-        run_embed(cfg, out, pipeline_run_id=pipeline_run_id, model=model, tweets=tweets),
-        out,
-    )
-
-
-@app.command("evaluate")
-@friendly_errors
-def evaluate_cmd(
-    out: OutOpt,
-    model: Annotated[Path, typer.Option(help="The candidate model folder.")],
-    ingested: Annotated[Path, typer.Option(help="The ingest stage's output folder.")],
-    graph_embeddings: Annotated[Path, typer.Option(help="The embed_graph stage's output folder.")],
-    baseline_model: Annotated[
-        Path | None,
-        typer.Option(help="A second model to evaluate beside it (e.g. the MLM-only twin)."),
-    ] = None,
-    baseline_name: Annotated[
-        str, typer.Option(help="Name of the second model in the report.")
-    ] = "mlm_only",
-    benchmark: Annotated[
-        list[str] | None,
-        typer.Option("--benchmark", help="Benchmark folder, TweetEval/UMSAB format (repeat)."),
-    ] = None,
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Evaluate: engagement prediction (HITS@10), hashtag prediction, benchmarks, floors, report."""
-    from twhin_bert.evaluate.config import EvaluateConfig
-    from twhin_bert.evaluate.evaluate import run_evaluate
-
-    cfg = _load(EvaluateConfig, config, "evaluate")
+def _evaluate_inputs(
+    model: Path,
+    baseline_model: Path | None,
+    baseline_name: str,
+    benchmark: list[str] | None,
+    **inputs: Any,
+) -> dict[str, Any]:
     models = {"twhin_bert": model}
     if baseline_model is not None:
         models[baseline_name] = baseline_model
-    m = run_evaluate(
-        cfg,
-        out,
-        pipeline_run_id=pipeline_run_id,
-        models=models,
-        ingested=ingested,
-        graph_embeddings=graph_embeddings,
-        benchmarks=benchmark or [],
-    )
-    print_metrics("evaluate", m.get("primary", m), out)
+    return {"models": models, "benchmarks": benchmark or [], **inputs}
 
 
-@app.command("register_model")
-@friendly_errors
-def register_model_cmd(
-    out: OutOpt,
-    model: Annotated[Path, typer.Option(help="The model folder to register.")],
-    evaluation: Annotated[Path, typer.Option(help="The evaluate stage's output folder.")],
-    data_window: Annotated[str, typer.Option(help="Label of the data window trained on.")] = "",
-    pipeline_config: Annotated[
-        Path | None, typer.Option(help="The resolved pipeline config to log.")
-    ] = None,
-    config: ConfigOpt = None,
-    pipeline_run_id: RunIdOpt = None,
-) -> None:
-    """Register the model in MLflow as `challenger` and run the promotion gate."""
+def _evaluate_report(stage: str, m: dict[str, Any], out: Path, values: dict[str, Any]) -> None:
+    from twhin_bert.common.metrics import PRIMARY
+
+    print_metrics(stage, m.get(PRIMARY, m), out)
+
+
+def _register_inputs(pipeline_config: Path | None, **inputs: Any) -> dict[str, Any]:
     from twhin_bert.common.config import read_mapping
-    from twhin_bert.register_model.config import RegisterModelConfig
-    from twhin_bert.register_model.register import run_register_model
 
-    cfg = _load(RegisterModelConfig, config, "register_model")
-    m = run_register_model(
-        cfg,
-        out,
-        pipeline_run_id=pipeline_run_id,
-        model=model,
-        evaluation=evaluation,
-        pipeline_config=read_mapping(pipeline_config) if pipeline_config else {},
-        data_window=data_window,
-    )
-    print_metrics("register_model", m, out)
+    return {"pipeline_config": read_mapping(pipeline_config) if pipeline_config else {}, **inputs}
+
+
+INGESTED = StageInput("ingested", Path, "The ingest stage's output folder.")
+STAGE_COMMANDS = [
+    stage_command(
+        "ingest",
+        "twhin_bert.ingest.config:IngestConfig",
+        "twhin_bert.ingest.ingest:run_ingest",
+        "Validate, normalise and deduplicate tweets and engagements; quarantine bad rows.",
+        [
+            StageInput("tweets", list[str], "Tweet files, folders, globs or gs:// URIs (repeat)."),
+            StageInput("engagements", list[str] | None, "Engagement inputs (repeat).", None),
+        ],
+        to_stage=lambda tweets, engagements: {"tweets": tweets, "engagements": engagements or []},
+        report=_ingest_report,
+    ),
+    stage_command(
+        "build_graph",
+        "twhin_bert.build_graph.config:BuildGraphConfig",
+        "twhin_bert.build_graph.graph:run_build_graph",
+        "Build the TwHIN in PyTorch-BigGraph's input format, with a train/valid/test edge split.",
+        [
+            INGESTED,
+            StageInput(
+                "window_end",
+                str | None,
+                "End of the rolling window_days window (ISO 8601; default now).",
+                None,
+            ),
+        ],
+    ),
+    stage_command(
+        "embed_graph",
+        "twhin_bert.embed_graph.config:EmbedGraphConfig",
+        "twhin_bert.embed_graph.embed:run_embed_graph",
+        "Train user/tweet embeddings with PyTorch-BigGraph; evaluate link prediction; export.",
+        [StageInput("graph", Path, "The build_graph stage's output folder.")],
+    ),
+    stage_command(
+        "mine_pairs",
+        "twhin_bert.mine_pairs.config:MinePairsConfig",
+        "twhin_bert.mine_pairs.mine:run_mine_pairs",
+        "Mine socially similar tweet pairs with FAISS, plus hashtag and translation pairs.",
+        [
+            INGESTED,
+            StageInput("embeddings", Path, "The embed_graph stage's output folder."),
+            StageInput("parallel", str | None, "Parallel-tweets JSONL (translation pairs).", None),
+            StageInput(
+                "truth", str | None, "Planted tweet topics (demo data) to score pairs.", None
+            ),
+        ],
+    ),
+    stage_command(
+        "train_tokenizer",
+        "twhin_bert.train_tokenizer.config:TrainTokenizerConfig",
+        "twhin_bert.train_tokenizer.tokenizer:run_train_tokenizer",
+        "Train a SentencePiece-style Unigram tokenizer (or copy a given one).",
+        [INGESTED],
+    ),
+    stage_command(
+        "pretrain",
+        "twhin_bert.pretrain.config:PretrainConfig",
+        "twhin_bert.pretrain.train:run_pretrain",
+        "Pre-train the encoder with DeepSpeed (resumes from its latest checkpoint after a kill).",
+        [
+            StageInput("objective", str, "mlm (stage 1) or mlm_social (stage 2)."),
+            INGESTED,
+            StageInput("tokenizer", Path, "Tokenizer folder (train_tokenizer output)."),
+            StageInput("pairs", Path | None, "mine_pairs output folder (mlm_social).", None),
+            StageInput("init_from", Path | None, "Model folder to start from.", None),
+        ],
+        report=_pretrain_report,
+    ),
+    stage_command(
+        "embed",
+        "twhin_bert.embed.config:EmbedConfig",
+        "twhin_bert.embed.embed:run_embed",
+        "Batch-embed tweets into CLS, mean and Combined vectors.",
+        [
+            StageInput("model", Path, "A Hugging Face model folder (pretrain output)."),
+            StageInput("tweets", Path, "A tweets Parquet file or an ingest output folder."),
+        ],
+    ),
+    stage_command(
+        "evaluate",
+        "twhin_bert.evaluate.config:EvaluateConfig",
+        "twhin_bert.evaluate.evaluate:run_evaluate",
+        "Evaluate: engagement prediction (HITS@10), hashtag prediction, benchmarks, floors, "
+        "report.",
+        [
+            StageInput("model", Path, "The candidate model folder."),
+            INGESTED,
+            StageInput("graph_embeddings", Path, "The embed_graph stage's output folder."),
+            StageInput(
+                "baseline_model",
+                Path | None,
+                "A second model to evaluate beside it (e.g. the MLM-only twin).",
+                None,
+            ),
+            StageInput("baseline_name", str, "Name of the second model in the report.", "mlm_only"),
+            StageInput(
+                "benchmark",
+                list[str] | None,
+                "Benchmark folder, TweetEval/UMSAB format (repeat).",
+                None,
+            ),
+        ],
+        to_stage=_evaluate_inputs,
+        report=_evaluate_report,
+    ),
+    stage_command(
+        "register_model",
+        "twhin_bert.register_model.config:RegisterModelConfig",
+        "twhin_bert.register_model.register:run_register_model",
+        "Register the model in MLflow as `challenger` and run the promotion gate.",
+        [
+            StageInput("model", Path, "The model folder to register."),
+            StageInput("evaluation", Path, "The evaluate stage's output folder."),
+            StageInput("data_window", str, "Label of the data window trained on.", ""),
+            StageInput(
+                "pipeline_config", Path | None, "The resolved pipeline config to log.", None
+            ),
+        ],
+        to_stage=_register_inputs,
+    ),
+]
+for _command in STAGE_COMMANDS:
+    app.command(_command.__name__.removesuffix("_cmd"))(_command)
 
 
 # ----------------------------------------------------------------------------- pipelines
