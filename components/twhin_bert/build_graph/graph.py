@@ -17,7 +17,8 @@ stage sees their engagements (see :mod:`twhin_bert.common.holdout`); the rule is
 beside the graph for mine_pairs and evaluate.
 
 Orientation: PBG applies a relation's operator to the *right-hand side* entity and scores
-``comparator(lhs, op(rhs))``. SPEC 2.2 wants f = (u + r)ᵀt, a translation on the user, so
+``comparator(lhs, op(rhs))``. The paper's TwHIN score is f = (u + r)ᵀt (TwHIN-BERT, Zhang et
+al., KDD 2023), a translation on the user, so
 every edge is stored as lhs = tweet, rhs = user: PBG then computes tᵀ(u + r) = (u + r)ᵀt.
 
 All the work is vectorised (pyarrow dictionary encoding, numpy bincount/argsort), so 10M
@@ -119,11 +120,14 @@ def read_edges(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array, pa.Array, dict[str, int]]:
     """Reads engagements into integer edge arrays, pieces of row groups in parallel.
 
-    The file is cut into pieces of whole row groups of about ``batch_rows`` rows, and
+    The file is cut into pieces of whole row groups of about ``batch_rows`` rows, and up to
     ``cfg.workers`` processes check, filter and dictionary-encode them (the CPU-heavy part,
     :func:`_read_piece`); the pieces come back in file order and one dictionary is built
     over them (:func:`_unify`), in the order of first appearance, whatever the pieces or
-    workers: a parallel read returns exactly the arrays of a serial one.
+    workers: a parallel read returns exactly the arrays of a serial one. (Only which bad
+    row an error names first may depend on the pieces, when a batch holds several.) A file
+    of one piece is read in this process: shipping a piece's ids back from a worker costs
+    about what encoding them does (~0.4 CPU-s per million rows), so only large inputs gain.
 
     Args:
         path: An engagements Parquet (schema ``engagements``).
@@ -152,7 +156,8 @@ def read_edges(
     users: list[pa.DictionaryArray] = []
     tweets: list[pa.DictionaryArray] = []
     rels: list[np.ndarray] = []
-    for part in ordered_map(_read_piece, pieces, resolve_workers(cfg.workers)):
+    workers = min(resolve_workers(cfg.workers), len(pieces))
+    for part in ordered_map(_read_piece, pieces, workers):
         users += part.users
         tweets += part.tweets
         rels += part.rels

@@ -502,6 +502,25 @@ class _Piece:
     last: bool  # the file's last piece
 
 
+class _Raws:
+    """The raw rows of a batch, packed for the trip back from a worker: rows that are plain
+    bytes (JSONL and text lines) travel as one blob and its offsets, not as a million
+    objects for the parent to unpickle; other rows (Parquet dicts, CSV text) as a list."""
+
+    def __init__(self, raws: list[Any]) -> None:
+        self._list: list[Any] | None = None
+        if all(type(r) is bytes for r in raws):
+            self._blob = b"".join(raws)
+            self._ends = np.cumsum([len(r) for r in raws], dtype=np.int64)
+        else:
+            self._list = raws
+
+    def __getitem__(self, i: int) -> Any:
+        if self._list is not None:
+            return self._list[i]
+        return self._blob[self._ends[i - 1] if i else 0 : self._ends[i]]
+
+
 @dataclass
 class _Checked:
     """One batch after the row-local checks: what the serial merge needs, nothing more."""
@@ -509,7 +528,7 @@ class _Checked:
     rows: np.ndarray  # each row's line (Parquet: row) number, counted from the piece's start
     lines: int  # physical lines the rows span
     rejected: list[tuple[int, str]]  # (row index, reason), in row order
-    raws: list[Any]  # the raw form of every row, for the quarantine
+    raws: _Raws  # the raw form of every row, for the quarantine
     keep: np.ndarray  # the row index of each candidate (a row that passed the checks)
     ids: np.ndarray  # hash of each candidate's tweet id
     times: np.ndarray  # tweets: created_at, NO_VALUE when unknown; engagements: engaged_at
@@ -555,13 +574,13 @@ def _checked(
     With one worker the pieces are checked here, one batch at a time; with more, in worker
     processes, a piece at a time and at most ``2 * workers`` pieces ahead.
     """
-    pieces: Iterable[_Piece] = _pieces(readers, kind, cfg.piece_bytes)
+    pieces = list(_pieces(readers, kind, cfg.piece_bytes))
+    workers = min(workers, len(pieces))  # one piece: no pool to start
     results: Iterable[tuple[_Piece, Iterable[_Checked], _PieceResult | FileReader]]
-    if workers == 1:
+    if workers <= 1:
         # The reader holds the piece's counts once its batches are exhausted.
         results = ((p, _check_batches(p), p.reader) for p in pieces)
     else:
-        pieces = list(pieces)
         results = (
             (p, r.batches, r)
             for p, r in zip(pieces, ordered_map(_check_piece, pieces, workers), strict=True)
@@ -653,7 +672,7 @@ def _check_tweets(batch: RawBatch, reader: FileReader) -> _Checked:
         rows=np.asarray(batch.rows, dtype=np.int64),
         lines=sum(batch.spans),
         rejected=rejected,
-        raws=batch.raws,
+        raws=_Raws(batch.raws),
         keep=np.asarray(keep, dtype=np.int64),
         ids=hash_keys(ids, len(ids)),
         times=np.array([NO_VALUE if t is None else t for t in created], dtype=np.int64),
@@ -704,7 +723,7 @@ def _check_engagements(batch: RawBatch, reader: FileReader) -> _Checked:
         rows=np.asarray(batch.rows, dtype=np.int64),
         lines=sum(batch.spans),
         rejected=rejected,
-        raws=batch.raws,
+        raws=_Raws(batch.raws),
         keep=np.asarray(keep, dtype=np.int64),
         ids=hash_keys(tweets, n),
         times=np.asarray(times, dtype=np.int64),
