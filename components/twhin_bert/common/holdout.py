@@ -23,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from twhin_bert.common.artifacts import HOLDOUT_FILE
+from twhin_bert.common.splits import TEST, TRAIN, VALID
 
 HASH = "pandas.hash_array/siphash24"
-TRAIN, VALID, TEST = 0, 1, 2
 
 
 class HoldoutError(ValueError):

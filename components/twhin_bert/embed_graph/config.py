@@ -17,14 +17,14 @@ class EmbedGraphConfig(StrictModel):
     operator: Literal["translation", "diagonal", "none"] = Field(
         "translation",
         description="PBG relation operator, applied on the user (PBG's rhs) side: "
-        "translation gives f = (u + r)ᵀt as in SPEC 2.2.",
+        "translation gives the paper's TwHIN score f = (u + r)ᵀt.",
     )
     comparator: Literal["dot", "cos", "l2", "squared_l2"] = Field(
-        "dot", description="PBG comparator of the two sides (SPEC: dot product)."
+        "dot", description="PBG comparator of the two sides (the paper: dot product)."
     )
     loss_fn: Literal["logistic", "softmax", "ranking"] = Field(
         "logistic",
-        description="PBG loss; logistic is SPEC's negative-sampling log-likelihood.",
+        description="PBG loss; logistic is the paper's negative-sampling log-likelihood.",
     )
     margin: float = Field(0.1, ge=0.0, description="Margin of the ranking loss (unused otherwise).")
     lr: float = Field(0.1, gt=0.0, description="Adagrad learning rate (PBG's optimizer).")

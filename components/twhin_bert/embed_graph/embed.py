@@ -5,7 +5,8 @@ The recipe, top to bottom:
 1. **setup** – build PBG's ``ConfigSchema`` from our config and the build_graph folder
    (its ``graph.json``): entity types ``user``/``tweet`` with the graph's partitions, one relation
    per engagement type with lhs = tweet, rhs = user and the operator on the rhs, so PBG's
-   score ``comparator(lhs, op(rhs))`` is SPEC 2.2's f = (u + r)ᵀt with translation + dot.
+   score ``comparator(lhs, op(rhs))`` is the paper's TwHIN score f = (u + r)ᵀt (TwHIN-BERT,
+   Zhang et al., KDD 2023) with translation + dot.
 2. **train** – ``torchbiggraph.train.train_and_report_stats`` (PBG's own loop: Hogwild!
    workers, row-wise Adagrad, batch (prevalence-proportional) and uniform negatives on both
    sides). Checkpoints go to ``<out>/checkpoint`` – inside the stage's staging folder, which
@@ -42,7 +43,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from twhin_bert.common import fingerprint as fp
-from twhin_bert.common import lifetime, tracking
+from twhin_bert.common import lifetime, ranking, splits, tracking
 from twhin_bert.common.artifacts import Graph, GraphEmbeddings
 from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
@@ -347,13 +348,6 @@ def read_split(
     return np.concatenate(us), np.concatenate(ts), np.concatenate(rs)
 
 
-def _ranks(pos: Any, cand: Any, valid: Any) -> Any:
-    """Rank of each positive among its valid candidates; ties count half (random tie-break)."""
-    greater = ((cand > pos[:, None]) & valid).sum(1)
-    equal = ((cand == pos[:, None]) & valid).sum(1)
-    return 1.0 + greater + 0.5 * equal
-
-
 def link_prediction(
     users: np.ndarray,
     tweets: np.ndarray,
@@ -365,6 +359,10 @@ def link_prediction(
     relations: list[str],
 ) -> dict[str, Any]:
     """MRR / Hits@1 / Hits@10 of the embeddings and of popularity on the same candidates.
+
+    Ties are scored by :mod:`twhin_bert.common.ranking`'s rule (the expectation under a
+    uniformly random tie-break; popularity ties often). These rank a held-out edge's tweet
+    among ``eval_candidates`` random tweets: link prediction, not evaluate's engagement task.
 
     Args:
         users: User embeddings ``[U, d]``.
@@ -397,29 +395,31 @@ def link_prediction(
     tw = torch.from_numpy(tweets)
     query = torch.from_numpy(_apply_operator(users[u], rel_vectors[r], cfg.operator))
     chunk = max(1, 2**22 // (cfg.eval_candidates * tweets.shape[1]))
-    model_rank = np.empty(u.size)
+    greater, ties = np.empty(u.size, np.int64), np.empty(u.size, np.int64)
     for s in range(0, u.size, chunk):
         q = query[s : s + chunk]
         pos = _compare(q, tw[torch.from_numpy(t[s : s + chunk])][:, None, :], cfg.comparator)[:, 0]
         sc = _compare(q, tw[torch.from_numpy(cand[s : s + chunk])], cfg.comparator)
-        model_rank[s : s + chunk] = _ranks(pos.numpy(), sc.numpy(), valid[s : s + chunk])
-    pop_rank = _ranks(
-        train_degree[t].astype(np.float64), train_degree[cand].astype(np.float64), valid
-    )
+        rows = slice(s, s + chunk)
+        greater[rows], ties[rows] = ranking.rank_counts(pos.numpy(), sc.numpy(), valid[rows])
+    model_counts = (greater, ties)
+    pop_counts = ranking.rank_counts(train_degree[t], train_degree[cand], valid)
 
-    def summary(rank: np.ndarray) -> dict[str, float]:
+    def summary(counts: tuple[np.ndarray, np.ndarray], m: Any = slice(None)) -> dict[str, float]:
+        g, tie = counts[0][m], counts[1][m]
+        at1, at10 = ranking.hits_at(g, tie, [1, 10])
         return {
-            "mrr": float(np.mean(1.0 / rank)) if rank.size else float("nan"),
-            "hits@1": float(np.mean(rank <= 1)) if rank.size else float("nan"),
-            "hits@10": float(np.mean(rank <= 10)) if rank.size else float("nan"),
+            "mrr": ranking.mean_reciprocal_rank(g, tie),
+            "hits@1": float(at1),
+            "hits@10": float(at10),
         }
 
-    model, pop = summary(model_rank), summary(pop_rank)
+    model, pop = summary(model_counts), summary(pop_counts)
     by_relation = {
         name: {
             "edges": int((r == i).sum()),
-            "mrr": summary(model_rank[r == i])["mrr"],
-            "popularity_mrr": summary(pop_rank[r == i])["mrr"],
+            "mrr": summary(model_counts, r == i)["mrr"],
+            "popularity_mrr": summary(pop_counts, r == i)["mrr"],
         }
         for i, name in enumerate(relations)
         if (r == i).any()
@@ -521,13 +521,13 @@ def _train_and_export(
     t_export = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    known_parts = [read_split(graph, meta, s) for s in ("train", "valid", "test")]
+    known_parts = [read_split(graph, meta, s) for s in splits.NAMES]
     n_tweets = tweets.shape[0]
     known = np.unique(
         np.concatenate([u.astype(np.int64) * n_tweets + t for u, t, _ in known_parts])
     )
     train_degree = np.bincount(known_parts[0][1], minlength=n_tweets)
-    split = known_parts[("train", "valid", "test").index(cfg.eval_split)]
+    split = known_parts[splits.NAMES.index(cfg.eval_split)]
     rel_matrix = np.stack([rel[name] for name in meta["relations"]])
     lp = link_prediction(
         users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"]
