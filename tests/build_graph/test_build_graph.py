@@ -13,9 +13,9 @@ import pytest
 from pydantic import ValidationError
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import GraphInputError, run_build_graph
-from twhin_bert.build_graph.synthetic import write_synthetic_ingest
 from twhin_bert.common import holdout
 from twhin_bert.common.schemas import read_table, write_table
+from twhin_bert.demo_data.synthetic import write_synthetic_ingest
 
 
 @pytest.fixture(scope="module")

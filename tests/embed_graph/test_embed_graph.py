@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import run_build_graph
-from twhin_bert.build_graph.synthetic import write_synthetic_ingest
 from twhin_bert.common.schemas import read_table
 from twhin_bert.common.stage import partial_dir, read_metrics
+from twhin_bert.demo_data.synthetic import write_synthetic_ingest
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 from twhin_bert.embed_graph.embed import checkpoint_version, prepare_checkpoint, run_embed_graph
 

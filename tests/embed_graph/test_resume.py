@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.build_graph.graph import run_build_graph
-from twhin_bert.build_graph.synthetic import write_synthetic_ingest
 from twhin_bert.common.lifetime import FolderBusyError, hold_folder
 from twhin_bert.common.stage import partial_dir
+from twhin_bert.demo_data.synthetic import write_synthetic_ingest
 from twhin_bert.embed_graph import embed as E
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 from twhin_bert.embed_graph.embed import checkpoint_folder, read_graph, run_embed_graph

@@ -34,6 +34,19 @@ class ArtifactError(FileNotFoundError, ValueError):
     """A stage output that is missing or malformed (names the path; a bad input, exit 2)."""
 
 
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object (the message names the file when it does not)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise ArtifactError(f"{path}: missing") from e
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
 class Artifact:
     """A stage's output folder.
 
@@ -88,14 +101,6 @@ class Ingested(Artifact):
         """The engagements (schema ``engagements``), optionally only ``columns``."""
         return schemas.read_table(self.engagements_path(), "engagements", columns)
 
-    def engagements_file(self) -> pq.ParquetFile:
-        """The engagements opened for batch reading, schema checked."""
-        return schemas.check(self.engagements_path(), "engagements")
-
-    def quarantine(self) -> pa.Table:
-        """The quarantined rows (schema ``quarantine``)."""
-        return schemas.read_table(self._required(self.QUARANTINE), "quarantine")
-
     def writers(self) -> dict[str, pq.ParquetWriter]:
         """Streaming writers ``{"tweets", "engagements"}`` into the folder (created)."""
         return {
@@ -132,11 +137,7 @@ class Graph(Artifact):
 
     def meta(self) -> dict[str, Any]:
         """``graph.json``: counts, partitions, relations, relative paths."""
-        path = self._required(self.META)
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{path}: not valid JSON ({e})") from e
+        return read_json_object(self._required(self.META))
 
     def entities(self, columns: list[str] | None = None) -> pa.Table:
         """Our ids <-> PBG (type, partition, offset); rows in embedding row order."""
@@ -343,14 +344,7 @@ class Registration(Artifact):
 
     def read(self) -> dict[str, Any]:
         """``registration.json`` as a mapping."""
-        path = self._required(self.FILE)
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{path}: not valid JSON ({e})") from e
-        if not isinstance(data, dict):
-            raise ArtifactError(f"{path}: expected a JSON object")
-        return data
+        return read_json_object(self._required(self.FILE))
 
     def write(self, info: dict[str, Any]) -> Path:
         """Writes ``registration.json``."""

@@ -36,6 +36,13 @@ def engagement_hits_key(k: int = DEFAULT_K) -> str:
 ENGAGEMENT_HITS = engagement_hits_key()
 #: evaluate's primary hashtag metric.
 HASHTAG_MACRO_F1 = "hashtag_macro_f1"
+
+
+def benchmark_key(benchmark: str, metric: str) -> str:
+    """evaluate's primary metric of an external benchmark: ``sentiment_macro_recall``."""
+    return f"{benchmark}_{metric}"
+
+
 #: embed_graph's link-prediction metrics (ranks among all tweets, not evaluate's task).
 LINK_PREDICTION = "link_prediction"
 
@@ -102,14 +109,9 @@ def read_metrics(out_dir: str | Path) -> dict[str, Any]:
     """Reads a stage's ``metrics.json``.
 
     Raises:
-        FileNotFoundError: No ``metrics.json`` in ``out_dir``.
-        ValueError: Not a JSON object (names the file).
+        ArtifactError: Missing, or not a JSON object (names the file; a ``FileNotFoundError``
+            and a ``ValueError``).
     """
-    path = Path(out_dir) / METRICS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    from twhin_bert.common.artifacts import read_json_object
+
+    return read_json_object(Path(out_dir) / METRICS_FILE)

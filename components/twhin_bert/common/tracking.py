@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -289,8 +288,3 @@ def log_text(text: str, name: str) -> None:
 
     if mlflow.active_run() is not None:
         mlflow.log_text(text, name)
-
-
-def tmp_dir() -> str:
-    """A scratch folder for artifacts about to be logged."""
-    return tempfile.mkdtemp(prefix="twhin-mlflow-")

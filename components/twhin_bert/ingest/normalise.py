@@ -82,14 +82,6 @@ def coerce_id(value: object, field: str) -> str:
     raise FieldError(WRONG_TYPE, field)
 
 
-def check_utf8(value: str, field: str) -> None:
-    """Raises ``invalid_utf8`` for strings with lone surrogates (undecodable input bytes)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise FieldError(INVALID_UTF8, field) from e
-
-
 # --- timestamps -----------------------------------------------------------------------
 #: Epoch values at or above this magnitude are milliseconds, below it seconds
 #: (1e11 s is the year 5138; 1e11 ms is March 1973).
