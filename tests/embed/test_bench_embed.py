@@ -1,37 +1,74 @@
-"""Smoke test of `twhin-bert bench embed` in quick mode (speed is not asserted: shared CPU)."""
+"""`twhin-bert bench embed` in quick mode: the same vectors as sentence-transformers, an int8
+path close to float32, and a "met" that follows the bench's rule from its own figures (speed
+is not asserted: shared CPU)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from twhin_bert.bench.embed import load_tweets, main
+import torch
+from twhin_bert.bench.embed import (
+    GOAL,
+    INT8_GOAL,
+    INT8_MIN_COSINE,
+    cosine_rows,
+    load_tweets,
+    main,
+    make_model,
+    quantize_int8,
+)
 
 
-def test_bench_embed_quick_reports_same_vectors_and_ratios(
+def test_bench_embed_quick_same_vectors_and_ratios(
     capsys: pytest.CaptureFixture, sample_data: Path
 ) -> None:
     summary = main(quick=True, threads=1, data=str(sample_data))
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert json.loads(last)["bench"] == "embed"
-    assert summary["bench"] == "embed" and isinstance(summary["met"], bool)
-    assert summary["tweets"] == 200 and summary["default_pipeline_tweets"] == 40
-    assert summary["data"] == str(sample_data)  # real tweets, not the generated fallback
-    for key in (
-        "ours_tweets_per_s",
-        "pipeline_default_tweets_per_s",
-        "pipeline_batched_tweets_per_s",
-        "speedup",
-        "speedup_vs_pipeline_batched",
-    ):
-        assert summary[key] > 0, key
-    assert summary["speedup"] == pytest.approx(
-        summary["ours_tweets_per_s"] / summary["pipeline_default_tweets_per_s"], rel=1e-3
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["bench"] == "embed" and last == json.loads(json.dumps(summary))
+    assert last["tweets"] == 200 and last["data"] == str(sample_data)  # real tweets
+    assert last["model"].startswith("xlm-r random 2x128")
+    for key in ("ours_tweets_per_s", "sentence_transformers_tweets_per_s", "int8_tweets_per_s"):
+        assert last[key] > 0, key
+    assert last["speedup"] == pytest.approx(
+        last["ours_tweets_per_s"] / last["sentence_transformers_tweets_per_s"], rel=1e-3
     )
-    # Length-sorted batches pad far less than the pipeline's batches in input order.
-    assert summary["padding_share_ours"] < summary["padding_share_pipeline_batched"] / 2
-    assert summary["max_abs_diff"] < 1e-4  # both sides computed the same pooled vectors
+    assert last["int8_speedup"] == pytest.approx(
+        last["int8_tweets_per_s"] / last["sentence_transformers_tweets_per_s"], rel=1e-3
+    )
+    # sentence-transformers' CLS vectors are ours
+    assert last["same_vectors"] is True and last["max_abs_diff"] < 1e-4
+    assert 0.99 <= last["int8_cosine_min"] <= last["int8_cosine_mean"] <= 1.0
+    assert last["met_float32"] == (last["speedup"] >= GOAL and last["same_vectors"])
+    assert last["met_int8"] == (
+        last["int8_speedup"] >= INT8_GOAL and last["int8_cosine_mean"] >= INT8_MIN_COSINE
+    )
+    assert last["met"] == (last["met_float32"] and last["met_int8"])
+
+
+def test_quantize_int8_replaces_every_linear(tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    texts, _ = load_tweets(300, None, seed=0)
+    make_model(texts, tmp_path, layers=1, hidden=64, vocab=300, seed=0)
+    model = AutoModel.from_pretrained(str(tmp_path)).eval()
+    q = quantize_int8(model)
+    assert any(isinstance(m, torch.nn.Linear) for m in model.modules())  # original untouched
+    assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    ids = torch.randint(5, model.config.vocab_size, (4, 12))
+    with torch.inference_mode():
+        a = model(input_ids=ids).last_hidden_state[:, 0].numpy()
+        b = q(input_ids=ids).last_hidden_state[:, 0].numpy()
+    assert not np.array_equal(a, b)  # quantised weights compute something else ...
+    assert cosine_rows(a, b).min() > 0.99  # ... close to it
+
+
+def test_cosine_rows() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    b = np.array([[2.0, 0.0], [0.0, 0.0], [-1.0, -1.0]])
+    np.testing.assert_allclose(cosine_rows(a, b), [1.0, 1.0, -1.0])
 
 
 def test_generated_fallback_text_when_no_data() -> None:
