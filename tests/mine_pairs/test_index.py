@@ -14,8 +14,8 @@ from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, alter_hasht
     [
         (2_000, 256, "Flat"),
         (19_999, 64, "Flat"),
-        (100_000, 256, "IVF256,PQ64x4fs,RFlat"),
-        (1_000_000, 256, "IVF1024,PQ64x4fs,RFlat"),  # what bench mine measures
+        (100_000, 256, "IVF256,PQ128x4fs,RFlat"),
+        (1_000_000, 256, "IVF1024,PQ128x4fs,RFlat"),  # what bench mine measures
         (1_000_000, 30, "IVF4096,Flat"),  # d not a multiple of 4: no fast-scan layout
         (10_000_000, 256, "OPQ64,IVF16384,PQ64"),
         (1_000_000_000, 256, "OPQ64,IVF65536,PQ64"),  # the paper's index
@@ -35,8 +35,8 @@ def test_gpu_layout_and_derived_search_settings() -> None:
     # fast-scan codes and RFlat re-ranking are CPU-only: on GPUs, IVF-Flat below 2M
     assert fi.derive_index_string(1_000_000, 256, gpu=True) == "IVF4096,Flat"
     assert fi.derive_index_string(10_000_000, 256, gpu=True) == "OPQ64,IVF16384,PQ64"
-    assert fi.derive_nprobe("IVF1024,PQ64x4fs,RFlat", 10**6) == 8
-    assert fi.derive_search_params("IVF1024,PQ64x4fs,RFlat") == "k_factor_rf=32"
+    assert fi.derive_nprobe("IVF1024,PQ128x4fs,RFlat", 10**6) == 8
+    assert fi.derive_search_params("IVF1024,PQ128x4fs,RFlat") == "k_factor_rf=16"
     assert fi.derive_search_params("IVF4096,Flat") == ""
 
 

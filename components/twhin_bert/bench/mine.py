@@ -6,7 +6,7 @@ length (cosine = inner product), plus ``queries`` held-out vectors from the same
 The baseline: exact ``IndexFlatIP`` search of the same queries, in the same run. The index:
 what mine_pairs itself builds -- by default the index string, nprobe and search settings
 that ``mine_pairs.social.index: auto`` derives for ``n`` vectors on the CPU (for 1M x 256:
-``IVF1024,PQ64x4fs,RFlat``, nprobe 8, ``k_factor_rf=32``), or the ``index``/``settings``
+``IVF1024,PQ128x4fs,RFlat``, nprobe 8, ``k_factor_rf=16``), or the ``index``/``settings``
 given (a pipeline config's). That first setting is the result; further settings in the
 sweep are printed beside it for context. Training time is timed apart.
 """
@@ -72,10 +72,10 @@ def main(
     queries: int = 2000,
     index: str = "auto",
     settings: str | None = None,
-    sweep: str = "nprobe=4,k_factor_rf=16;nprobe=16,k_factor_rf=64",
+    sweep: str = "nprobe=4,k_factor_rf=8;nprobe=4,k_factor_rf=16;nprobe=8,k_factor_rf=32",
     train_size: int = 0,
     min_recall: float = 0.95,
-    min_speedup: float = 20.0,
+    min_speedup: float = 100.0,
     repeats: int = 2,
     threads: int = 0,
     train_threads: int = 1,

@@ -51,10 +51,12 @@ def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
     """A sensible FAISS index-factory string for ``n`` vectors of dimension ``d``.
 
     ``Flat`` (exact) below 20K vectors. On the CPU up to 2M vectors (``d`` a multiple of 4):
-    ``IVF{nlist},PQ{d/4}x4fs,RFlat`` with nlist ~ sqrt(n) -- 4-bit fast-scan PQ codes (SIMD
-    in-register lookups) shortlist ``k_factor_rf x k`` candidates that are re-ranked exactly
-    (``twhin-bert bench mine`` on 1M x 256: recall@10 0.998 at ~54x exact search on 2 cores,
-    where IVF4096,Flat at nprobe 256 manages 2.3x). On GPUs (fast-scan and re-ranking are
+    ``IVF{nlist},PQ{d/2}x4fs,RFlat`` with nlist ~ sqrt(n) -- 4-bit fast-scan PQ codes of two
+    dimensions each (SIMD in-register lookups) shortlist ``k_factor_rf x k`` candidates that
+    are re-ranked exactly. Codes of 2 dimensions rank well enough that a 16 x k shortlist
+    keeps recall (``twhin-bert bench mine`` on 1M x 256, 2 cores shared at load ~10: recall@10
+    0.995 at 55-116x exact search, where ``PQ{d/4}x4fs`` with 32 x k gave 0.998 at 29x under
+    the same load, 57.6x quiet; IVF4096,Flat at nprobe 256 manages 2.3x). On GPUs (fast-scan and re-ranking are
     CPU-only) ``IVF{nlist},Flat`` with nlist ~ 4·sqrt(n). From 2M vectors on, everywhere,
     ``OPQ{m},IVF{nlist},PQ{m}`` with m dividing d (64 for 256-d, the paper's layout
     ``OPQ64,IVF65536,PQ64`` at a billion vectors).
@@ -72,7 +74,7 @@ def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
     nlist = nlist_for(n)
     if n < PQ_FROM:
         if not gpu and d % 4 == 0:
-            return f"IVF{fast_scan_nlist_for(n)},PQ{d // 4}x4fs,RFlat"
+            return f"IVF{fast_scan_nlist_for(n)},PQ{d // 2}x4fs,RFlat"
         return f"IVF{nlist},Flat"
     m = pq_m_for(d)
     return f"OPQ{m},IVF{nlist},PQ{m}"
@@ -98,8 +100,8 @@ def derive_nprobe(index_string: str, n: int) -> int | None:
 
 
 def derive_search_params(index_string: str) -> str:
-    """Default extra search settings: re-rank 32 x k candidates behind an ``RFlat``."""
-    return "k_factor_rf=32" if "RFlat" in index_string else ""
+    """Default extra search settings: re-rank 16 x k candidates behind an ``RFlat``."""
+    return "k_factor_rf=16" if "RFlat" in index_string else ""
 
 
 def set_threads(num_threads: int) -> int:
