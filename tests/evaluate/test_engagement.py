@@ -123,24 +123,30 @@ def test_projection_model_learns_planted_structure() -> None:
     cfg = EngagementConfig(
         epochs=10, batch_size=64, seeds=2, candidates=1000, negatives=5, min_users_per_lang=5
     )
-    per, info = run_engagement(data, {"planted": feat}, cfg, seed=0)
-    res = per["planted"]
-    random = info["floors"]["random"]["hits@10"]
-    n_cand = info["counts"]["mean_candidates"]
+    task = run_engagement(data, {"planted": feat}, cfg, seed=0)
+    res = task.models["planted"]
+    random = task.floors["random"].value
+    n_cand = task.info["mean_candidates"]
+    assert task.metric == "hits@10" and task.primary_key == "engagement_hits@10"
     assert n_cand < 1000  # pool is the test split: fewer candidates than asked
     assert random == pytest.approx(np.mean(10 / n_cand), rel=0.05)
-    assert res["hits@10"] > 0.6 > 3 * random
-    assert len(res["hits@10_seeds"]) == 2
-    assert set(res["hits@10_by_lang"]) == {"en", "es"}
+    assert res.value > 0.6 > 3 * random
+    assert len(res.seeds) == 2 and res.value == pytest.approx(np.median(res.seeds))
+    assert set(res.by_lang) == {"en", "es"}
     # the training loss goes down and the best epoch is recorded
-    losses = [r["loss"] for r in res["train_curve"]]
+    losses = [r["loss"] for r in res.training]
     assert losses[-1] < losses[0]
-    assert all(1 <= e <= 10 for e in res["best_epochs"])
-    # the curve is monotone and reaches 1 at k = #candidates or before 100
-    curve = list(res["hits_curve"].values())
+    assert len(res.best_epochs) == 2 and all(1 <= e <= 10 for e in res.best_epochs)
+    # the curve is monotone, and its k = 10 point is the headline value
+    curve = list(res.curve.values())
     assert all(a <= b + 1e-12 for a, b in itertools.pairwise(curve))
+    assert res.curve["10"] == pytest.approx(res.value)
     # text carries no topic here, so the TF-IDF floor stays near random
-    assert info["floors"]["tfidf"]["hits@10"] < res["hits@10"] - 0.3
+    assert task.floors["tfidf"].value < res.value - 0.3
+    # metrics.json's leaf: the value under the metric's name, seeds, per language
+    leaf = task.model_metrics("planted")
+    assert leaf["hits@10"] == res.value and leaf["seeds"] == res.seeds
+    assert set(leaf["by_lang"]) == {"en", "es"} and "curve" not in leaf
 
 
 def test_too_few_tweets_is_a_clear_error() -> None:

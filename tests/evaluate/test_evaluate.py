@@ -15,6 +15,7 @@ from twhin_bert.evaluate.config import (
     HashtagConfig,
 )
 from twhin_bert.evaluate.report import fmt
+from twhin_bert.evaluate.results import primary_metric_names
 
 
 def small_config() -> EvaluateConfig:
@@ -53,6 +54,9 @@ def test_run_evaluate_end_to_end(
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["primary"] == pytest.approx(res["primary"])
     assert set(saved["primary"]) == {"engagement_hits@10", "hashtag_macro_f1", "english_macro_f1"}
+    # what the pipeline config's gate check expects is what evaluate wrote
+    bench = [str(sample_data / "umsab" / "english")]
+    assert sorted(saved["primary"]) == sorted(primary_metric_names(small_config(), bench))
     for name in ("twhin_bert", "mlm_only"):
         m = saved["models"][name]
         assert 0.0 <= m["engagement"]["hits@10"] <= 1.0

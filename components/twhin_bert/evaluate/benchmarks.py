@@ -31,6 +31,7 @@ from twhin_bert.evaluate.classify import (
 )
 from twhin_bert.evaluate.config import EvaluateConfig
 from twhin_bert.evaluate.features import FrozenEncoder, zscore
+from twhin_bert.evaluate.results import Score, TaskResult
 from twhin_bert.evaluate.scoring import classification_score
 
 log = logging.getLogger(__name__)
@@ -205,13 +206,14 @@ def score_splits(
     cfg: EvaluateConfig,
     few_shot: bool,
     finetune: bool = True,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[dict[str, Score], Score, dict[str, np.ndarray]]:
     """Scores one classification task for every model and its TF-IDF floor on the same split.
 
     Returns:
-        ``(per_model, floor, predictions)``: per model ``feature_<metric>``,
-        ``finetune_<metric>``, ``<metric>`` (the primary mode) and ``few_shot``; the floor's
-        ``tfidf_<metric>``, ``<metric>`` and ``few_shot``; each model's primary-mode test
+        ``(per_model, floor, predictions)``: per model the primary mode's test score, the
+        variants ``feature_<metric>``, ``feature_val_<metric>``, ``finetune_<metric>``,
+        ``finetune_val_<metric>``, the fine-tuning curve and the few-shot curve; the floor's
+        score (variant ``tfidf_<metric>``) and few-shot curve; each model's primary-mode test
         predictions (for confusion matrices).
     """
     lr_kw = {
@@ -220,7 +222,7 @@ def score_splits(
         "seed": cfg.seed,
         "threads": cfg.sklearn_threads,
     }
-    per_model: dict[str, dict[str, Any]] = {}
+    per_model: dict[str, Score] = {}
     preds: dict[str, np.ndarray] = {}
     ytr, yva, yte = splits.train_labels, splits.val_labels, splits.test_labels
     for name, enc in encoders.items():
@@ -228,7 +230,10 @@ def score_splits(
         xva = enc.embed(splits.val_texts, cfg.pooling)
         xte = enc.embed(splits.test_texts, cfg.pooling)
         feat = feature_classifier(xtr, ytr, xva, yva, xte, yte, metric=metric, **lr_kw)
-        res: dict[str, Any] = {f"feature_{metric}": feat.test, f"feature_val_{metric}": feat.val}
+        res = Score(
+            value=None,
+            variants={f"feature_{metric}": feat.test, f"feature_val_{metric}": feat.val},
+        )
         chosen = feat
         if finetune and cfg.finetune.enabled:
             ft = finetune_classifier(
@@ -240,12 +245,12 @@ def score_splits(
                 device=cfg.device,
                 seed=cfg.seed,
             )
-            res[f"finetune_{metric}"] = ft.test
-            res[f"finetune_val_{metric}"] = ft.val
-            res["finetune_curve"] = ft.curve
+            res.variants[f"finetune_{metric}"] = ft.test
+            res.variants[f"finetune_val_{metric}"] = ft.val
+            res.training = ft.curve
             if cfg.primary_mode == "finetune":
                 chosen = ft
-        res[metric] = chosen.test
+        res.value = chosen.test
         preds[name] = chosen.y_pred
         if few_shot:
             ztr, zte = zscore(xtr, xte)
@@ -258,7 +263,7 @@ def score_splits(
                     clf.fit(ztr[idx], ytr[idx])
                 return classification_score(yte, clf.predict(zte), metric)
 
-            res["few_shot"] = few_shot_curve(
+            res.few_shot = few_shot_curve(
                 ytr,
                 fs,
                 shots=cfg.benchmarks.few_shot,
@@ -268,7 +273,7 @@ def score_splits(
         per_model[name] = res
 
     tf = tfidf_classifier(splits, metric=metric, **(lr_kw | {"c_grid": cfg.tfidf_c_grid}))
-    floor: dict[str, Any] = {f"tfidf_{metric}": tf.test, metric: tf.test}
+    floor = Score(value=tf.test, variants={f"tfidf_{metric}": tf.test})
     if few_shot:
 
         def fs_tfidf(idx: np.ndarray, s: int) -> float:
@@ -283,7 +288,7 @@ def score_splits(
                 clf.fit(vec.transform(texts), ytr[idx])
             return classification_score(yte, clf.predict(vec.transform(splits.test_texts)), metric)
 
-        floor["few_shot"] = few_shot_curve(
+        floor.few_shot = few_shot_curve(
             ytr,
             fs_tfidf,
             shots=cfg.benchmarks.few_shot,
@@ -306,19 +311,15 @@ def run_benchmarks(
     encoders: Mapping[str, FrozenEncoder],
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
-) -> tuple[
-    dict[str, dict[str, dict[str, Any]]], dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]
-]:
+) -> tuple[list[TaskResult], dict[str, Any]]:
     """Runs every benchmark folder.
 
     Returns:
-        ``(per_model, floors, info, confusion)``: ``per_model[model][benchmark]``,
-        ``floors[benchmark]``, ``info[benchmark]`` (metric, counts, notes, folder) and the
-        candidate's confusion matrix of the main benchmark (empty without benchmarks).
+        ``(tasks, confusion)``: one task per benchmark (every model and the TF-IDF floor;
+        ``info`` with metric, folder, counts, classes and notes) and the candidate's
+        confusion matrix of the main benchmark (empty without benchmarks).
     """
-    per_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
-    floors: dict[str, dict[str, Any]] = {}
-    info: dict[str, Any] = {}
+    tasks: list[TaskResult] = []
     conf: dict[str, Any] = {}
     named = benchmark_names(specs)
     main = cfg.benchmarks.main or (named[0][0] if named else None)
@@ -327,9 +328,7 @@ def run_benchmarks(
     for name, folder in named:
         raw = read_benchmark(folder, name)
         splits = make_splits(raw, cfg)
-        metric = cfg.benchmarks.metric_by_benchmark.get(
-            name
-        ) or cfg.benchmarks.metric_by_benchmark.get(folder.name, cfg.benchmarks.default_metric)
+        metric = cfg.benchmarks.metric_for(name, folder)
         log.info("benchmark %s (%s): %s, metric %s", name, folder, splits.counts(), metric)
         pm, floor, preds = score_splits(
             splits,
@@ -340,16 +339,14 @@ def run_benchmarks(
             few_shot=True,
             finetune="benchmarks" in cfg.finetune.tasks,
         )
-        for m, r in pm.items():
-            per_model[m][name] = r
-        floors[name] = floor
-        info[name] = {
+        info = {
             "metric": metric,
             "folder": str(folder),
             "counts": splits.counts(),
             "classes": len(splits.label_names),
             "notes": splits.notes,
         }
+        tasks.append(TaskResult(name, "benchmark", metric, pm, {"tfidf": floor}, info))
         if name == main and cfg.candidate in preds:
             conf = {
                 "benchmark": name,
@@ -359,4 +356,4 @@ def run_benchmarks(
                     splits.test_labels, preds[cfg.candidate], len(splits.label_names)
                 ),
             }
-    return per_model, floors, info, conf
+    return tasks, conf

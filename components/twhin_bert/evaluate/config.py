@@ -6,6 +6,7 @@ Defaults are the tiny settings (a 2-core CPU, a minute or two); production value
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -141,6 +142,11 @@ class BenchmarkConfig(StrictModel):
     main: str | None = Field(
         None, description="Benchmark whose confusion matrix goes to KFP (None: the first one)."
     )
+
+    def metric_for(self, name: str, folder: Path) -> Metric:
+        """The metric of a benchmark: by its name, else by its folder's name, else the default."""
+        by = self.metric_by_benchmark
+        return by.get(name) or by.get(folder.name, self.default_metric)
 
 
 class EvaluateConfig(StrictModel):

@@ -40,11 +40,13 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from twhin_bert.common import holdout
+from twhin_bert.common.metrics import hits_key
 from twhin_bert.common.ranking import hits_at, positive_ranks
 from twhin_bert.common.schemas import read_table
 from twhin_bert.common.splits import TEST, TRAIN, VALID
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.features import zscore
+from twhin_bert.evaluate.results import Score, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -360,39 +362,35 @@ def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarra
 
 def _summarise(
     results: list[dict[str, Any]], cfg: EngagementConfig, langs: list[np.ndarray]
-) -> dict[str, Any]:
+) -> Score:
     """Median over seeds of HITS@k, the curve and per-language HITS@k."""
     ks = list(range(1, cfg.curve_max_k + 1))
     curves = np.stack([r["curve"] for r in results])
-    out: dict[str, Any] = {
-        f"hits@{cfg.k}": float(np.median([r["curve"][cfg.k - 1] for r in results])),
-        f"hits@{cfg.k}_seeds": [float(r["curve"][cfg.k - 1]) for r in results],
-        "hits_curve": {
-            str(k): float(v) for k, v in zip(ks, np.median(curves, axis=0), strict=True)
-        },
-    }
     by_lang: dict[str, float] = {}
-    all_langs = sorted(set(np.concatenate(langs).tolist()))
-    for lang in all_langs:
-        vals = []
-        for r, lg in zip(results, langs, strict=True):
-            m = lg == lang
-            if m.sum() >= cfg.min_users_per_lang:
-                vals.append(float(hits_at(r["g"][m], r["t"][m], [cfg.k])[0]))
+    for lang in sorted(set(np.concatenate(langs).tolist())):
+        vals = [
+            float(hits_at(r["g"][lg == lang], r["t"][lg == lang], [cfg.k])[0])
+            for r, lg in zip(results, langs, strict=True)
+            if (lg == lang).sum() >= cfg.min_users_per_lang
+        ]
         if vals:
             by_lang[lang] = float(np.median(vals))
-    out[f"hits@{cfg.k}_by_lang"] = by_lang
-    if "train_curve" in results[0]:
-        out["train_curve"] = results[0]["train_curve"]
-        out["best_epochs"] = [
-            int(np.argmax([c["val_hits"] for c in r["train_curve"]]) + 1) for r in results
-        ]
-    return out
+    trained = "train_curve" in results[0]
+    return Score(
+        value=float(np.median([r["curve"][cfg.k - 1] for r in results])),
+        seeds=[float(r["curve"][cfg.k - 1]) for r in results],
+        by_lang=by_lang,
+        curve={str(k): float(v) for k, v in zip(ks, np.median(curves, axis=0), strict=True)},
+        training=results[0]["train_curve"] if trained else None,
+        best_epochs=[int(np.argmax([c["val_hits"] for c in r["train_curve"]]) + 1) for r in results]
+        if trained
+        else [],
+    )
 
 
 def run_engagement(
     data: EngagementData, tweet_features: Mapping[str, np.ndarray], cfg: EngagementConfig, seed: int
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+) -> TaskResult:
     """Trains and tests the projection model on each feature set, plus the floors.
 
     Args:
@@ -403,9 +401,9 @@ def run_engagement(
         seed: Base seed (seed ``s`` of the run uses ``seed + s``).
 
     Returns:
-        ``(per_features, info)``: per feature set ``hits@k``, its seeds, ``hits_curve``,
-        ``hits@k_by_lang``, ``train_curve``; info has the floors (``random``, ``popularity``,
-        ``tfidf``) and counts.
+        The task: HITS@k of each feature set (seeds, per language, curve, training curve)
+        and of the floors ``random``, ``popularity`` and ``tfidf`` on the same candidates;
+        ``info`` holds the counts.
     """
     feats = dict(tweet_features)
     feats["tfidf"] = tfidf_tweet_features(data, cfg.tfidf_dim, seed)
@@ -445,9 +443,11 @@ def run_engagement(
         g, t = positive_ranks(const, np.zeros(test.users.size, dtype=np.int64))
         raw["random"].append({"curve": hits_at(g, t, ks), "g": g, "t": t})
     summary = {n: _summarise(r, cfg, test_langs) for n, r in raw.items()}
-    per_features = {n: summary[n] for n in tweet_features}
-    info = {
-        "floors": {n: summary[n] for n in ("tfidf", "popularity", "random")},
-        "counts": data.counts | {"test_users": int(n_users), "mean_candidates": n_cands},
-    }
-    return per_features, info
+    return TaskResult(
+        name="engagement",
+        kind="engagement",
+        metric=hits_key(cfg.k),
+        models={n: summary[n] for n in tweet_features},
+        floors={n: summary[n] for n in ("tfidf", "popularity", "random")},
+        info=data.counts | {"test_users": int(n_users), "mean_candidates": n_cands},
+    )

@@ -23,6 +23,7 @@ from twhin_bert.evaluate.benchmarks import score_splits
 from twhin_bert.evaluate.classify import Splits
 from twhin_bert.evaluate.config import EvaluateConfig, HashtagConfig
 from twhin_bert.evaluate.features import FrozenEncoder
+from twhin_bert.evaluate.results import Score, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -184,18 +185,19 @@ def run_hashtag(
     model_dirs: Mapping[str, Path],
     cfg: EvaluateConfig,
     rule: holdout.Holdout | None = None,
-) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
+) -> TaskResult:
     """Runs hashtag prediction for every model and the TF-IDF floor.
 
     Returns:
-        ``(per_model, floor, info)``: per model ``macro_f1`` (primary mode, mean over
-        languages), ``feature_macro_f1``, ``finetune_macro_f1`` and ``by_lang``; the floor's
-        ``macro_f1`` and ``by_lang``; info with ``languages``, ``languages_skipped`` and counts.
+        The task: per model the primary mode's macro-F1 (mean over languages) with its
+        feature-based and fine-tuned variants, per-language values and fine-tuning curves;
+        the floor's likewise; ``info`` with ``languages``, ``languages_skipped``, counts and
+        the paired candidate-minus-baseline difference.
     """
     sets, stats = build_hashtag_sets(tweets, cfg.hashtag, cfg.seed, rule)
     finetune = cfg.finetune.enabled and "hashtag" in cfg.finetune.tasks
-    per_lang_model: dict[str, dict[str, dict[str, Any]]] = {m: {} for m in encoders}
-    per_lang_floor: dict[str, dict[str, Any]] = {}
+    per_lang_model: dict[str, dict[str, Score]] = {m: {} for m in encoders}
+    per_lang_floor: dict[str, Score] = {}
     paired: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for lang, splits in sets.items():
         log.info("hashtag %s: %s, %d classes", lang, splits.counts(), len(splits.label_names))
@@ -214,40 +216,11 @@ def run_hashtag(
         if cfg.candidate in preds and cfg.baseline in preds:
             y = np.asarray(splits.test_labels)
             paired[lang] = (y, np.asarray(preds[cfg.candidate]), np.asarray(preds[cfg.baseline]))
-
-    def mean(rows: dict[str, dict[str, Any]], key: str) -> float | None:
-        vals = [r[key] for r in rows.values() if key in r]
-        return float(np.mean(vals)) if vals else None
-
-    per_model: dict[str, dict[str, Any]] = {}
-    for m, rows in per_lang_model.items():
-        res: dict[str, Any] = {
-            METRIC: mean(rows, METRIC),
-            f"feature_{METRIC}": mean(rows, f"feature_{METRIC}"),
-            "by_lang": {lang: r[METRIC] for lang, r in rows.items()},
-        }
-        if finetune:
-            res[f"finetune_{METRIC}"] = mean(rows, f"finetune_{METRIC}")
-            res["finetune_curves"] = {lang: r["finetune_curve"] for lang, r in rows.items()}
-        per_model[m] = res
-    floor = {
-        METRIC: mean(per_lang_floor, METRIC),
-        "by_lang": {lang: r[METRIC] for lang, r in per_lang_floor.items()},
-    }
-    if paired and cfg.hashtag.bootstrap:
-        info_delta = paired_bootstrap_delta(paired, cfg.hashtag.bootstrap, cfg.seed)
-        log.info(
-            "hashtag macro-F1 %s - %s: %+.2f points (95%% CI %s over %d test tweets)",
-            cfg.candidate,
-            cfg.baseline,
-            info_delta["delta_points"],
-            [round(v, 2) for v in info_delta["ci95_points"]],
-            info_delta["test_tweets"],
-        )
-    else:
-        info_delta = None
+    models = {m: _over_languages(rows, finetune) for m, rows in per_lang_model.items()}
+    floor = _over_languages(per_lang_floor, finetune=False)
+    floor.variants = {}
     info = {
-        "paired_delta": info_delta,
+        "paired_delta": _paired_delta(paired, cfg),
         "split_source": "build_graph holdout" if rule is not None else "evaluate (random)",
         "languages": len(sets),
         "languages_skipped": len(stats["skipped"]),
@@ -255,4 +228,43 @@ def run_hashtag(
         "counts": {lang: s.counts() | {"classes": len(s.label_names)} for lang, s in sets.items()},
         "by_lang": stats["by_lang"],
     }
-    return per_model, floor, info
+    return TaskResult("hashtag", "hashtag", METRIC, models, {"tfidf": floor}, info)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _over_languages(rows: Mapping[str, Score], finetune: bool) -> Score:
+    """The unweighted mean over languages of the per-language scores (the task's headline)."""
+    variants = {
+        f"feature_{METRIC}": _mean([r.variants.get(f"feature_{METRIC}") for r in rows.values()])
+    }
+    if finetune:
+        variants[f"finetune_{METRIC}"] = _mean(
+            [r.variants.get(f"finetune_{METRIC}") for r in rows.values()]
+        )
+    return Score(
+        value=_mean([r.value for r in rows.values()]),
+        by_lang={lang: r.value for lang, r in rows.items() if r.value is not None},
+        variants=variants,
+        training={lang: r.training for lang, r in rows.items()} if finetune else None,
+    )
+
+
+def _paired_delta(
+    paired: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvaluateConfig
+) -> dict[str, Any] | None:
+    if not (paired and cfg.hashtag.bootstrap):
+        return None
+    delta = paired_bootstrap_delta(paired, cfg.hashtag.bootstrap, cfg.seed)
+    log.info(
+        "hashtag macro-F1 %s - %s: %+.2f points (95%% CI %s over %d test tweets)",
+        cfg.candidate,
+        cfg.baseline,
+        delta["delta_points"],
+        [round(v, 2) for v in delta["ci95_points"]],
+        delta["test_tweets"],
+    )
+    return delta

@@ -1,7 +1,7 @@
 """Plots (matplotlib, Agg) and the Markdown + HTML report of the evaluate stage.
 
-The report is built as a list of blocks (headings, paragraphs, tables, images) rendered
-twice: Markdown with PNG links beside it, and a self-contained HTML page with the PNGs
+The report is built from the typed results (:mod:`twhin_bert.evaluate.results`) as a list
+of blocks (headings, paragraphs, tables, images), one function per section, rendered twice: Markdown with PNG links beside it, and a self-contained HTML page with the PNGs
 embedded as base64.
 """
 
@@ -14,7 +14,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twhin_bert.evaluate.config import EvaluateConfig
+    from twhin_bert.evaluate.results import EvaluationResult, Score, TaskResult
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +235,164 @@ def write_report(out_dir: Path, blocks: Sequence[Block], title: str) -> tuple[Pa
     page = out_dir / "report.html"
     page.write_text(render_html(blocks, title), encoding="utf-8")
     return md, page
+
+
+# ----------------------------------------------------------------- the evaluation's sections
+def report_blocks(
+    result: EvaluationResult, model_dirs: Mapping[str, Path], cfg: EvaluateConfig, out_dir: Path
+) -> list[Block]:
+    """The evaluation report: headline, one section per task family, pretraining curves.
+
+    Plots are written into ``out_dir`` as the blocks are built.
+    """
+    blocks = _headline_blocks(result, model_dirs, cfg)
+    for task in result.task("engagement"):
+        blocks += _engagement_blocks(task, cfg, out_dir)
+    for task in result.task("hashtag"):
+        blocks += _hashtag_blocks(task, cfg, out_dir)
+    if result.task("benchmark"):
+        blocks += _benchmark_blocks(result.task("benchmark"), cfg, out_dir)
+    return blocks + _pretrain_blocks(model_dirs, out_dir)
+
+
+def _headline_blocks(
+    result: EvaluationResult, model_dirs: Mapping[str, Path], cfg: EvaluateConfig
+) -> list[Block]:
+    primary = {n: result.primary(n) for n in result.models}
+    blocks = [
+        Block("h1", "TwHIN-BERT evaluation"),
+        Block(
+            "p",
+            f"Models: {', '.join(f'{n} ({p})' for n, p in model_dirs.items())}. "
+            f"Candidate: {result.candidate}. Every score sits beside a floor computed on the "
+            f"same split; classification headline mode: {cfg.primary_mode}.",
+        ),
+        Block("h2", "Headline"),
+        Block(
+            "table",
+            header=["metric", *result.models],
+            rows=[
+                [key, *(primary[n].get(key) for n in result.models)]
+                for key in primary[result.candidate]
+            ],
+        ),
+    ]
+    if result.baseline in result.models:
+        ablation = list(result.ablation().items())
+        blocks.append(Block("table", header=["ablation", "value"], rows=ablation))
+    return blocks
+
+
+def _seeds(score: Score) -> str:
+    return ", ".join(f"{v:.4f}" for v in score.seeds)
+
+
+def _engagement_blocks(task: TaskResult, cfg: EvaluateConfig, out_dir: Path) -> list[Block]:
+    k, cnt = cfg.engagement.k, task.info
+    floors = {f"floor:{f}": s for f, s in task.floors.items()}
+    blocks = [
+        Block("h2", "Social engagement prediction"),
+        Block(
+            "p",
+            f"Frozen encoders, Combined tweet embeddings, {cfg.engagement.dim}-d projections; "
+            f"tweets split {cfg.engagement.split} by tweet; {cnt['test_users']} test users, "
+            f"{cnt['mean_candidates']:.0f} candidates each on average; median of "
+            f"{cfg.engagement.seeds} seeds. {cnt['users_without_embedding']} users without a "
+            f"graph embedding skipped ({cnt['pairs_user_without_embedding']} pairs).",
+        ),
+        Block(
+            "table",
+            header=["model / floor", f"HITS@{k}", "seeds"],
+            rows=[[n, s.value, _seeds(s)] for n, s in task.models.items()]
+            + [[f"floor: {f}", s.value, _seeds(s)] for f, s in task.floors.items()],
+        ),
+        Block(
+            "img",
+            "HITS@k curve",
+            path=plot_hits_curve(
+                {n: s.curve for n, s in {**task.models, **floors}.items()},
+                out_dir / "engagement_hits_at_k.png",
+                k,
+            ),
+        ),
+    ]
+    # The random floor's per-language values are k / candidates everywhere: not drawn.
+    by_lang = {n: s.by_lang for n, s in {**task.models, **floors}.items() if n != "floor:random"}
+    if any(by_lang.values()):
+        path = plot_grouped_bars(
+            by_lang,
+            out_dir / "engagement_by_lang.png",
+            f"Engagement HITS@{k} per language",
+            f"HITS@{k}",
+        )
+        blocks.append(Block("img", f"HITS@{k} per language", path=path))
+    training = {n: s.training for n, s in {**task.models, **floors}.items() if s.training}
+    path = plot_projection_training(training, out_dir / "engagement_training.png", k)
+    return [*blocks, Block("img", "Projection model training", path=path)]
+
+
+def _hashtag_blocks(task: TaskResult, cfg: EvaluateConfig, out_dir: Path) -> list[Block]:
+    info, floor = task.info, task.floors["tfidf"]
+    blocks = [
+        Block("h2", "Hashtag prediction (macro-F1, mean over languages)"),
+        Block(
+            "p",
+            f"{info['languages']} languages evaluated, {info['languages_skipped']} skipped "
+            f"(too few usable tweets): {info['skipped']}. Top {cfg.hashtag.top_n} hashtags per "
+            "language, tweets with exactly one of them, the hashtag removed from the text.",
+        ),
+        Block(
+            "table",
+            header=["model / floor", "feature-based", "fine-tuned"],
+            rows=[
+                [n, s.variants.get("feature_macro_f1"), s.variants.get("finetune_macro_f1")]
+                for n, s in task.models.items()
+            ]
+            + [["floor: tfidf", floor.value, None]],
+        ),
+    ]
+    series = {n: s.by_lang for n, s in task.models.items()} | {"floor:tfidf": floor.by_lang}
+    if any(series.values()):
+        path = plot_grouped_bars(
+            series, out_dir / "hashtag_by_lang.png", "Hashtag macro-F1 per language", "macro-F1"
+        )
+        blocks.append(Block("img", "Hashtag macro-F1 per language", path=path))
+    return blocks
+
+
+def _benchmark_blocks(tasks: list[TaskResult], cfg: EvaluateConfig, out_dir: Path) -> list[Block]:
+    rows = []
+    for t in tasks:
+        m = t.metric
+        for n, s in t.models.items():
+            rows.append(
+                [t.name, m, n, s.variants.get(f"feature_{m}"), s.variants.get(f"finetune_{m}")]
+            )
+        rows.append([t.name, m, "floor: tfidf", t.floors["tfidf"].value, None])
+    notes = ["; ".join([f"{t.name}: {t.info['counts']}", *t.info["notes"]]) for t in tasks]
+    blocks = [
+        Block("h2", "External benchmarks"),
+        Block(
+            "table",
+            header=["benchmark", "metric", "model / floor", "feature-based", "fine-tuned"],
+            rows=rows,
+        ),
+        Block("p", "Splits used: " + " | ".join(notes)),
+    ]
+    for t in tasks:
+        curves = {n: s.few_shot for n, s in t.models.items()}
+        curves["floor:tfidf"] = t.floors["tfidf"].few_shot
+        title = (
+            f"{t.name}: few-shot (feature-based, median of {cfg.benchmarks.few_shot_seeds} seeds)"
+        )
+        path = plot_few_shot(curves, out_dir / f"few_shot_{t.name}.png", title, t.metric)
+        blocks.append(Block("img", f"{t.name}: few-shot curve", path=path))
+    return blocks
+
+
+def _pretrain_blocks(model_dirs: Mapping[str, Path], out_dir: Path) -> list[Block]:
+    logs = {n: read_training_log(p) for n, p in model_dirs.items()}
+    png = plot_pretrain_logs(logs, out_dir / "pretrain_training.png")
+    if png is None:
+        return []
+    return [Block("h2", "Pretraining curves"), Block("img", "Pretraining loss", path=png)]
