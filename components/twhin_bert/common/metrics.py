@@ -109,14 +109,9 @@ def read_metrics(out_dir: str | Path) -> dict[str, Any]:
     """Reads a stage's ``metrics.json``.
 
     Raises:
-        FileNotFoundError: No ``metrics.json`` in ``out_dir``.
-        ValueError: Not a JSON object (names the file).
+        ArtifactError: Missing, or not a JSON object (names the file; a ``FileNotFoundError``
+            and a ``ValueError``).
     """
-    path = Path(out_dir) / METRICS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
+    from twhin_bert.common.artifacts import read_json_object
+
+    return read_json_object(Path(out_dir) / METRICS_FILE)
