@@ -207,9 +207,12 @@ def test_auto_promote_reject_and_resolve_champion(
     )
     assert reg3["passed"] and reg3["promoted"] and reg3["champion_version"] == "1"
     assert _aliases(name) == {"champion": "3", "previous-champion": "1"}
-    actions = [(h["action"], h["via"]) for h in registry.history(name)]
+    # The pipeline acts as its authenticated MLflow user (the server refuses an audit record
+    # in any other name); `via` says what acted for it.
+    actions = [(h["action"], h["actor"], h["via"]) for h in registry.history(name)]
     assert actions[-2:] == [
-        ("register", "register_model:sched-3"),
-        ("auto_promote", "auto_promote:sched-3"),
+        ("register", "admin", "register_model:sched-3"),
+        ("auto_promote", "admin", "auto_promote:sched-3"),
     ]
-    assert ("reject", None) in actions
+    assert _version_tags(name, "3")["approved_by"] == "admin"
+    assert ("reject", "admin", None) in actions

@@ -250,8 +250,9 @@ def run_register_model(
         registry.approve(
             cfg.model_name,
             version,
-            actor=f"auto:{pipeline_run}",
+            actor=actor,
             reason="auto_promote: gate passed",
+            via=f"auto_promote:{pipeline_run}",
         )
         promoted = True
 
