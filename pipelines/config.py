@@ -369,6 +369,7 @@ class PipelineConfig(StrictModel):
                 "resources.<stage>.secret_env (docs/DEPLOY.md), not in the config"
             )
         self._check_runtime()
+        self._check_gate_metrics()
         # One seed drives every random choice.
         for stage in STAGES:
             section = getattr(self, stage, None)
@@ -405,6 +406,21 @@ class PipelineConfig(StrictModel):
                     f"resources.{stage} requests accelerators but {stage}.{setting}: "
                     "set accelerator_count: 0 (or let the stage use them)"
                 )
+
+    def _check_gate_metrics(self) -> None:
+        """Every metric the promotion gate compares is one evaluate writes with this config
+        (a gate on ``engagement_hits@10`` with ``evaluate.engagement.k: 20``, or on hashtag
+        F1 with hashtags off, would otherwise fail every model at the end of the run)."""
+        from twhin_bert.evaluate.results import primary_metric_names
+
+        written = primary_metric_names(self.evaluate, self.inputs.benchmarks)
+        missing = [m.name for m in self.register_model.gate.metrics if m.name not in written]
+        if missing:
+            raise ValueError(
+                f"register_model.gate.metrics names {missing}, which evaluate does not write "
+                f"with this config (it writes {written}): rename the gate metric or turn its "
+                "evaluate task on"
+            )
 
     def task_resources(self, stage: str) -> TaskResources:
         """The runtime of ``stage``: its own section over 'default' over built-in defaults.

@@ -237,7 +237,8 @@ def stage_command(
         run: The stage's wrapped function, e.g. ``"twhin_bert.ingest.ingest:run_ingest"``.
         doc: The command's help text.
         inputs: The command's input options, in help order.
-        to_stage: Maps the options' values to the stage function's inputs (default: as is).
+        to_stage: Maps the loaded config and the options' values to the stage function's
+            inputs, ``to_stage(cfg, **values)`` (default: the values as is).
         report: Prints the result: ``report(stage, metrics, out, values)``.
 
     Returns:
@@ -254,7 +255,7 @@ def stage_command(
             return getattr(importlib.import_module(module), attr)
 
         cfg = _load(resolve(config_cls), config, stage)
-        stage_inputs = to_stage(**values) if to_stage else values
+        stage_inputs = to_stage(cfg, **values) if to_stage else values
         m = resolve(run)(cfg, out, pipeline_run_id=pipeline_run_id, **stage_inputs)
         report(stage, m, out, values)
 
@@ -293,15 +294,16 @@ def _pretrain_report(stage: str, m: dict[str, Any], out: Path, values: dict[str,
 
 
 def _evaluate_inputs(
+    cfg: Any,
     model: Path,
     baseline_model: Path | None,
-    baseline_name: str,
+    baseline_name: str | None,
     benchmark: list[str] | None,
     **inputs: Any,
 ) -> dict[str, Any]:
-    models = {"twhin_bert": model}
+    models = {cfg.candidate: model}  # the model names come from evaluate's config
     if baseline_model is not None:
-        models[baseline_name] = baseline_model
+        models[baseline_name or cfg.baseline] = baseline_model
     return {"models": models, "benchmarks": benchmark or [], **inputs}
 
 
@@ -311,7 +313,7 @@ def _evaluate_report(stage: str, m: dict[str, Any], out: Path, values: dict[str,
     print_metrics(stage, m.get(PRIMARY, m), out)
 
 
-def _register_inputs(pipeline_config: Path | None, **inputs: Any) -> dict[str, Any]:
+def _register_inputs(cfg: Any, pipeline_config: Path | None, **inputs: Any) -> dict[str, Any]:
     from twhin_bert.common.config import read_mapping
 
     return {"pipeline_config": read_mapping(pipeline_config) if pipeline_config else {}, **inputs}
@@ -328,7 +330,10 @@ STAGE_COMMANDS = [
             StageInput("tweets", list[str], "Tweet files, folders, globs or gs:// URIs (repeat)."),
             StageInput("engagements", list[str] | None, "Engagement inputs (repeat).", None),
         ],
-        to_stage=lambda tweets, engagements: {"tweets": tweets, "engagements": engagements or []},
+        to_stage=lambda cfg, tweets, engagements: {
+            "tweets": tweets,
+            "engagements": engagements or [],
+        },
         report=_ingest_report,
     ),
     stage_command(
@@ -414,7 +419,12 @@ STAGE_COMMANDS = [
                 "A second model to evaluate beside it (e.g. the MLM-only twin).",
                 None,
             ),
-            StageInput("baseline_name", str, "Name of the second model in the report.", "mlm_only"),
+            StageInput(
+                "baseline_name",
+                str | None,
+                "Name of the second model in the report (default: evaluate.baseline).",
+                None,
+            ),
             StageInput(
                 "benchmark",
                 list[str] | None,

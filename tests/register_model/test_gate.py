@@ -85,7 +85,7 @@ def test_verdict_and_metrics_round_trip_through_tags() -> None:
     primary = {"engagement_hits@10": 0.25, "tweeteval emoji/f1": None}
     mtags = metrics_to_tags(primary)
     assert mtags["metric.engagement_hits_at_10"] == "0.25"
-    assert mtags["metric.tweeteval_emoji/f1"] == "null"
+    assert mtags["metric.tweeteval emoji/f1"] == "null"  # common.metrics.mlflow_key: legal as is
     assert metrics_from_tags(mtags) == primary
     assert metrics_from_tags({}) is None
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from twhin_bert.common.config import StrictModel
+from twhin_bert.common.metrics import ENGAGEMENT_HITS, HASHTAG_MACRO_F1
 
 
 class GateMetric(StrictModel):
@@ -16,7 +17,8 @@ class GateMetric(StrictModel):
         ...,
         min_length=1,
         description="Key in the evaluate stage's metrics.json `primary` mapping, e.g. "
-        "'engagement_hits@10'.",
+        f"'{ENGAGEMENT_HITS}' ('engagement_hits@<evaluate.engagement.k>'), "
+        f"'{HASHTAG_MACRO_F1}', '<benchmark>_<metric>'; checked when the pipeline config loads.",
     )
     min_delta: float = Field(
         0.0,
@@ -31,8 +33,8 @@ class GateMetric(StrictModel):
 
 def _default_gate_metrics() -> list[GateMetric]:
     return [
-        GateMetric(name="engagement_hits@10", min_delta=0.0),
-        GateMetric(name="hashtag_macro_f1", min_delta=-0.01),
+        GateMetric(name=ENGAGEMENT_HITS, min_delta=0.0),
+        GateMetric(name=HASHTAG_MACRO_F1, min_delta=-0.01),
     ]
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from twhin_bert.common.metrics import mlflow_key
 from twhin_bert.register_model.config import GateConfig
 
 #: Model-version tags written by register_model (read back by the gate and the registry CLI).
@@ -190,7 +190,7 @@ def beats_base(
 
 def _tag_key(metric: str) -> str:
     """A metric name as a legal MLflow tag key (``@`` -> ``_at_``, other odd chars -> ``_``)."""
-    return TAG_METRIC_PREFIX + re.sub(r"[^\w.\-/:]", "_", metric.replace("@", "_at_"))
+    return TAG_METRIC_PREFIX + mlflow_key(metric)
 
 
 def metrics_to_tags(primary: Mapping[str, float | None]) -> dict[str, str]:
