@@ -82,7 +82,7 @@ def graph_tasks(
         cfg,
         "mine_pairs",
         ingested=ing.outputs["ingested"],
-        embeddings=emb.outputs["embeddings"],
+        graph_embeddings=emb.outputs["graph_embeddings"],
         parallel_tweets=parallel_tweets,
         truth=truth,
     )
@@ -153,7 +153,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
                 ingested=ingested,
                 **tok_args,
             )
-            start = {"init_model": mlm.outputs["model"]}
+            start = {"init_from": mlm.outputs["model"]}
         social = stage_task(
             pretrain,
             cfg,
@@ -169,7 +169,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
         eval_args = dict(
             model=social.outputs["model"],
             ingested=ingested,
-            graph_embeddings=t["embed_graph"].outputs["embeddings"],
+            graph_embeddings=t["embed_graph"].outputs["graph_embeddings"],
             benchmarks=benchmarks,
             base_model=base or "",
         )

@@ -72,7 +72,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             ingested=ingested,
             tokenizer=champ.outputs["champion"],
             pairs=t["mine_pairs"].outputs["pairs"],
-            init_model=champ.outputs["champion"],
+            init_from=champ.outputs["champion"],
         )
         embed_task(cfg, social.outputs["model"], ingested)
         ev = stage_task(
@@ -83,7 +83,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             config=cfg.evaluate.model_copy(update={"baseline": "champion"}).model_dump_json(),
             model=social.outputs["model"],
             ingested=ingested,
-            graph_embeddings=t["embed_graph"].outputs["embeddings"],
+            graph_embeddings=t["embed_graph"].outputs["graph_embeddings"],
             benchmarks=benchmarks,
             baseline_model=champ.outputs["champion"],
             base_model=cfg.pretrain.base_model or "",

@@ -365,7 +365,7 @@ STAGE_COMMANDS = [
         "Mine socially similar tweet pairs with FAISS, plus hashtag and translation pairs.",
         [
             INGESTED,
-            StageInput("embeddings", Path, "The embed_graph stage's output folder."),
+            StageInput("graph_embeddings", Path, "The embed_graph stage's output folder."),
             StageInput("parallel", str | None, "Parallel-tweets JSONL (translation pairs).", None),
             StageInput(
                 "truth", str | None, "Planted tweet topics (demo data) to score pairs.", None
@@ -400,7 +400,9 @@ STAGE_COMMANDS = [
         "Batch-embed tweets into CLS, mean and Combined vectors.",
         [
             StageInput("model", Path, "A Hugging Face model folder (pretrain output)."),
-            StageInput("tweets", Path, "A tweets Parquet file or an ingest output folder."),
+            StageInput(
+                "ingested", Path, "The ingest stage's output folder (or its tweets Parquet file)."
+            ),
         ],
     ),
     stage_command(

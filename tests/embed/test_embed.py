@@ -147,7 +147,7 @@ def test_run_embed_writes_aligned_arrays_and_ids(
     ingested = tmp_path / "ingested"
     write_tweets(rows, ingested / "tweets.parquet")
     cfg = EmbedConfig(batch_size=8, chunk_size=64)
-    m = run_embed(cfg, tmp_path / "emb", model=xlmr_dir, tweets=ingested)
+    m = run_embed(cfg, tmp_path / "emb", model=xlmr_dir, ingested=ingested)
     out = tmp_path / "emb"
     assert {p.name for p in out.iterdir()} == {
         ".twhin-bert-stage.json",
@@ -197,10 +197,10 @@ def test_run_embed_resumes_after_a_crash(
 
     monkeypatch.setattr(embed_mod, "embed_ids", crash_on_third_chunk)
     with pytest.raises(RuntimeError, match="killed"):
-        run_embed(cfg, tmp_path / "emb", model=xlmr_dir, tweets=tweets)
+        run_embed(cfg, tmp_path / "emb", model=xlmr_dir, ingested=tweets)
     assert json.loads((tmp_path / "emb.partial" / "progress.json").read_text())["rows_done"] == 100
     monkeypatch.setattr(embed_mod, "embed_ids", real)
-    m = run_embed(cfg, tmp_path / "emb", model=xlmr_dir, tweets=tweets)
+    m = run_embed(cfg, tmp_path / "emb", model=xlmr_dir, ingested=tweets)
     assert m["resumed_from_row"] == 100 and m["embedded_this_run"] == 50
     assert not (tmp_path / "emb" / "progress.json").exists()
     fresh = embed_texts(xlmr_dir, [r[1] for r in rows])
@@ -212,7 +212,7 @@ def test_run_embed_resumes_after_a_crash(
 def test_run_embed_plain_parquet_and_bad_input(xlmr_dir: Path, tmp_path: Path) -> None:
     plain = tmp_path / "plain.parquet"
     pq.write_table(pa.table({"id": ["a", "b"], "text": ["hello there", "bonjour"]}), plain)
-    m = run_embed(EmbedConfig(), tmp_path / "emb", model=xlmr_dir, tweets=plain)
+    m = run_embed(EmbedConfig(), tmp_path / "emb", model=xlmr_dir, ingested=plain)
     assert m["tweets"] == 2
     assert schemas.read_table(tmp_path / "emb" / "ids.parquet", "ids")["id"].to_pylist() == [
         "a",
@@ -221,11 +221,11 @@ def test_run_embed_plain_parquet_and_bad_input(xlmr_dir: Path, tmp_path: Path) -
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"id": ["a"], "body": ["x"]}), bad)
     with pytest.raises(schemas.SchemaError, match=r"bad\.parquet.*'text'"):
-        run_embed(EmbedConfig(), tmp_path / "emb2", model=xlmr_dir, tweets=bad)
+        run_embed(EmbedConfig(), tmp_path / "emb2", model=xlmr_dir, ingested=bad)
     nulls = tmp_path / "nulls.parquet"
     pq.write_table(pa.table({"id": ["a", "b"], "text": ["fine", None]}), nulls)
     with pytest.raises(ValueError, match=r"nulls\.parquet: row 2: text is null"):
-        run_embed(EmbedConfig(), tmp_path / "emb3", model=xlmr_dir, tweets=nulls)
+        run_embed(EmbedConfig(), tmp_path / "emb3", model=xlmr_dir, ingested=nulls)
 
 
 def test_config_validation() -> None:

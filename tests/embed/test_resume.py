@@ -35,7 +35,7 @@ def _crash_after_two_chunks(
 
     monkeypatch.setattr(embed_mod, "embed_ids", crash_on_third_chunk)
     with pytest.raises(RuntimeError, match="killed"):
-        run_embed(CFG, out, model=model, tweets=tweets)
+        run_embed(CFG, out, model=model, ingested=tweets)
     monkeypatch.setattr(embed_mod, "embed_ids", real)
     progress = json.loads((out.with_name(out.name + ".partial") / "progress.json").read_text())
     assert progress["rows_done"] == 100
@@ -64,7 +64,7 @@ def test_another_model_at_the_same_path_restarts(
     retrained.save_pretrained(str(model))
 
     with caplog.at_level(logging.WARNING, logger="twhin_bert.embed.embed"):
-        m = run_embed(CFG, out, model=model, tweets=tweets)
+        m = run_embed(CFG, out, model=model, ingested=tweets)
     said = [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()]
     assert len(said) == 1 and "\n" not in said[0]
     assert m["resumed_from_row"] == 0 and m["embedded_this_run"] == 150
@@ -88,7 +88,7 @@ def test_same_inputs_at_new_paths_resume(
     tweets2 = Path(shutil.copy(tweets / "tweets.parquet", tmp_path / "run2-tweets.parquet"))
     model2 = shutil.copytree(model, tmp_path / "run2/model")
     (model2 / "README.md").write_text("a model card written by another run\n")
-    m = run_embed(CFG, out, model=model2, tweets=tweets2)
+    m = run_embed(CFG, out, model=model2, ingested=tweets2)
     assert m["resumed_from_row"] == 100 and m["embedded_this_run"] == 50
     fresh = embed_texts(xlmr_dir, [r[1] for r in rows])
     np.testing.assert_allclose(np.load(out / "combined.npy"), fresh["combined"], atol=1e-5)

@@ -22,7 +22,7 @@ def mined(synth, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
         MinePairsConfig(),
         out,
         ingested=synth.ingested,
-        embeddings=synth.embeddings,
+        graph_embeddings=synth.embeddings,
         parallel=str(synth.parallel),
         truth=str(synth.truth),
     )
@@ -135,7 +135,7 @@ def test_mix_follows_weights_with_total(synth, tmp_path: Path, no_tracking) -> N
         cfg,
         tmp_path / "p",
         ingested=synth.ingested,
-        embeddings=synth.embeddings,
+        graph_embeddings=synth.embeddings,
         parallel=str(synth.parallel),
     )
     # translation has only 30 pairs: the rest is split evenly between the other two.
@@ -151,7 +151,9 @@ def test_cap_threshold_and_ivf_index(synth, tmp_path: Path, no_tracking) -> None
     cfg.social.max_pairs_per_tweet = 3
     cfg.social.min_similarity = 0.8
     cfg.hashtag.enabled = False
-    m = run_mine_pairs(cfg, tmp_path / "p", ingested=synth.ingested, embeddings=synth.embeddings)
+    m = run_mine_pairs(
+        cfg, tmp_path / "p", ingested=synth.ingested, graph_embeddings=synth.embeddings
+    )
     assert m["social"]["index"] == "IVF16,Flat"
     assert m["social"]["recall_at_k"] == pytest.approx(1.0)
     assert m["social"]["capped"] > 0 and m["social"]["below_threshold"] > 0
@@ -170,10 +172,14 @@ def test_bad_embeddings_named(synth, tmp_path: Path, no_tracking) -> None:
     np.save(emb / "tweets.npy", vecs)
     (emb / "tweets.ids.parquet").write_bytes((synth.embeddings / "tweets.ids.parquet").read_bytes())
     with pytest.raises(ValueError, match=r"tweets\.npy: row 7 .*NaN"):
-        run_mine_pairs(MinePairsConfig(), tmp_path / "p", ingested=synth.ingested, embeddings=emb)
+        run_mine_pairs(
+            MinePairsConfig(), tmp_path / "p", ingested=synth.ingested, graph_embeddings=emb
+        )
     np.save(emb / "tweets.npy", vecs[:10])
     with pytest.raises(ValueError, match=r"ids for 10 rows"):
-        run_mine_pairs(MinePairsConfig(), tmp_path / "p", ingested=synth.ingested, embeddings=emb)
+        run_mine_pairs(
+            MinePairsConfig(), tmp_path / "p", ingested=synth.ingested, graph_embeddings=emb
+        )
 
 
 def test_config_rejects_unusable_weights() -> None:
@@ -198,7 +204,7 @@ def test_component_signature() -> None:
     assert set(spec.inputs) == {
         "config",
         "ingested",
-        "embeddings",
+        "graph_embeddings",
         "pipeline_run_id",
         "parallel_tweets",
         "truth",

@@ -108,15 +108,15 @@ def test_pretrain_pipeline_graph_and_wiring(tmp_path: Path) -> None:
 
     assert src("build_graph", "ingested") == ("ingest", "ingested")
     assert src("embed_graph", "graph") == ("build_graph", "graph")
-    assert src("mine_pairs", "embeddings") == ("embed_graph", "embeddings")
+    assert src("mine_pairs", "graph_embeddings") == ("embed_graph", "graph_embeddings")
     assert src("pretrain-mlm", "tokenizer") == ("train_tokenizer", "tokenizer")
-    assert src("pretrain-mlm-social", "init_model") == ("pretrain-mlm", "model")
+    assert src("pretrain-mlm-social", "init_from") == ("pretrain-mlm", "model")
     assert src("pretrain-mlm-social", "pairs") == ("mine_pairs", "pairs")
-    assert src("pretrain-mlm-only", "init_model") == ("pretrain-mlm", "model")
+    assert src("pretrain-mlm-only", "init_from") == ("pretrain-mlm", "model")
     assert "pairs" not in tasks["pretrain-mlm-only"]["inputs"].get("artifacts", {})
     assert src("evaluate", "model") == ("pretrain-mlm-social", "model")
     assert src("evaluate", "baseline_model") == ("pretrain-mlm-only", "model")
-    assert src("evaluate", "graph_embeddings") == ("embed_graph", "embeddings")
+    assert src("evaluate", "graph_embeddings") == ("embed_graph", "graph_embeddings")
     assert src("register_model", "model") == ("pretrain-mlm-social", "model")
     assert src("register_model", "evaluation") == ("evaluate", "evaluation")
     assert src("embed", "model") == ("pretrain-mlm-social", "model")
@@ -147,7 +147,7 @@ def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
         "register_model",
     } <= set(tasks)
     assert "train_tokenizer" not in tasks and "pretrain-mlm" not in tasks
-    producer, key = _artifact_source(tasks["pretrain-mlm-social"], "init_model")
+    producer, key = _artifact_source(tasks["pretrain-mlm-social"], "init_from")
     assert (_display(spec, producer), key) == ("resolve_champion", "champion")
     # the gate compares with the champion version evaluated beside the challenger
     ev = tasks["register_model"]["inputs"]["parameters"]["evaluated_champion"]

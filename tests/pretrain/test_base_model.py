@@ -356,7 +356,7 @@ def test_stage1_skipped(base_dir: Path, tmp_path: Path) -> None:
     assert "train_tokenizer" not in tasks and "pretrain-mlm" not in tasks
     for name in ("pretrain-mlm-social", "pretrain-mlm-only"):
         arts = tasks[name]["inputs"].get("artifacts", {})
-        assert "tokenizer" not in arts and "init_model" not in arts  # both start from the base
+        assert "tokenizer" not in arts and "init_from" not in arts  # both start from the base
     assert _const(tasks["evaluate"], "base_model") == str(base_dir)
     assert _source(spec, tasks["evaluate"], "baseline_model") == "pretrain-mlm-only"
 
@@ -366,8 +366,8 @@ def test_stage1_continued(base_dir: Path, tmp_path: Path) -> None:
     cfg.pretrain = cfg.pretrain.model_copy(update={"base_model": str(base_dir)})
     spec, tasks = _spec(cfg, "pretrain", tmp_path)
     assert "train_tokenizer" not in tasks
-    assert _source(spec, tasks["pretrain-mlm-social"], "init_model") == "pretrain-mlm"
-    assert _source(spec, tasks["pretrain-mlm-only"], "init_model") == "pretrain-mlm"
+    assert _source(spec, tasks["pretrain-mlm-social"], "init_from") == "pretrain-mlm"
+    assert _source(spec, tasks["pretrain-mlm-only"], "init_from") == "pretrain-mlm"
     _, retrain = _spec(cfg, "retrain", tmp_path)
     assert _const(retrain["evaluate"], "base_model") == str(base_dir)
 

@@ -38,6 +38,6 @@ def embed(
         embeddings.path,
         pipeline_run_id=pipeline_run_id,
         model=Path(model.path),
-        tweets=Path(ingested.path),
+        ingested=Path(ingested.path),
     )
     log_kfp_metrics(metrics, result)

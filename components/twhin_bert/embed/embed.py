@@ -93,7 +93,7 @@ def _save_progress(out: Path, fingerprint: str, rows_done: int) -> None:
 
 
 @stage("embed")
-def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> dict:
+def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -> dict:
     """Embeds every tweet of a Parquet file into CLS, mean and Combined arrays.
 
     Streams the tweets in chunks of ``cfg.chunk_size`` (bounded memory), writes the arrays as
@@ -105,7 +105,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
         cfg: The stage config.
         out_dir: Output folder (the staging folder when called through the stage wrapper).
         model: A Hugging Face encoder folder (pretrain's output).
-        tweets: A tweets Parquet file, or an ingest folder (:class:`Ingested`).
+        ingested: An ingest folder (:class:`Ingested`), or a tweets Parquet file.
 
     Returns:
         Metrics: tweets, tweets per second, padding share, tokens per tweet, dimensions.
@@ -116,7 +116,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, tweets: Path) -> 
         torch.set_num_threads(cfg.num_threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = Ingested(tweets).tweets_path()
+    path = Ingested(ingested).tweets_path()
     f, id_col = _open_tweets(path)
     n = f.metadata.num_rows
     enc_model, tokenizer = load_encoder(model, cfg.device)

@@ -13,7 +13,7 @@ def embed_graph(
     config: str,
     graph: Input[Dataset],
     pipeline_run_id: str,
-    embeddings: Output[Model],
+    graph_embeddings: Output[Model],
     metrics: Output[Metrics],
 ):
     """Trains TwHIN user/tweet embeddings with PyTorch-BigGraph and evaluates them.
@@ -22,7 +22,7 @@ def embed_graph(
         config: The embed_graph section of the pipeline config, as JSON.
         graph: The build_graph stage's folder.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
-        embeddings: Folder with the user and tweet vectors (float32) and their ids, the
+        graph_embeddings: Folder with the user and tweet vectors (float32) and their ids, the
             relation vectors, the model description, the holdout rule and PBG's
             ``checkpoint/`` (a retried task resumes from it); layout:
             ``twhin_bert.common.artifacts.GraphEmbeddings``.
@@ -37,7 +37,7 @@ def embed_graph(
 
     result = run_embed_graph(
         EmbedGraphConfig.model_validate_json(config),
-        embeddings.path,
+        graph_embeddings.path,
         pipeline_run_id=pipeline_run_id,
         graph=Path(graph.path),
     )

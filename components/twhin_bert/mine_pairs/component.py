@@ -12,7 +12,7 @@ from twhin_bert.common.kfp_utils import BASE_IMAGE
 def mine_pairs(
     config: str,
     ingested: Input[Dataset],
-    embeddings: Input[Model],
+    graph_embeddings: Input[Model],
     pipeline_run_id: str,
     parallel_tweets: str,
     truth: str,
@@ -25,7 +25,7 @@ def mine_pairs(
     Args:
         config: The mine_pairs section of the pipeline config, as JSON.
         ingested: The ingest folder (its tweets).
-        embeddings: The embed_graph folder (its tweet vectors and ids).
+        graph_embeddings: The embed_graph folder (its tweet vectors and ids).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         parallel_tweets: Parallel-tweets JSONL (local path or gs:// URI); empty = none.
         truth: Planted-truth Parquet ``(tweet_id, topic)`` of demo data; empty = none.
@@ -41,7 +41,7 @@ def mine_pairs(
         pairs.path,
         pipeline_run_id=pipeline_run_id,
         ingested=ingested.path,
-        embeddings=embeddings.path,
+        graph_embeddings=graph_embeddings.path,
         parallel=parallel_tweets or None,
         truth=truth or None,
     )

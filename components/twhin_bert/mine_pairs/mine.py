@@ -45,7 +45,7 @@ def run_mine_pairs(
     out_dir: Path,
     *,
     ingested: Path,
-    embeddings: Path,
+    graph_embeddings: Path,
     parallel: str | None = None,
     truth: str | None = None,
 ) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def run_mine_pairs(
         cfg: Stage config.
         out_dir: Output (staging) folder.
         ingested: The ingest folder (:class:`Ingested`).
-        embeddings: The embed_graph folder (:class:`GraphEmbeddings`: tweet vectors and ids).
+        graph_embeddings: The embed_graph folder (:class:`GraphEmbeddings`: tweet vectors and ids).
         parallel: Optional parallel-tweets JSONL file (local or gs://) for the translation source.
         truth: Optional planted-truth Parquet ``(tweet_id, topic)`` (demo data) to score pairs.
 
@@ -67,7 +67,7 @@ def run_mine_pairs(
     tweets = Ingested(ingested).tweets(columns=["tweet_id", "text", "hashtags"])
     metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
     # Tweets held out for evaluation (build_graph's rule) are in no pair of any source.
-    rule = GraphEmbeddings(embeddings).holdout()
+    rule = GraphEmbeddings(graph_embeddings).holdout()
     if rule is not None:
         held = rule.held_out(tweets.column("tweet_id"))
         tweets = tweets.filter(pa.array(~held))
@@ -82,7 +82,7 @@ def run_mine_pairs(
     indexed_rows = np.zeros(0, np.int64)
     if cfg.social.enabled and cfg.weights.social > 0:
         a, b, scores, indexed_rows, social_metrics = _social_pairs(
-            cfg, Path(embeddings), tweet_ids, rng, Path(ingested)
+            cfg, Path(graph_embeddings), tweet_ids, rng, Path(ingested)
         )
         metrics["social"] = social_metrics
         social_rows = (a, b)

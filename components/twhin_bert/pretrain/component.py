@@ -18,7 +18,7 @@ def pretrain(
     metrics: Output[Metrics],
     tokenizer: Input[Model] = None,
     pairs: Input[Dataset] = None,
-    init_model: Input[Model] = None,
+    init_from: Input[Model] = None,
 ):
     """Pretrains the TwHIN-BERT encoder with DeepSpeed and exports a Hugging Face model.
 
@@ -38,7 +38,7 @@ def pretrain(
         tokenizer: The train_tokenizer output (a Hugging Face fast-tokenizer folder); absent
             with a ``base_model`` in the config (its own tokenizer is used).
         pairs: The mine_pairs output (its pairs); required for ``mlm_social``.
-        init_model: A model folder to start from (stage 1's, or the champion's to warm-start);
+        init_from: A model folder to start from (stage 1's, or the champion's to warm-start);
             absent: the config's ``base_model``, else a fresh encoder.
     """
     from pathlib import Path
@@ -55,6 +55,6 @@ def pretrain(
         ingested=Path(ingested.path),
         tokenizer=Path(tokenizer.path) if tokenizer is not None else None,
         pairs=Path(pairs.path) if pairs is not None else None,
-        init_from=Path(init_model.path) if init_model is not None else None,
+        init_from=Path(init_from.path) if init_from is not None else None,
     )
     log_kfp_metrics(metrics, result)
