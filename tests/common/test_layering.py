@@ -19,10 +19,8 @@ STAGES = (
     "evaluate",
     "register_model",
 )
-#: Imports still to be moved to twhin_bert.common (file -> stage imported). Empty it.
-PENDING = {
-    ("evaluate/features.py", "embed"),
-}
+#: Imports still to be moved to twhin_bert.common: (file, stage imported). Keep it empty.
+PENDING: set[tuple[str, str]] = set()
 
 
 def _stage_imports(path: Path) -> set[str]:

@@ -38,6 +38,7 @@ def test_metric_names_follow_the_cutoff() -> None:
     assert M.ENGAGEMENT_HITS == "engagement_hits@10"
     assert M.engagement_hits_key(20) == "engagement_hits@20"
     assert M.hits_key(5) == "hits@5"
+    assert M.benchmark_key("english", "macro_f1") == "english_macro_f1"
 
 
 def test_metrics_json_round_trip_numpy_and_nan(tmp_path: Path) -> None:
