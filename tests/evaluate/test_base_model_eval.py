@@ -23,7 +23,7 @@ def small_config() -> EvaluateConfig:
     """test_evaluate's small settings, without fine-tuning (the base adds a third model)."""
     return EvaluateConfig(
         max_length=32,
-        torch_threads=1,
+        threads=1,
         engagement=EngagementConfig(epochs=3, seeds=1, batch_size=256, negatives=4, candidates=100),
         hashtag=HashtagConfig(top_n=4, min_examples=30),
         benchmarks=BenchmarkConfig(

@@ -26,7 +26,7 @@ def test_component_runs_under_kfp_local(
     ingested, graph = eval_inputs
     cfg = EvaluateConfig(
         max_length=32,
-        torch_threads=1,
+        threads=1,
         engagement=EngagementConfig(epochs=2, seeds=1, candidates=50),
         hashtag=HashtagConfig(top_n=4, min_examples=30),
         benchmarks=BenchmarkConfig(

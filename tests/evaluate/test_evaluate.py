@@ -21,7 +21,7 @@ from twhin_bert.evaluate.results import primary_metric_names
 def small_config() -> EvaluateConfig:
     return EvaluateConfig(
         max_length=32,
-        torch_threads=1,
+        threads=1,
         engagement=EngagementConfig(epochs=3, seeds=1, batch_size=256, negatives=4, candidates=100),
         hashtag=HashtagConfig(top_n=4, min_examples=30),
         benchmarks=BenchmarkConfig(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, model_validator
 
+from twhin_bert.common.compute import Device, Threads
 from twhin_bert.common.config import StrictModel
 from twhin_bert.common.encoder import DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH
 
@@ -31,12 +30,8 @@ class EmbedConfig(StrictModel):
             "mean less padding, more memory. Progress is saved after each chunk (resume)."
         ),
     )
-    device: Literal["auto", "cpu", "cuda"] = Field(
-        "auto", description="Where the encoder runs; auto = CUDA when available."
-    )
-    num_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads (None: torch's default)."
-    )
+    device: Device = "auto"
+    threads: Threads = 0
 
     @model_validator(mode="after")
     def _chunk_holds_a_batch(self) -> EmbedConfig:

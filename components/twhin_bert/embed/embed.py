@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import Embeddings, Ingested
+from twhin_bert.common.compute import use_threads
 from twhin_bert.common.encoder import (
     KINDS,
     PadStats,
@@ -110,10 +111,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     Returns:
         Metrics: tweets, tweets per second, padding share, tokens per tweet, dimensions.
     """
-    import torch
-
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    use_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = Ingested(ingested).tweets_path()

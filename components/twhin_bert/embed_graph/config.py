@@ -39,10 +39,11 @@ class EmbedGraphConfig(StrictModel):
     num_uniform_negs: int = Field(
         50, ge=0, description="Negatives per positive sampled uniformly from the partition."
     )
-    workers: int | None = Field(
-        None,
-        ge=1,
-        description="Hogwild! worker processes; None = the CPU count (deterministic only with 1).",
+    workers: int = Field(
+        0,
+        ge=0,
+        description="Hogwild! worker processes: 0 = every CPU the process may use (its affinity "
+        "mask, capped by a cgroup CPU limit); deterministic only with 1.",
     )
     num_edge_chunks: int | None = Field(
         None,

@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, ranking, splits, tracking
 from twhin_bert.common.artifacts import Graph, GraphEmbeddings
+from twhin_bert.common.parallel import resolve_workers
 from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 
@@ -146,18 +147,10 @@ def pbg_config_dict(
         "batch_size": cfg.batch_size,
         "num_batch_negs": cfg.num_batch_negs,
         "num_uniform_negs": cfg.num_uniform_negs,
-        "workers": cfg.workers or _cpu_count(),
+        "workers": resolve_workers(cfg.workers),
         "eval_fraction": cfg.pbg_eval_fraction,
         "hogwild_delay": cfg.hogwild_delay,
     }
-
-
-def _cpu_count() -> int:
-    """CPUs this process may run on (the affinity mask, e.g. a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _fingerprint(pbg: dict[str, Any], graph: Path, seed: int) -> str:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from twhin_bert.common.compute import Threads
 from twhin_bert.common.config import StrictModel
 
 Metric = Literal["macro_f1", "macro_recall", "accuracy"]
@@ -154,7 +155,7 @@ class EvaluateConfig(StrictModel):
 
     seed: int = Field(0, description="Drives every split, sample, initialisation and draw.")
     device: str = Field("cpu", description="torch device ('cpu', 'cuda', or 'auto').")
-    torch_threads: int = Field(2, ge=0, description="torch.set_num_threads (0: leave as is).")
+    threads: Threads = 2
     embed_batch_size: int = Field(64, ge=1, description="Batch size of frozen-encoder embedding.")
     max_length: int = Field(64, ge=8, description="Max tokens per tweet (paper: 128).")
     pooling: Pooling = Field(
@@ -170,11 +171,6 @@ class EvaluateConfig(StrictModel):
         [10.0],
         min_length=1,
         description="C values of the TF-IDF floor's LogisticRegression (best on val).",
-    )
-    sklearn_threads: int = Field(
-        1,
-        ge=1,
-        description="BLAS/OpenMP threads of the scikit-learn fits (more oversubscribe a shared CPU).",
     )
     lr_max_iter: int = Field(500, ge=10, description="LogisticRegression max_iter.")
     primary_mode: Literal["feature", "finetune"] = Field(

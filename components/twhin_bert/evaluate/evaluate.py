@@ -16,6 +16,7 @@ from typing import Any
 
 from twhin_bert.common import holdout, tracking
 from twhin_bert.common.artifacts import Ingested
+from twhin_bert.common.compute import use_threads
 from twhin_bert.common.metrics import PRIMARY
 from twhin_bert.common.stage import stage
 from twhin_bert.evaluate.config import EvaluateConfig
@@ -73,10 +74,7 @@ def run_evaluate(
     Returns:
         The metrics (also written as ``metrics.json``).
     """
-    import torch
-
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+    use_threads(cfg.threads)
     return _evaluate(cfg, Path(out_dir), models, Path(ingested), Path(graph_embeddings), benchmarks)
 
 

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from twhin_bert.common.compute import Threads
 from twhin_bert.common.config import StrictModel
 
 
@@ -57,7 +58,6 @@ class SocialSourceConfig(StrictModel):
     use_gpu: bool = Field(
         True, description="Use every GPU (sharded index) when faiss-gpu sees any; else CPU."
     )
-    num_threads: int = Field(0, ge=0, description="FAISS OpenMP threads; 0 = the CPU count.")
 
 
 class HashtagSourceConfig(StrictModel):
@@ -104,6 +104,7 @@ class MinePairsConfig(StrictModel):
     """The mine_pairs stage."""
 
     seed: int = Field(0, description="Drives every random choice (training sample, sampling, mix).")
+    threads: Threads = 0
     social: SocialSourceConfig = Field(
         default_factory=SocialSourceConfig, description="FAISS nearest-neighbour source."
     )

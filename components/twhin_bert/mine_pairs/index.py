@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from twhin_bert.common.compute import resolve_threads
 from twhin_bert.common.progress import progress
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,11 @@ def derive_search_params(index_string: str) -> str:
     return "k_factor_rf=16" if "RFlat" in index_string else ""
 
 
-def set_threads(num_threads: int) -> int:
-    """Sets FAISS's OpenMP threads (0 = the CPU count) and returns the number used."""
+def set_threads(threads: int) -> int:
+    """Sets FAISS's OpenMP threads (0 = every CPU this process may use); returns the count."""
     import faiss
 
-    n = num_threads or os.cpu_count() or 1
+    n = resolve_threads(threads)
     faiss.omp_set_num_threads(n)
     return n
 

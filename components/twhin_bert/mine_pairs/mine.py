@@ -63,7 +63,7 @@ def run_mine_pairs(
         Metrics: pairs per source, index used, recall@k vs exact search, truth precision.
     """
     rng = np.random.default_rng(cfg.seed)
-    threads = faiss_index.set_threads(cfg.social.num_threads)
+    threads = faiss_index.set_threads(cfg.threads)
     tweets = Ingested(ingested).tweets(columns=["tweet_id", "text", "hashtags"])
     metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
     # Tweets held out for evaluation (build_graph's rule) are in no pair of any source.

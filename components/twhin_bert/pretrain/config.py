@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from twhin_bert.common.base_model import check as check_base_model
+from twhin_bert.common.compute import Threads
 from twhin_bert.common.config import StrictModel
 
 Objective = Literal["mlm", "mlm_social"]
@@ -163,7 +164,7 @@ class PretrainConfig(StrictModel):
     max_pair_tweet_tokens: int = Field(
         64, ge=4, description="Tokens kept per tweet of a pair (incl. CLS/SEP) in stage 2."
     )
-    threads: int = Field(2, ge=0, description="torch CPU threads (0 = torch's default).")
+    threads: Threads = 2
     seed: int = Field(0, description="Seed of data order, masking, dropout and init.")
 
     @field_validator("base_model")

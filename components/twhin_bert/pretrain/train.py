@@ -36,6 +36,7 @@ from typing import Any
 
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, tracking
+from twhin_bert.common.compute import use_threads
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import METRICS_FILE, stage
 from twhin_bert.pretrain.config import OBJECTIVES, PretrainConfig
@@ -178,8 +179,7 @@ def train(
     _check_inputs(objective, pairs)
     import torch
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    use_threads(cfg.threads)
     device, world, rank = _init_distributed()
     import deepspeed
     from deepspeed.utils import logger as ds_logger
