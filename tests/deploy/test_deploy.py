@@ -4,6 +4,7 @@ on MLflow, and run the MLflow server with the manifest's command line."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import os
 import re
@@ -142,17 +143,66 @@ def test_mlflow_image_versions_agree_and_flags_exist() -> None:
 
 
 def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
-    """Runs `mlflow server` with the manifest's own command line (port and worker count aside):
-    a request addressed to the in-cluster service name is served, another host is refused."""
-    container = _mlflow_container()
+    """Runs `mlflow server` with the manifest's own command line (port and worker count aside),
+    the basic-auth config and rules of its ConfigMap as kustomize renders and mounts them, and
+    test values for the Secret `mlflow-auth`: a request addressed to the in-cluster service name
+    is served to a user with credentials, another host is refused, no credentials give 401."""
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            subprocess.run(
+                [_tool("kubectl"), "kustomize", str(ROOT / "manifests/base")],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        if d
+    ]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "mlflow")
+    # The ConfigMap volume, written where the container mounts it (a folder of tmp_path here).
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "mlflow-auth")
+    config_map = next(v for v in pod["volumes"] if v["name"] == "mlflow-auth")["configMap"]
+    data = next(
+        d["data"]
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == config_map["name"]
+    )
+    mounted = tmp_path / "mlflow-auth"
+    mounted.mkdir()
+    for file, text in data.items():
+        (mounted / file).write_text(text)
+    scratch = tmp_path / "scratch"  # the container's /tmp
+    scratch.mkdir()
+
+    def local(value: str) -> str:
+        return value.replace("/tmp/", f"{scratch}/").replace(mount["mountPath"], str(mounted))
+
     script = container["args"][0]
     assert "--port 5000" in script and "--workers 2" in script
+    assert "--app-name basic-auth" in script
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = script.replace("--port 5000", f"--port {port}").replace("--workers 2", "--workers 1")
-    script = script.replace("--host 0.0.0.0", "--host 127.0.0.1")
-    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    script = local(script.replace("--host 0.0.0.0", "--host 127.0.0.1"))
+    env = {e["name"]: local(e["value"]) for e in container["env"] if "value" in e}
+    password = "test-admin-password"  # a test value for the Secret
+    secret = {  # test values for every key the manifest takes from the Secret mlflow-auth
+        "admin-username": "admin",
+        "admin-password": password,
+        "flask-secret-key": "test-flask-secret-key",
+        "auth-database-uri": f"sqlite:///{tmp_path}/basic_auth.db",
+    }
+    refs = {
+        e["name"]: e["valueFrom"].get("secretKeyRef", {})
+        for e in container["env"]
+        if "valueFrom" in e
+    }
+    from_secret = {n: r["key"] for n, r in refs.items() if r.get("name") == "mlflow-auth"}
+    assert set(from_secret.values()) == set(secret), from_secret
+    env |= {name: secret[key] for name, key in from_secret.items()}
     env |= {
         "PATH": f"{BIN}:/usr/bin:/bin",
         "MLFLOW_BACKEND_STORE_URI": f"sqlite:///{tmp_path}/mlflow.db",
@@ -167,11 +217,16 @@ def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    credentials = base64.b64encode(f"admin:{password}".encode()).decode()
 
-    def get(path: str, host: str) -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    def get(path: str, host: str, *, auth: bool = True) -> int:
+        headers = {"Host": host}
+        if auth:
+            headers["Authorization"] = f"Basic {credentials}"
+        # A password check costs a PBKDF2 hash: seconds on a loaded CPU.
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         try:
-            conn.request("GET", path, headers={"Host": host})
+            conn.request("GET", path, headers=headers)
             return conn.getresponse().status
         finally:
             conn.close()
@@ -188,9 +243,14 @@ def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "mlflow server did not become healthy in 90 s"
             time.sleep(0.5)
         search = "/api/2.0/mlflow/experiments/search?max_results=1"
-        assert get(search, "mlflow.twhin-bert.svc.cluster.local:5000") == 200
+        service = "mlflow.twhin-bert.svc.cluster.local:5000"
+        assert get(search, service) == 200
         assert get(search, "localhost:5000") == 200  # kubectl port-forward
         assert get(search, "attacker.example.com") == 403
+        assert get(search, service, auth=False) == 401
+        # The ini's database_uri was replaced by the Secret's: the users live there.
+        assert (tmp_path / "basic_auth.db").stat().st_size > 0
+        assert "sqlite:///basic_auth.db" not in (scratch / "basic_auth.ini").read_text()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
