@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 from twhin_bert.cli import app
 from typer.testing import CliRunner
 
@@ -277,11 +278,38 @@ def _json_out(output: str) -> dict[str, Any]:
     return json.loads(output[output.index("{") :])
 
 
+@pytest.fixture
+def cluster_config(tmp_path: Path) -> Path:
+    """tiny.yaml made ready for a cluster (``cluster_problems`` empty): namespace team-a, a
+    gs:// pipeline root, an MLflow server with the pipeline user's password from a Secret,
+    task timeouts. ``submit`` and ``schedule`` refuse anything less."""
+    from twhin_bert.common.config import read_mapping
+    from twhin_bert_pipelines.config import PipelineConfig, config_path
+
+    data = read_mapping(config_path("tiny"))
+    data["cluster"] = {"namespace": "team-a", "pipeline_root": "gs://acme-ml/pipeline-root"}
+    default = data.setdefault("resources", {}).setdefault("default", {})
+    default["timeout_s"] = 3600
+    default.setdefault("env", {}).update(
+        MLFLOW_TRACKING_URI="http://mlflow.twhin-bert.svc.cluster.local:5000",
+        MLFLOW_TRACKING_USERNAME="pipeline",
+    )
+    default["secret_env"] = {
+        "MLFLOW_TRACKING_PASSWORD": {"secret": "mlflow-client", "key": "password"}
+    }
+    assert PipelineConfig.model_validate(data).cluster_problems() == []
+    path = tmp_path / "config" / "cluster.yaml"  # not beside the compiled *-pretrain.yaml
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
 # ----------------------------------------------------------------------------- submit
 def test_submit_twice_uploads_once_and_a_changed_spec_adds_one_version(
-    kfp_api: RecordingKfpApi, tmp_path: Path
+    kfp_api: RecordingKfpApi, cluster_config: Path, tmp_path: Path
 ) -> None:
-    args = ["submit", "--host", kfp_api.url, "--config", "tiny", "--namespace", "team-a"]
+    args = ["submit", "--host", kfp_api.url, "--config", str(cluster_config)]
+    args += ["--namespace", "team-a"]
     first = invoke([*args, "--param", 'data_window="w1"'])
     assert first.exit_code == 0, first.output
     second = invoke(args)
@@ -316,7 +344,7 @@ def test_submit_twice_uploads_once_and_a_changed_spec_adds_one_version(
     from twhin_bert_pipelines.config import load_pipeline_config
     from twhin_bert_pipelines.submit import Connection, submit
 
-    base = load_pipeline_config("tiny")
+    base = load_pipeline_config(cluster_config)
     cfg = base.model_copy(update={"seed": base.seed + 1})
 
     out = submit(cfg, Connection(kfp_api.url, namespace="team-a"), work_dir=tmp_path / "w")
@@ -326,24 +354,45 @@ def test_submit_twice_uploads_once_and_a_changed_spec_adds_one_version(
     assert len(kfp_api.calls("POST", "/apis/v2beta1/pipelines/upload_version")) == 2
 
 
-def test_submit_without_namespace_sends_none(kfp_api: RecordingKfpApi) -> None:
-    res = invoke(["submit", "--host", kfp_api.url, "--config", "tiny"])
+def test_submit_without_namespace_sends_none(
+    kfp_api: RecordingKfpApi, cluster_config: Path
+) -> None:
+    res = invoke(["submit", "--host", kfp_api.url, "--config", str(cluster_config)])
     assert res.exit_code == 0, res.output
     assert all("namespace" not in r.query for r in kfp_api.api_requests())
     # without a namespace the client asks the backend whether it is multi-user
     assert kfp_api.calls("GET", "/apis/v2beta1/healthz")
 
 
+def test_submit_and_schedule_refuse_a_config_not_ready_for_a_cluster(
+    kfp_api: RecordingKfpApi,
+) -> None:
+    """tiny.yaml tracks into a per-pod SQLite file, has no gs:// root and no timeouts: one line
+    naming every problem, exit 2, before any request reaches the API."""
+    for args in (
+        ["submit", "--host", kfp_api.url, "--config", "tiny"],
+        ["schedule", "create", "--host", kfp_api.url, "--config", "tiny", "--cron", "0 3 * * 0"],
+    ):
+        res = invoke(args)
+        assert res.exit_code == 2, res.output
+        (line,) = res.output.strip().splitlines()
+        assert line.startswith("error: not ready for a cluster: "), line
+        for problem in ("cluster.pipeline_root is empty", "MLFLOW_TRACKING_URI", "no timeout_s"):
+            assert problem in line, (problem, line)
+        assert "Traceback" not in res.output
+    assert kfp_api.requests == []
+
+
 # ----------------------------------------------------------------------------- schedules
-def _schedule(api: RecordingKfpApi, *extra: str) -> Any:
-    return invoke(["schedule", "create", "--host", api.url, "--config", "tiny",
+def _schedule(api: RecordingKfpApi, config: Path | str, *extra: str) -> Any:
+    return invoke(["schedule", "create", "--host", api.url, "--config", str(config),
                    "--namespace", "team-a", "--job-name", "weekly", *extra])  # fmt: skip
 
 
 def test_schedule_is_idempotent_by_name_and_replaces_without_duplicates(
-    kfp_api: RecordingKfpApi,
+    kfp_api: RecordingKfpApi, cluster_config: Path
 ) -> None:
-    first = _schedule(kfp_api, "--cron", "0 3 * * 0")
+    first = _schedule(kfp_api, cluster_config, "--cron", "0 3 * * 0")
     assert first.exit_code == 0, first.output
     assert _json_out(first.stdout)["action"] == "created"
     (create,) = kfp_api.calls("POST", "/apis/v2beta1/recurringruns")
@@ -352,7 +401,7 @@ def test_schedule_is_idempotent_by_name_and_replaces_without_duplicates(
     assert str(create.body["max_concurrency"]) == "1"
 
     # the same schedule again: nothing created, nothing deleted
-    again = _schedule(kfp_api, "--cron", "0 0 3 * * 0")
+    again = _schedule(kfp_api, cluster_config, "--cron", "0 0 3 * * 0")
     assert again.exit_code == 0, again.output
     assert _json_out(again.stdout)["action"] == "unchanged"
     assert len(kfp_api.calls("POST", "/apis/v2beta1/recurringruns")) == 1
@@ -361,7 +410,7 @@ def test_schedule_is_idempotent_by_name_and_replaces_without_duplicates(
     # a new cron: the old one is paused, the new created, then the old deleted
     old_id = create_id = kfp_api.recurring[0]["recurring_run_id"]
     mark = len(kfp_api.requests)
-    moved = _schedule(kfp_api, "--cron", "0 4 * * 0")
+    moved = _schedule(kfp_api, cluster_config, "--cron", "0 4 * * 0")
     assert moved.exit_code == 0, moved.output
     res = _json_out(moved.stdout)
     assert res["action"] == "updated" and res["replaced"] == [old_id]
@@ -381,8 +430,8 @@ def test_schedule_is_idempotent_by_name_and_replaces_without_duplicates(
     assert all("weekly" in r.query["filter"] and r.query.get("experiment_id") for r in lookups)
 
 
-def test_schedule_list_pause_resume_delete(kfp_api: RecordingKfpApi) -> None:
-    assert _schedule(kfp_api, "--cron", "0 3 * * 0").exit_code == 0
+def test_schedule_list_pause_resume_delete(kfp_api: RecordingKfpApi, cluster_config: Path) -> None:
+    assert _schedule(kfp_api, cluster_config, "--cron", "0 3 * * 0").exit_code == 0
     rid = kfp_api.recurring[0]["recurring_run_id"]
     conn = ["--host", kfp_api.url, "--namespace", "team-a"]
     listed = invoke(["schedule", "list", *conn])
@@ -408,8 +457,8 @@ def test_schedule_list_pause_resume_delete(kfp_api: RecordingKfpApi) -> None:
     assert missing.exit_code == 2 and "no schedule named 'nope'" in missing.output
 
 
-def test_schedule_needs_a_valid_cron(kfp_api: RecordingKfpApi) -> None:
-    bad = _schedule(kfp_api, "--cron", "every day")
+def test_schedule_needs_a_valid_cron(kfp_api: RecordingKfpApi, cluster_config: Path) -> None:
+    bad = _schedule(kfp_api, cluster_config, "--cron", "every day")
     assert bad.exit_code == 2 and "cron" in bad.output
     assert kfp_api.requests == []
 
@@ -512,11 +561,11 @@ def test_runs_cancel_and_retry(kfp_api: RecordingKfpApi) -> None:
 
 # ----------------------------------------------------------------------------- auth
 def test_bearer_token_is_sent_and_never_printed(
-    kfp_api: RecordingKfpApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    kfp_api: RecordingKfpApi, cluster_config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     secret = "kfp-secret-token-9f8e7d"
     monkeypatch.setenv("KFP_TOKEN", secret)
-    res = invoke(["-v", "submit", "--host", kfp_api.url, "--config", "tiny"])
+    res = invoke(["-v", "submit", "--host", kfp_api.url, "--config", str(cluster_config)])
     assert res.exit_code == 0, res.output
     assert kfp_api.api_requests()
     assert {r.headers.get("authorization") for r in kfp_api.api_requests()} == {f"Bearer {secret}"}
