@@ -260,6 +260,23 @@ def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
             proc.wait()
 
 
+def test_no_credential_on_a_command_line_in_docs_or_manifests() -> None:
+    """What the operator types puts no password, token or key on a command line (process
+    lists, shell history): Secrets are created --from-file (private files, Secret Manager)."""
+    credential = re.compile(
+        r"--from-literal=([\w.-]*(password|token|secret|key|uri)[\w.-]*)=", re.I
+    )
+    files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "manifests").rglob("*")]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {m.group(1)}"
+        for path in files
+        if path.is_file()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        for m in credential.finditer(line)
+    ]
+    assert found == []
+
+
 def test_prod_checkpoint_volume_is_a_claim_the_gpu_overlay_creates() -> None:
     """pretrain.checkpoint_dir lies on a PVC mounted by the pretrain task, and that PVC exists
     (where the pods run: test_cluster_fit.py checks the namespaces)."""
