@@ -178,8 +178,8 @@ def main(
     """
     from twhin_bert.build_graph.config import BuildGraphConfig
     from twhin_bert.build_graph.graph import run_build_graph
-    from twhin_bert.build_graph.synthetic import write_synthetic_ingest
     from twhin_bert.common.bench import print_table, report
+    from twhin_bert.demo_data.synthetic import write_synthetic_ingest
     from twhin_bert.embed_graph.config import EmbedGraphConfig
     from twhin_bert.embed_graph.embed import (
         _import_pbg,
