@@ -45,7 +45,7 @@ class FinetuneConfig(StrictModel):
 
 
 class EngagementConfig(StrictModel):
-    """Social engagement prediction (SPEC 2.5): frozen encoder + two linear 128-d projections."""
+    """Social engagement prediction (the TwHIN-BERT paper's task): frozen encoder + two linear 128-d projections."""
 
     enabled: bool = Field(True, description="Run the engagement task.")
     dim: int = Field(
@@ -75,7 +75,7 @@ class EngagementConfig(StrictModel):
     k: int = Field(10, ge=1, description="The k of the headline HITS@k.")
     curve_max_k: int = Field(100, ge=1, description="HITS@k curve is reported for k = 1..this.")
     seeds: int = Field(
-        2, ge=1, description="Seeds (training + candidate draws); median reported (SPEC: 6)."
+        2, ge=1, description="Seeds (training + candidate draws); median reported (prod: 6)."
     )
     min_users_per_lang: int = Field(
         5,
@@ -90,7 +90,7 @@ class EngagementConfig(StrictModel):
 
 
 class HashtagConfig(StrictModel):
-    """Hashtag prediction per language (SPEC 2.5)."""
+    """Hashtag prediction per language (the TwHIN-BERT paper's hashtag task)."""
 
     enabled: bool = Field(True, description="Run the hashtag task.")
     top_n: int = Field(20, ge=2, description="Most frequent hashtags per language (paper: 500).")

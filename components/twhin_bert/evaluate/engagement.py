@@ -1,4 +1,4 @@
-"""Social engagement prediction (SPEC 2.5), frozen encoder.
+"""Social engagement prediction (the TwHIN-BERT paper's task), frozen encoder.
 
 Protocol, as in the TwHIN-BERT paper, with our documented choices:
 

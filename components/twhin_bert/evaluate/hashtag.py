@@ -1,4 +1,4 @@
-"""Hashtag prediction (SPEC 2.5): per language, the most frequent hashtags are the classes;
+"""Hashtag prediction (the TwHIN-BERT paper's hashtag task): per language, the most frequent hashtags are the classes;
 tweets carrying exactly one of them are the examples, with that hashtag removed from the text.
 
 Languages with too few usable tweets (or fewer than two classes left) are skipped and counted.
