@@ -5,6 +5,7 @@ the Secrets they read are the ones docs/DEPLOY.md has the operator create there.
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -162,6 +163,51 @@ def test_role_is_least_privilege() -> None:
     assert not any("*" in v or "*" in r for (_, r), v in rules.items())
     assert ("", "secrets") not in rules and ("argoproj.io", "workflows") not in rules
     assert "create" not in rules[("", "pods")]
+
+
+def trainjob_verbs() -> set[str]:
+    """The RBAC verbs of the Kubernetes calls in pretrain/trainjob.py, read from its source:
+    ``<verb>_namespaced_custom_object`` calls of the client, ``watch`` for a watch."""
+    from twhin_bert.pretrain import trainjob
+
+    source = Path(trainjob.__file__).read_text()
+    verb = {"replace": "update", "delete_collection": "deletecollection"}
+    verbs = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            m = re.fullmatch(
+                r"(create|get|list|patch|replace|delete|delete_collection)_(namespaced|cluster)"
+                r"_custom_object(_status|_scale)?",
+                node.func.attr,
+            )
+            if m:
+                verbs.add(verb.get(m.group(1), m.group(1)))
+            if any(k.arg == "watch" for k in node.keywords) or node.func.attr == "Watch":
+                verbs.add("watch")
+    return verbs
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_role_lets_the_pretrain_task_run_its_trainjob(mode: str) -> None:
+    """Multi-node pretraining: the pretrain task creates, follows and deletes a TrainJob in its
+    own namespace as the pipeline's service account; the Role grants every verb trainjob.py
+    uses on that resource, and no other."""
+    from twhin_bert.pretrain import trainjob
+
+    used = trainjob_verbs()
+    assert {"create", "get", "delete"} <= used  # the scan finds the calls it must find
+    objects = render(MODES[mode])
+    role = next(d for d in objects if d["kind"] == "Role")
+    granted = {
+        v
+        for rule in role["rules"]
+        if trainjob.GROUP in rule["apiGroups"] and trainjob.PLURAL in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert granted == used, f"Role {role['metadata']['name']} grants {granted}, code uses {used}"
+    binding = next(d for d in objects if d["kind"] == "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert {s["name"] for s in binding["subjects"]} == {"twhin-bert-pipeline"}
 
 
 def test_namespaces_carry_pod_security_labels() -> None:
