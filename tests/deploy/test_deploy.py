@@ -260,6 +260,38 @@ def test_mlflow_server_accepts_its_service_name_as_host(tmp_path: Path) -> None:
             proc.wait()
 
 
+@pytest.mark.parametrize("overlay", ["dev", "gke-gpu"])
+def test_mlflow_overlays_keep_the_auth_rules_mounted(overlay: str) -> None:
+    """Whatever image an overlay swaps in (gke-gpu: images/Dockerfile.mlflow, which does not bake
+    the rules in), the pod still mounts the ConfigMap holding basic_auth.ini and the module its
+    authorization_function names, at the folder on the container's PYTHONPATH."""
+    import configparser
+
+    rendered = subprocess.run(
+        [_tool("kubectl"), "kustomize", str(ROOT / "manifests/overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = next(c for c in pod["containers"] if c["name"] == "mlflow")
+    assert "--app-name basic-auth" in container["args"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts[env["PYTHONPATH"]])
+    data = next(
+        d["data"]
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    )
+    ini = configparser.ConfigParser()
+    ini.read_string(data["basic_auth.ini"])
+    module = ini["mlflow"]["authorization_function"].split(":")[0]
+    assert f"{module}.py" in data
+    assert f"{env['PYTHONPATH']}/basic_auth.ini" in container["args"][0]
+
+
 def test_no_credential_on_a_command_line_in_docs_or_manifests() -> None:
     """What the operator types puts no password, token or key on a command line (process
     lists, shell history): Secrets are created --from-file (private files, Secret Manager)."""

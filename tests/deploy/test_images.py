@@ -143,6 +143,23 @@ def test_one_lock_for_dev_install_and_images() -> None:
     assert re.search(r"^ARG MLFLOW_VERSION=(\S+)", mlflow_df, re.M).group(1) == pins["mlflow"]
 
 
+def test_mlflow_image_has_what_basic_auth_needs() -> None:
+    """The server runs `mlflow server --app-name basic-auth` (manifests/base/mlflow.yaml), which
+    needs MLflow's `auth` extra (Flask-WTF): the image installs the extra, every requirement of
+    it is pinned by the lock, and the build imports it."""
+    from importlib.metadata import requires
+
+    auth = [r for r in requires("mlflow") or [] if re.search(r"extra\s*==\s*.auth.", r)]
+    assert auth, "mlflow has no `auth` extra any more"
+    pins = _lock()
+    for req in auth:
+        name = re.match(r"[A-Za-z0-9_.\-]+", req).group(0).lower().replace("_", "-")
+        assert name in pins, f"{name} (mlflow[auth]) is not in requirements.lock"
+    text = (ROOT / "images/Dockerfile.mlflow").read_text()
+    assert '"mlflow[auth]==${MLFLOW_VERSION}"' in text
+    assert re.search(r"python -c \"import flask_wtf\.csrf, mlflow\.server\.auth\"", text)
+
+
 def test_gpu_image_installs_gpu_extra_and_cpu_image_does_not() -> None:
     gpu = (ROOT / "images/Dockerfile.gpu").read_text()
     cpu = (ROOT / "images/Dockerfile.cpu").read_text()
