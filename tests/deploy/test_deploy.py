@@ -133,7 +133,8 @@ def test_mlflow_image_versions_agree_and_flags_exist() -> None:
         re.MULTILINE,
     ).group(1)
     assert version == mlflow.__version__
-    assert _mlflow_container()["image"] == f"ghcr.io/mlflow/mlflow:v{version}"
+    # -full: the core image lacks the `auth` extra that --app-name basic-auth needs.
+    assert _mlflow_container()["image"] == f"ghcr.io/mlflow/mlflow:v{version}-full"
     assert _mlflow_container("gke-gpu")["image"].endswith(f"/twhin-bert-mlflow:v{version}")
     help_text = subprocess.run(
         [_tool("mlflow"), "server", "--help"], capture_output=True, text=True, check=True
