@@ -22,3 +22,13 @@ def test_bench_ingest_quick(capsys: pytest.CaptureFixture[str]) -> None:
     assert isinstance(summary["met"], bool)
     # Streaming: even at this small scale memory must not follow the input.
     assert summary["rss_growth"] < 1.3
+    # Scaling: both settings ran on the large input and wrote the same files.
+    assert summary["outputs_identical"] is True
+    assert summary["speedup_2_workers"] == pytest.approx(
+        summary["rows_per_s_workers2"] / summary["rows_per_s_workers1"], rel=0.02
+    )
+    assert 0 < summary["serial_share_workers2"] < 1
+    assert summary["cpu_bound_speedup_2_cores"] <= 2.0
+    assert summary["loadavg_1min_before"] >= 0
+    assert summary["build_graph_rows_per_cpu_s"] > 1000
+    assert summary["build_graph_rss_mb_large"] >= summary["build_graph_rss_mb_small"] > 50
