@@ -18,8 +18,8 @@ from twhin_bert.bench.embed import (
     load_tweets,
     main,
     make_model,
-    quantize_int8,
 )
+from twhin_bert.common.encoder import quantize_int8
 
 
 def test_bench_embed_quick_same_vectors_and_ratios(

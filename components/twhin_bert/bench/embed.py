@@ -18,13 +18,11 @@ disjoint slices of the tweets so that a load change on a shared machine falls on
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import random
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +116,6 @@ def sentence_transformer_cls(folder: Path, device: str, max_length: int) -> Any:
     dim = getattr(word, "get_embedding_dimension", None) or word.get_word_embedding_dimension
     pool = models.Pooling(dim(), pooling_mode="cls")
     return SentenceTransformer(modules=[word, pool], device=device)
-
-
-def quantize_int8(model: Any) -> Any:
-    """A copy of ``model`` with every ``nn.Linear`` dynamically quantised to int8 (CPU)."""
-    import torch
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch.ao points to torchao; the eager API still works
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -247,7 +235,7 @@ def _run(
 ) -> dict[str, Any]:
     """The measurement itself (``main`` resolves sizes, the model and torch's threads)."""
     from twhin_bert.common.bench import report
-    from twhin_bert.common.encoder import embed_texts, load_encoder
+    from twhin_bert.common.encoder import embed_texts, load_encoder, quantize_int8
 
     model, tok = load_encoder(folder, device)
     st = sentence_transformer_cls(folder, device, max_length)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from twhin_bert.common.compute import Device, Threads
@@ -29,6 +31,12 @@ class EmbedConfig(StrictModel):
             "Tweets read from Parquet, sorted by length and embedded at a time; larger chunks "
             "mean less padding, more memory. Progress is saved after each chunk (resume)."
         ),
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="int8: the encoder's Linear layers dynamically quantised to int8 (CPU "
+        "only; faster, vectors close to but not equal to float32 -- `twhin-bert bench embed` "
+        "reports both).",
     )
     device: Device = "auto"
     threads: Threads = 0

@@ -28,6 +28,7 @@ from twhin_bert.common.encoder import (
     encoder_of,
     load_encoder,
     pooling_excluded_ids,
+    quantize_int8,
     tokenize,
 )
 
@@ -118,6 +119,10 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     f, id_col = _open_tweets(path)
     n = f.metadata.num_rows
     enc_model, tokenizer = load_encoder(model, cfg.device)
+    if cfg.quantize == "int8":
+        if next(encoder_of(enc_model).parameters()).device.type != "cpu":
+            raise ValueError("embed: quantize=int8 runs on the CPU only; set device: cpu")
+        enc_model = quantize_int8(enc_model)
     dim = encoder_of(enc_model).config.hidden_size
     # The resume key: the contents of tweets and model (never their paths: a retried pod
     # mounts them elsewhere; another model copied to the same path must not be resumed) and
@@ -128,6 +133,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
             "dim": dim,
             "max_length": cfg.max_length,
             "chunk_size": cfg.chunk_size,
+            "quantize": cfg.quantize,
             "device": next(encoder_of(enc_model).parameters()).device.type,
         },
         {"tweets": fp.file_fingerprint(path), "model": fp.model_fingerprint(model)},
