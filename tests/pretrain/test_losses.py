@@ -31,14 +31,18 @@ def reference_nt_xent(za: torch.Tensor, zb: torch.Tensor, tau: float) -> float:
 def test_nt_xent_equals_reference(b: int, d: int, tau: float) -> None:
     g = torch.Generator().manual_seed(b * 100 + d)
     za, zb = torch.randn(b, d, generator=g), torch.randn(b, d, generator=g)
-    assert nt_xent(za, zb, tau).item() == pytest.approx(reference_nt_xent(za, zb, tau), rel=1e-5)
+    assert nt_xent(za, zb, tau, across_ranks=False).item() == pytest.approx(
+        reference_nt_xent(za, zb, tau), rel=1e-5
+    )
 
 
 def test_nt_xent_rewards_aligned_pairs_and_has_gradients() -> None:
     g = torch.Generator().manual_seed(0)
     za = torch.randn(8, 16, generator=g, requires_grad=True)
-    aligned = nt_xent(za, za.detach() * 2.0 + 0.01 * torch.randn(8, 16, generator=g), 0.1)
-    shuffled = nt_xent(za, za.detach()[torch.randperm(8, generator=g)], 0.1)
+    aligned = nt_xent(
+        za, za.detach() * 2.0 + 0.01 * torch.randn(8, 16, generator=g), 0.1, across_ranks=False
+    )
+    shuffled = nt_xent(za, za.detach()[torch.randperm(8, generator=g)], 0.1, across_ranks=False)
     assert aligned.item() < 0.1 < shuffled.item()
     aligned.backward()
     assert za.grad is not None and za.grad.abs().sum() > 0
@@ -64,7 +68,9 @@ def _rank_nt_xent(rank: int, world: int, port: int, za: torch.Tensor, zb: torch.
     mine_b = zb[rank * b : (rank + 1) * b].clone().requires_grad_(True)
     loss = nt_xent(mine_a, mine_b, 0.2, across_ranks=True)
     loss.backward()
-    q.put((rank, loss.item(), mine_a.grad, mine_b.grad))
+    # Plain values, not tensors: a tensor travels as a shared-memory handle that the parent
+    # fetches from this process, which may have exited by then (EOFError under load).
+    q.put((rank, loss.item(), mine_a.grad.tolist(), mine_b.grad.tolist()))
     dist.barrier()
     dist.destroy_process_group()
 
@@ -94,7 +100,7 @@ def test_nt_xent_across_ranks_is_one_global_batch() -> None:
         assert p.exitcode == 0
 
     ga, gb = za.clone().requires_grad_(True), zb.clone().requires_grad_(True)
-    global_loss = nt_xent(ga, gb, 0.2)
+    global_loss = nt_xent(ga, gb, 0.2, across_ranks=False)
     global_loss.backward()
     assert global_loss.item() == pytest.approx(reference_nt_xent(za, zb, 0.2), rel=1e-5)
     # Each rank's loss is the mean over its anchors: their mean is the global loss.
@@ -102,7 +108,10 @@ def test_nt_xent_across_ranks_is_one_global_batch() -> None:
     # DeepSpeed averages gradients over ranks: rank gradients / world = global gradients.
     for rank, _, grad_a, grad_b in results:
         rows = slice(rank * b, (rank + 1) * b)
-        torch.testing.assert_close(grad_a / world, ga.grad[rows], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(grad_b / world, gb.grad[rows], rtol=1e-4, atol=1e-6)
+        for got, want in ((grad_a, ga.grad), (grad_b, gb.grad)):
+            got = torch.tensor(got) / world
+            torch.testing.assert_close(got, want[rows], rtol=1e-4, atol=1e-6)
     # A single rank alone sees fewer negatives: a different (smaller-batch) loss.
-    assert nt_xent(za[:b], zb[:b], 0.2).item() != pytest.approx(global_loss.item(), rel=1e-3)
+    assert nt_xent(za[:b], zb[:b], 0.2, across_ranks=False).item() != pytest.approx(
+        global_loss.item(), rel=1e-3
+    )

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 from twhin_bert.common.lifetime import LOCK_FILE
+from twhin_bert.pretrain.checkpoints import COMPLETE_FILE, checkpoint_folder, fingerprint
 from twhin_bert.pretrain.config import ArchConfig, ObjectiveTraining, PretrainConfig
-from twhin_bert.pretrain.train import _fingerprint, checkpoint_folder, run_pretrain
+from twhin_bert.pretrain.inputs import PretrainInputs
+from twhin_bert.pretrain.train import run_pretrain
 
 CLI = [sys.executable, "-m", "twhin_bert.cli"]
 
@@ -42,19 +44,18 @@ def _copy(src: Path, dst: Path) -> Path:
 
 
 def test_fingerprint_follows_content_not_paths(
-    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path
+    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path
 ) -> None:
     cfg = PretrainConfig()
-    key = _fingerprint(cfg, "mlm", ingested=pt_ingested, tokenizer=pt_tokenizer)
+    key = fingerprint(cfg, PretrainInputs("mlm", pt_ingested, pt_tokenizer))
     ing2, tok2 = _copy(pt_ingested, tmp_path / "run2/ingest"), _copy(pt_tokenizer, tmp_path / "t")
+    moved = PretrainInputs("mlm", ing2, tok2)
     # A resubmitted run: the same artifacts under new paths, bookkeeping fields changed.
-    assert key == _fingerprint(
-        PretrainConfig(threads=7, num_gpus=2), "mlm", ingested=ing2, tokenizer=tok2
-    )
-    assert key != _fingerprint(cfg, "mlm_social", ingested=ing2, tokenizer=tok2)
-    assert key != _fingerprint(PretrainConfig(lam=0.5), "mlm", ingested=ing2, tokenizer=tok2)
+    assert key == fingerprint(PretrainConfig(threads=7, num_gpus=2), moved)
+    assert key != fingerprint(cfg, PretrainInputs("mlm_social", ing2, tok2, pairs=pt_pairs))
+    assert key != fingerprint(PretrainConfig(lam=0.5), moved)
     (tok2 / "tokenizer.json").write_text((tok2 / "tokenizer.json").read_text().replace("▁", "_"))
-    assert key != _fingerprint(cfg, "mlm", ingested=ing2, tokenizer=tok2)
+    assert key != fingerprint(cfg, moved)
 
 
 def test_resume_by_content_and_torn_checkpoint_falls_back(
@@ -152,7 +153,9 @@ def test_second_writer_of_a_checkpoint_folder_is_refused(
     cfg = small_cfg(checkpoint_dir=str(tmp_path / "claim"))
     cfg_file = tmp_path / "pretrain.yaml"
     cfg_file.write_text(cfg.model_dump_json())
-    ckpt, _ = checkpoint_folder(cfg, tmp_path / "x", "mlm", pt_ingested, pt_tokenizer, None, None)
+    ckpt = checkpoint_folder(
+        cfg, tmp_path / "x", PretrainInputs("mlm", pt_ingested, pt_tokenizer)
+    ).path
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time; from twhin_bert.common.lifetime import hold_folder\n"
@@ -230,7 +233,7 @@ def test_kill_9_of_the_launchers_group_kills_its_workers(
     # The first multi-process CPU run on a machine JIT-builds DeepSpeed's shm op (minutes).
     deadline = time.time() + 600
     try:
-        while not list(ckpt.glob("step*/complete.json")):
+        while not list(ckpt.glob(f"step*/{COMPLETE_FILE}")):
             assert proc.poll() is None and time.time() < deadline, "no checkpoint before the kill"
             time.sleep(0.5)
         tree = _descendants(proc.pid)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 
 def nt_xent(
-    z_a: torch.Tensor, z_b: torch.Tensor, tau: float, *, across_ranks: bool = False
+    z_a: torch.Tensor, z_b: torch.Tensor, tau: float, *, across_ranks: bool
 ) -> torch.Tensor:
     """NT-Xent over ``B`` positive pairs with the ``2B - 1`` other tweets as negatives.
 
@@ -28,7 +28,8 @@ def nt_xent(
         z_a: ``[B, d]`` projections of the first tweets of the pairs.
         z_b: ``[B, d]`` projections of their partners (row ``i`` pairs with row ``i``).
         tau: Temperature.
-        across_ranks: Draw negatives from every rank of the default process group.
+        across_ranks: Draw negatives from every rank of the default process group (False:
+            this process's pairs only).
 
     Returns:
         The scalar loss (float32).

@@ -152,12 +152,16 @@ class PretrainModel(nn.Module):
         cls_index: torch.Tensor,
         mlm_index: torch.Tensor,
         mlm_labels: torch.Tensor,
-        social: bool = False,
-        tau: float = 0.1,
-        lam: float = 0.05,
-        across_ranks: bool = False,
+        *,
+        social: bool,
+        tau: float,
+        lam: float,
+        across_ranks: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses of one micro-batch.
+
+        The loss settings come by name from the config (``PretrainConfig.tau``, ``lam``,
+        ``negatives_across_ranks``: their one default lives there).
 
         Returns:
             ``(loss, mlm_loss, social_loss)``; for the MLM objective ``loss = mlm_loss`` and
@@ -177,7 +181,7 @@ class PretrainModel(nn.Module):
         return combined_loss(soc, mlm, lam), mlm.detach(), soc.detach()
 
     def batch_losses(
-        self, batch: Batch, *, social: bool, tau: float, lam: float
+        self, batch: Batch, *, social: bool, tau: float, lam: float, across_ranks: bool
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` on a :class:`Batch` (already on the model's device)."""
         return self(
@@ -187,9 +191,10 @@ class PretrainModel(nn.Module):
             batch.cls_index,
             batch.mlm_index,
             batch.mlm_labels,
-            social,
-            tau,
-            lam,
+            social=social,
+            tau=tau,
+            lam=lam,
+            across_ranks=across_ranks,
         )
 
     @torch.no_grad()
@@ -300,30 +305,6 @@ def _released_mlm_head(encoder: nn.Module, folder: str) -> nn.Module | None:
 MASKED_LM_HEAD_KEYS = frozenset(
     {"dense.weight", "dense.bias", "layer_norm.weight", "layer_norm.bias", "bias"}
 )
-
-
-def start_folders(
-    base: str | None, tokenizer: str | Path | None, init_from: str | Path | None
-) -> tuple[Path, Path | None]:
-    """Where a run's tokenizer and initial weights come from.
-
-    Given folders win. With a ``base_model`` the missing ones are the base (downloaded once
-    when it is on gs://, its family checked): stage 1's continuation, or stage 2 and the
-    ablation twin when stage 1 is skipped, start from it and use its tokenizer; a stage that
-    starts from an export uses that export's tokenizer (the base's, saved with it).
-
-    Raises:
-        ValueError: Neither a tokenizer nor a base model nor a model to start from.
-    """
-    if base is not None:
-        init_from = init_from or base_model.fetch(base)
-    tokenizer = tokenizer or init_from
-    if tokenizer is None:
-        raise ValueError(
-            "pretrain needs a tokenizer folder (train_tokenizer's output), a base_model, or a "
-            "model to start from"
-        )
-    return Path(tokenizer), Path(init_from) if init_from else None
 
 
 def packing_limits(

@@ -1,19 +1,19 @@
 """The pretrain stage: DeepSpeed training of the encoder for one objective, then export.
 
-Read top to bottom: :func:`run_pretrain` (the stage) decides how to run — in this process
-(one CPU process locally, or one GPU) or re-launched under ``torchrun`` with one process per
-GPU of the node (``cfg.num_gpus > 1``); :func:`train` is the recipe: data, model, DeepSpeed
-engine, resume from the latest checkpoint, the loop, export.
+Read top to bottom: :func:`run_pretrain` (the stage) resolves its inputs into one
+:class:`~twhin_bert.pretrain.inputs.PretrainInputs` and decides how to run — in this process
+(one CPU process locally, or one GPU), re-launched under ``torchrun`` with one process per GPU
+of the node (``cfg.num_gpus > 1``), or as a Kubeflow TrainJob (``cfg.num_nodes > 1``);
+:func:`train` is the recipe, one step per function: :func:`setup_data`, :func:`build_engine`,
+:func:`resume`, :func:`loop`, :func:`finish` (metrics and export).
 
-Resume: every ``checkpoint_every`` steps ``engine.save_checkpoint`` stores weights, optimizer,
-LR schedule and, in ``client_state``, the data position ``(epoch, next batch)`` and the log.
-A rerun into the same output folder (its ``.partial`` staging folder survives a crash) finds
-the latest checkpoint and continues with exactly the batches the uninterrupted run would have
-seen: batches, masks and dropout are pure functions of ``(seed, epoch, batch, step)``.
-Checkpoints are keyed by the contents of the inputs and the config, never their paths (see
-:mod:`twhin_bert.common.fingerprint`), so a retried pod or a resubmitted run finds them on a
-shared ``checkpoint_dir``; each one is trusted only once its ``complete.json`` matches its files
-(a torn newest checkpoint falls back to the one before); one run at a time holds the folder.
+Resume: every ``checkpoint_every`` steps a checkpoint stores weights, optimizer, LR schedule
+and the :class:`TrainState` (step, data position, log; see
+:mod:`twhin_bert.pretrain.checkpoints`). A rerun into the same output folder (its ``.partial``
+staging folder survives a crash) or onto the same ``checkpoint_dir`` finds the newest complete
+checkpoint of the same inputs and settings and continues with exactly the batches the
+uninterrupted run would have seen: batches, masks and dropout are pure functions of
+``(seed, epoch, batch, step)``; one run at a time holds the checkpoint folder.
 """
 
 from __future__ import annotations
@@ -24,26 +24,26 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, tracking
 from twhin_bert.common.compute import use_threads
 from twhin_bert.common.progress import progress
-from twhin_bert.common.stage import METRICS_FILE, stage
-from twhin_bert.pretrain.config import OBJECTIVES, PretrainConfig
+from twhin_bert.common.stage import stage
+from twhin_bert.pretrain.checkpoints import CheckpointFolder, checkpoint_folder
+from twhin_bert.pretrain.config import ObjectiveTraining, PretrainConfig
+from twhin_bert.pretrain.inputs import PretrainInputs
 
 log = logging.getLogger(__name__)
 
-CHECKPOINTS = "checkpoints"
 RESULT_FILE = "_pretrain_result.json"
 LAUNCHED_ENV = "TWHIN_BERT_PRETRAIN_LAUNCHED"
 #: Set to 1 to let ``num_gpus`` > 1 run as CPU processes on a machine without CUDA.
@@ -52,12 +52,6 @@ CPU_RANKS_ENV = "TWHIN_BERT_CPU_RANKS"
 PARENT_ENV = "TWHIN_BERT_PRETRAIN_PARENT"
 #: First argument of this module's command line that makes it the launcher's torchrun.
 TORCHRUN_ARG = "--torchrun"
-#: Written into a checkpoint's folder once every rank's files are complete.
-COMPLETE_FILE = "complete.json"
-#: The fingerprint of the inputs and settings a checkpoint folder's checkpoints belong to.
-FINGERPRINT_FILE = "fingerprint.json"
-#: Never fewer checkpoints kept: a torn newest one falls back to the one before.
-MIN_KEPT = 2
 MLFLOW_RUN_ENV = "TWHIN_BERT_MLFLOW_RUN_ID"
 
 
@@ -90,46 +84,28 @@ def run_pretrain(
     Returns:
         Final losses, steps, tokens/s, non-padding tokens and more.
     """
-    _check_inputs(objective, pairs)
     if cfg.num_nodes == 1:  # else the TrainJob's nodes hold the GPUs, not this pod
         check_devices(cfg.num_gpus)
-    from twhin_bert.pretrain.model import start_folders
-
-    tokenizer, init_from = start_folders(cfg.base_model, tokenizer, init_from)
-    ingested = Path(ingested)
-    pairs = Path(pairs) if pairs else None
-    ckpt_dir, key = checkpoint_folder(
-        cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from
+    inputs = PretrainInputs.resolve(
+        cfg.base_model,
+        objective=objective,
+        ingested=ingested,
+        tokenizer=tokenizer,
+        pairs=pairs,
+        init_from=init_from,
     )
+    out_dir = Path(out_dir)
+    ckpt = checkpoint_folder(cfg, out_dir, inputs)
     # One writer per checkpoint folder for the whole run: a second run (or a rerun while the
     # workers of a killed one still live) fails at once instead of resuming mid-write.
-    with lifetime.hold_folder(ckpt_dir, "pretrain") as lock_fd:
+    with lifetime.hold_folder(ckpt.path, "pretrain") as lock_fd:
         if cfg.num_nodes > 1 and not os.environ.get(LAUNCHED_ENV):
             from twhin_bert.pretrain.trainjob import run_trainjob
 
-            return run_trainjob(
-                cfg, Path(out_dir), objective, ckpt_dir, key, ingested, tokenizer, pairs, init_from
-            )
+            return run_trainjob(cfg, out_dir, inputs, ckpt)
         if cfg.num_gpus > 1 and not os.environ.get(LAUNCHED_ENV):
-            return _launch(
-                cfg, Path(out_dir), objective, ingested, tokenizer, pairs, init_from, lock_fd
-            )
-        return train(
-            cfg,
-            Path(out_dir),
-            objective=objective,
-            ingested=ingested,
-            tokenizer=tokenizer,
-            pairs=pairs,
-            init_from=init_from,
-        )
-
-
-def _check_inputs(objective: str, pairs: Path | None) -> None:
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-    if objective == "mlm_social" and pairs is None:
-        raise ValueError("objective mlm_social needs pairs (the mine_pairs output folder)")
+            return _launch(cfg, out_dir, inputs, lock_fd)
+        return train(cfg, out_dir, inputs)
 
 
 def check_devices(num_gpus: int) -> None:
@@ -162,86 +138,181 @@ def check_devices(num_gpus: int) -> None:
 # --------------------------------------------------------------------------- the recipe
 
 
-def train(
-    cfg: PretrainConfig,
-    out_dir: Path,
-    *,
-    objective: str,
-    ingested: Path,
-    tokenizer: Path,
-    pairs: Path | None = None,
-    init_from: Path | None = None,
-) -> dict[str, Any]:
+def train(cfg: PretrainConfig, out_dir: Path, inputs: PretrainInputs) -> dict[str, Any]:
     """Trains and exports in this process (one rank of a launch, or the only process).
 
-    Args and Returns: as :func:`run_pretrain`.
-    """
-    _check_inputs(objective, pairs)
-    import torch
+    Args:
+        cfg: The stage config.
+        out_dir: The (staging) output folder; rank 0 exports the model into it.
+        inputs: The resolved inputs (:meth:`PretrainInputs.resolve`).
 
+    Returns:
+        As :func:`run_pretrain`.
+    """
+    run = start(cfg, out_dir, inputs)
+    data = setup_data(run)
+    engine = build_engine(run, data)
+    state = resume(run, engine)
+    with _launched_tracking(run.rank):
+        meter = loop(run, engine, data, state)
+        return finish(run, engine, data, state, meter)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What stays fixed through one process's run.
+
+    Attributes:
+        cfg: The stage config.
+        inputs: The resolved inputs.
+        out_dir: The (staging) output folder.
+        ckpt: The run's checkpoint folder and fingerprint.
+        device: This process's torch device.
+        world: Processes in the run.
+        rank: This process's rank (0 exports and logs).
+    """
+
+    cfg: PretrainConfig
+    inputs: PretrainInputs
+    out_dir: Path
+    ckpt: CheckpointFolder
+    device: Any
+    world: int
+    rank: int
+
+    @property
+    def training(self) -> ObjectiveTraining:
+        """The objective's training settings (batch, steps, learning rate)."""
+        return self.cfg.training(self.inputs.objective)
+
+
+@dataclass
+class Data:
+    """The tokenizer and the batch stream (:class:`~twhin_bert.pretrain.data.TweetStream` for
+    ``mlm``, :class:`~twhin_bert.pretrain.data.PairStream` for ``mlm_social``)."""
+
+    tokenizer: Any
+    specials: Any
+    stream: Any
+
+
+@dataclass
+class Engine:
+    """The DeepSpeed engine (it wraps the model), its LR schedule and what metrics report."""
+
+    engine: Any
+    scheduler: Any
+    parameters: int
+    bf16: bool
+
+
+@dataclass
+class TrainState:
+    """Where training stands: what every checkpoint's ``client_state`` carries.
+
+    Attributes:
+        step: Optimizer steps done.
+        epoch: The epoch of the last batch consumed.
+        next_batch: The index of the next batch (a checkpoint without ``data`` replays to it).
+        log: One entry per logged step (``training_log.json``).
+        tokens: Non-padding tokens trained on, all ranks.
+        data: The stream's saved position (O(1) to restore whatever the step).
+        resumed_from: The step the run resumed from (0: a fresh start); not saved.
+    """
+
+    step: int = 0
+    epoch: int = 0
+    next_batch: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+    data: dict[str, Any] | None = None
+    resumed_from: int = 0
+
+    SAVED: ClassVar[tuple[str, ...]] = ("step", "epoch", "next_batch", "log", "tokens", "data")
+
+    @classmethod
+    def from_client(cls, client: dict[str, Any]) -> TrainState:
+        """The state a checkpoint saved (``data`` exists since issue 13: else ``None``)."""
+        fresh = cls()
+        state = cls(**{k: client.get(k, getattr(fresh, k)) for k in cls.SAVED})
+        state.log = list(state.log)
+        state.resumed_from = state.step
+        return state
+
+    def client(self, position: dict[str, Any]) -> dict[str, Any]:
+        """The ``client_state`` of a checkpoint taken now, the stream at ``position``."""
+        self.data = position
+        return {k: getattr(self, k) for k in self.SAVED}
+
+    def start(self) -> dict[str, Any]:
+        """Where the stream starts: its saved position, else (epoch, next batch) to replay."""
+        return self.data or {"epoch": self.epoch, "batch": self.next_batch}
+
+
+def start(cfg: PretrainConfig, out_dir: Path, inputs: PretrainInputs) -> Run:
+    """Sets torch's threads, joins (or creates) the process group; the :class:`Run`."""
     use_threads(cfg.threads)
     device, world, rank = _init_distributed()
-    import deepspeed
-    from deepspeed.utils import logger as ds_logger
+    ckpt = checkpoint_folder(cfg, out_dir, inputs)
+    return Run(cfg, inputs, out_dir, ckpt, device, world, rank)
 
+
+def setup_data(run: Run) -> Data:
+    """The tokenizer and the objective's stream of micro-batches of ``micro_batch_size``."""
     from twhin_bert.pretrain import data as D
-    from twhin_bert.pretrain.export import export_model
-    from twhin_bert.pretrain.model import build_model, packing_limits
+    from twhin_bert.pretrain.model import packing_limits
 
-    ds_logger.setLevel(logging.WARNING)
-    tc = cfg.training(objective)
-    social = objective == "mlm_social"
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
-
-    # --- data
-    tok, specials = D.load_tokenizer(tokenizer)
+    cfg, inputs = run.cfg, run.inputs
+    tok, specials = D.load_tokenizer(inputs.tokenizer)
     # Positions and lengths follow the encoder (a base model's family and position table).
-    position_offset, max_seq_len, max_pair_tokens = packing_limits(
-        cfg.max_seq_len, cfg.max_pair_tweet_tokens, tok, specials, init_from
+    offset, max_seq_len, max_pair_tokens = packing_limits(
+        cfg.max_seq_len, cfg.max_pair_tweet_tokens, tok, specials, inputs.init_from
     )
+    common = {
+        "max_seq_len": max_seq_len,
+        "position_offset": offset,
+        "mask_prob": cfg.mask_prob,
+        "alpha": cfg.lang_alpha,
+        "shuffle_buffer": cfg.shuffle_buffer,
+        "read_rows": cfg.read_batch_rows,
+        "seed": cfg.seed,
+    }
+    batch = run.training.micro_batch_size
     stream: Any
-    if social:
-        assert pairs is not None
+    if inputs.social:
+        assert inputs.pairs is not None  # PretrainInputs checks it
         stream = D.PairStream(
-            pairs,
-            ingested,
-            tok,
-            specials,
-            pairs_per_batch=tc.micro_batch_size,
-            max_seq_len=max_seq_len,
-            max_tweet_tokens=max_pair_tokens,
-            position_offset=position_offset,
-            mask_prob=cfg.mask_prob,
-            alpha=cfg.lang_alpha,
-            shuffle_buffer=cfg.shuffle_buffer,
-            read_rows=cfg.read_batch_rows,
-            seed=cfg.seed,
-        )
+            inputs.pairs, inputs.ingested, tok, specials,
+            pairs_per_batch=batch, max_tweet_tokens=max_pair_tokens, **common,
+        )  # fmt: skip
     else:
         stream = D.TweetStream(
-            D.tweets_file(ingested),
-            tok,
-            specials,
-            rows_per_batch=tc.micro_batch_size,
-            max_seq_len=max_seq_len,
-            position_offset=position_offset,
-            mask_prob=cfg.mask_prob,
-            alpha=cfg.lang_alpha,
-            shuffle_buffer=cfg.shuffle_buffer,
-            read_rows=cfg.read_batch_rows,
-            seed=cfg.seed,
+            D.tweets_file(inputs.ingested), tok, specials, rows_per_batch=batch, **common
         )
+    return Data(tok, specials, stream)
 
-    # --- model and engine
+
+def build_engine(run: Run, data: Data) -> Engine:
+    """The model (fresh, or from ``init_from``) inside a DeepSpeed engine (AdamW, schedule)."""
+    import deepspeed
+    import torch
+    from deepspeed.utils import logger as ds_logger
+
+    from twhin_bert.pretrain.model import build_model
+
+    ds_logger.setLevel(logging.WARNING)
+    cfg, init_from = run.cfg, run.inputs.init_from
+    on_gpu = run.device.type == "cuda"
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and on_gpu)
     torch.manual_seed(cfg.seed)
     model = build_model(
         cfg.arch,
-        specials,
+        data.specials,
         max_seq_len=cfg.max_seq_len,
         projection_dims=cfg.projection_dims,
         init_from=str(init_from) if init_from else None,
     )
-    if tc.grad_checkpointing:
+    if run.training.grad_checkpointing:
         model.encoder.gradient_checkpointing_enable(
             gradient_checkpointing_kwargs={"use_reentrant": False}
         )
@@ -249,164 +320,192 @@ def train(
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         model_parameters=_param_groups(model, cfg.weight_decay),
-        config=deepspeed_config(cfg, objective, bf16=bf16, on_gpu=device.type == "cuda"),
+        config=deepspeed_config(cfg, run.inputs.objective, bf16=bf16, on_gpu=on_gpu),
     )
+    return Engine(engine, scheduler, n_params, bf16)
 
-    # --- resume: the newest complete checkpoint of these inputs and settings that loads
-    ckpt_dir, fingerprint = checkpoint_folder(
-        cfg, out_dir, objective, ingested, tokenizer, pairs, init_from
+
+def resume(run: Run, engine: Engine) -> TrainState:
+    """The state of the newest complete checkpoint of these inputs and settings that loads
+    (weights, optimizer and schedule go into ``engine``); a fresh state without one."""
+    client = run.ckpt.resume(engine.engine, run.world, run.rank)
+    if client is None:
+        return TrainState()
+    state = TrainState.from_client(client)
+    log.info("pretrain: resumed from step %d (%s)", state.step, run.ckpt.path)
+    return state
+
+
+def loop(run: Run, engine: Engine, data: Data, state: TrainState) -> Throughput:
+    """Optimizer steps up to ``steps``: logs every ``log_every`` and checkpoints every
+    ``checkpoint_every`` steps and at the last (a crash during export resumes to export)."""
+    cfg, tc = run.cfg, run.training
+    batches = _rank_batches(data.stream(state.start()), run.world, run.rank)
+    meter = Throughput(warmup_step=state.step + 1)  # each process's first step warms up
+    bar = progress(
+        total=tc.steps,
+        initial=state.step,
+        desc=f"pretrain {run.inputs.objective}",
+        **({} if run.rank == 0 else {"disable": True}),
     )
-    state: dict[str, Any] = {
-        "step": 0, "epoch": 0, "next_batch": 0, "log": [], "tokens": 0, "data": None,
-    }  # fmt: skip
-    resumed_from = 0
-    client = _resume(engine, ckpt_dir, fingerprint, world, rank)
-    if client is not None:
-        state = {k: client.get(k, state[k]) for k in state}  # "data": since issue 13
-        resumed_from = state["step"]
-        log.info("pretrain: resumed from step %d (%s)", resumed_from, ckpt_dir)
+    engine.engine.train()
+    while state.step < tc.steps:
+        t0 = time.perf_counter()
+        losses, tokens = train_step(run, engine.engine, batches, state)
+        meter.add(state.step, tokens, time.perf_counter() - t0)
+        if state.step % cfg.log_every == 0 or state.step == tc.steps:
+            entry = _log_step(run, engine, state, losses, meter.window_rate())
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
+        bar.update(1)
+        if state.step % cfg.checkpoint_every == 0 or state.step == tc.steps:
+            client = state.client(data.stream.position())
+            run.ckpt.save(
+                engine.engine, state.step, client,
+                world=run.world, rank=run.rank, keep=cfg.keep_checkpoints,
+            )  # fmt: skip
+    bar.close()
+    return meter
 
-    # --- tracking in a launched child (the parent process holds the MLflow run)
-    tracking_ctx: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-    if rank == 0 and os.environ.get(MLFLOW_RUN_ENV):
-        import mlflow
 
-        tracking.configure()
-        tracking_ctx = mlflow.start_run(run_id=os.environ[MLFLOW_RUN_ENV])
+def train_step(
+    run: Run, engine: Any, batches: Iterator[tuple[int, int, Any]], state: TrainState
+) -> tuple[Any, int]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches.
 
-    # --- the loop
-    # The stream's saved position: O(1) whatever the step (a checkpoint without one replays).
-    start = state["data"] or {"epoch": state["epoch"], "batch": state["next_batch"]}
-    batches = _rank_batches(stream(start), world, rank)
-    step, epoch, next_batch = state["step"], state["epoch"], state["next_batch"]
-    train_log: list[dict[str, Any]] = list(state["log"])
-    total_tokens = int(state["tokens"])
-    timed_tokens, timed_seconds = 0, 0.0  # excludes each process's first (warm-up) step
-    window_tokens, window_t0 = 0, time.perf_counter()
-    bar = (
-        progress(total=tc.steps, initial=step, desc=f"pretrain {objective}")
-        if rank == 0
-        else progress(total=tc.steps, disable=True)
-    )
-    engine.train()
-    with tracking_ctx:
-        while step < tc.steps:
-            t0 = time.perf_counter()
-            # Dropout depends only on (seed, step): a resumed run draws what the original would.
-            torch.manual_seed(_derive(cfg.seed, step))
-            losses = torch.zeros(3)
-            step_tokens = 0
-            for _ in range(tc.grad_accum_steps):
-                epoch, index, batch = next(batches)
-                next_batch = index + world  # this rank consumed up to here (all ranks agree)
-                batch = batch.to(engine.device)
-                loss, mlm, soc = _forward(
-                    engine, batch, social, cfg.tau, cfg.lam, cfg.negatives_across_ranks
-                )
-                engine.backward(loss)
-                engine.step()
-                losses += torch.stack([loss.detach(), mlm, soc]).float().cpu()
-                step_tokens += batch.tokens
-            step += 1
-            step_tokens = _all_sum(step_tokens, world)
-            losses = losses / tc.grad_accum_steps
-            total_tokens += step_tokens
-            dt = time.perf_counter() - t0
-            if step > resumed_from + 1:
-                timed_tokens += step_tokens
-                timed_seconds += dt
-            window_tokens += step_tokens
-            if step % cfg.log_every == 0 or step == tc.steps:
-                now = time.perf_counter()
-                entry = {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": float(losses[0]),
-                    "mlm_loss": float(losses[1]),
-                    "social_loss": float(losses[2]) if social else None,
-                    "lr": float(scheduler.get_last_lr()[0]) if scheduler else tc.peak_lr,
-                    "tokens_per_s": window_tokens / max(now - window_t0, 1e-9),
-                    "tokens": total_tokens,
-                }
-                window_tokens, window_t0 = 0, now
-                train_log.append(entry)
-                if rank == 0:
-                    tracking.log_metrics(
-                        {k: v for k, v in entry.items() if v is not None}, step=step
-                    )
-                bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['lr']:.2e}")
-            bar.update(1)
-            # The last step is saved too: a crash during export resumes straight to export.
-            if step % cfg.checkpoint_every == 0 or step == tc.steps:
-                client = {
-                    "step": step,
-                    "epoch": epoch,
-                    "next_batch": next_batch,
-                    "data": stream.position(),
-                    "log": train_log,
-                    "tokens": total_tokens,
-                    "fingerprint": fingerprint,
-                }
-                engine.save_checkpoint(str(ckpt_dir), tag=f"step{step}", client_state=client)
-                if world > 1:
-                    torch.distributed.barrier()  # every rank's files are written
-                if rank == 0:
-                    _mark_complete(ckpt_dir / f"step{step}")
-                    _prune_checkpoints(ckpt_dir, max(MIN_KEPT, cfg.keep_checkpoints))
-        bar.close()
+    Returns:
+        The mean ``[loss, mlm_loss, social_loss]`` and the non-padding tokens of all ranks.
+    """
+    import torch
 
-        # --- metrics and export
-        last = train_log[-1]
-        tail = train_log[-max(1, len(train_log) // 10) :]
-        metrics: dict[str, Any] = {
-            "objective": objective,
-            "steps": step,
-            "resumed_from_step": resumed_from,
-            "final_loss": last["loss"],
-            "final_mlm_loss": last["mlm_loss"],
-            "tail_mean_loss": sum(e["loss"] for e in tail) / len(tail),
-            "first_loss": train_log[0]["loss"],
-            "non_padding_tokens": total_tokens,
-            "tokens_per_second": timed_tokens / timed_seconds if timed_seconds else math.nan,
-            "parameters": n_params,
-            "world_size": world,
-            "precision": "bf16" if bf16 else "fp32",
-        }
-        if social:
-            metrics["final_social_loss"] = last["social_loss"]
-        if rank == 0:
-            export_model(
-                engine.module,
-                tok,
-                out_dir,
-                objective=objective,
-                metrics=metrics,
-                config=cfg.model_dump(mode="json"),
-                training_log=train_log,
-            )
-            if not cfg.keep_checkpoints_after and ckpt_dir.is_dir():
-                shutil.rmtree(ckpt_dir)
-        if world > 1:
-            torch.distributed.barrier()
+    cfg, accum = run.cfg, run.training.grad_accum_steps
+    # Dropout depends only on (seed, step): a resumed run draws what the original would.
+    torch.manual_seed(_derive(cfg.seed, state.step))
+    losses = torch.zeros(3)
+    tokens = 0
+    for _ in range(accum):
+        state.epoch, index, batch = next(batches)
+        state.next_batch = index + run.world  # this rank consumed up to here (all ranks agree)
+        batch = batch.to(engine.device)
+        # Through the engine (so its hooks -- ZeRO, bf16 -- apply); loss settings by name.
+        loss, mlm, soc = engine(
+            batch.input_ids, batch.position_ids, batch.segment_ids,
+            batch.cls_index, batch.mlm_index, batch.mlm_labels,
+            social=run.inputs.social, tau=cfg.tau, lam=cfg.lam,
+            across_ranks=cfg.negatives_across_ranks,
+        )  # fmt: skip
+        engine.backward(loss)
+        engine.step()
+        losses += torch.stack([loss.detach(), mlm, soc]).float().cpu()
+        tokens += batch.tokens
+    state.step += 1
+    tokens = _all_sum(tokens, run.world)
+    state.tokens += tokens
+    return losses / accum, tokens
+
+
+@dataclass
+class Throughput:
+    """Non-padding tokens per second: over the run (each process's first, warm-up step left
+    out) and over the window since the last log entry."""
+
+    warmup_step: int
+    tokens: int = 0
+    seconds: float = 0.0
+    window_tokens: int = 0
+    window_t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, step: int, tokens: int, seconds: float) -> None:
+        """Counts optimizer step ``step``: ``tokens`` in ``seconds``."""
+        if step > self.warmup_step:
+            self.tokens += tokens
+            self.seconds += seconds
+        self.window_tokens += tokens
+
+    def window_rate(self) -> float:
+        """Tokens/s since the last call (or the start); starts a new window."""
+        now = time.perf_counter()
+        rate = self.window_tokens / max(now - self.window_t0, 1e-9)
+        self.window_tokens, self.window_t0 = 0, now
+        return rate
+
+    @property
+    def rate(self) -> float:
+        """Tokens/s over the timed steps (NaN when there were none)."""
+        return self.tokens / self.seconds if self.seconds else math.nan
+
+
+def _log_step(
+    run: Run, engine: Engine, state: TrainState, losses: Any, tokens_per_s: float
+) -> dict[str, Any]:
+    """Appends the step's entry to the training log (and MLflow, rank 0); returns it."""
+    sched = engine.scheduler
+    entry = {
+        "step": state.step,
+        "epoch": state.epoch,
+        "loss": float(losses[0]),
+        "mlm_loss": float(losses[1]),
+        "social_loss": float(losses[2]) if run.inputs.social else None,
+        "lr": float(sched.get_last_lr()[0]) if sched else run.training.peak_lr,
+        "tokens_per_s": tokens_per_s,
+        "tokens": state.tokens,
+    }
+    state.log.append(entry)
+    if run.rank == 0:
+        tracking.log_metrics({k: v for k, v in entry.items() if v is not None}, step=state.step)
+    return entry
+
+
+def finish(
+    run: Run, engine: Engine, data: Data, state: TrainState, meter: Throughput
+) -> dict[str, Any]:
+    """The run's metrics; rank 0 exports the model (and removes the checkpoints unless kept)."""
+    from twhin_bert.pretrain.export import export_model
+
+    entries = state.log
+    last, tail = entries[-1], entries[-max(1, len(entries) // 10) :]
+    metrics: dict[str, Any] = {
+        "objective": run.inputs.objective,
+        "steps": state.step,
+        "resumed_from_step": state.resumed_from,
+        "final_loss": last["loss"],
+        "final_mlm_loss": last["mlm_loss"],
+        "tail_mean_loss": sum(e["loss"] for e in tail) / len(tail),
+        "first_loss": entries[0]["loss"],
+        "non_padding_tokens": state.tokens,
+        "tokens_per_second": meter.rate,
+        "parameters": engine.parameters,
+        "world_size": run.world,
+        "precision": "bf16" if engine.bf16 else "fp32",
+    }
+    if run.inputs.social:
+        metrics["final_social_loss"] = last["social_loss"]
+    if run.rank == 0:
+        export_model(
+            engine.engine.module,
+            data.tokenizer,
+            run.out_dir,
+            objective=run.inputs.objective,
+            metrics=metrics,
+            config=run.cfg.model_dump(mode="json"),
+            training_log=entries,
+        )
+        if not run.cfg.keep_checkpoints_after and run.ckpt.path.is_dir():
+            shutil.rmtree(run.ckpt.path)
+    if run.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     return metrics
 
 
-def _forward(
-    engine: Any, batch: Any, social: bool, tau: float, lam: float, across_ranks: bool
-) -> Any:
-    """One forward through the DeepSpeed engine (so its hooks — ZeRO, bf16 — apply)."""
-    return engine(
-        batch.input_ids,
-        batch.position_ids,
-        batch.segment_ids,
-        batch.cls_index,
-        batch.mlm_index,
-        batch.mlm_labels,
-        social,
-        tau,
-        lam,
-        across_ranks,
-    )
+def _launched_tracking(rank: int) -> contextlib.AbstractContextManager[Any]:
+    """Rank 0 of a launched child logs into its launcher's MLflow run (which holds it)."""
+    if rank != 0 or not os.environ.get(MLFLOW_RUN_ENV):
+        return contextlib.nullcontext()
+    import mlflow
+
+    tracking.configure()
+    return mlflow.start_run(run_id=os.environ[MLFLOW_RUN_ENV])
 
 
 # --------------------------------------------------------------------------- engine pieces
@@ -559,199 +658,11 @@ def _derive(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919 + 17) % (2**63 - 1)
 
 
-# --------------------------------------------------------------------------- checkpoints
-
-
-def checkpoint_folder(
-    cfg: PretrainConfig,
-    out_dir: Path,
-    objective: str,
-    ingested: Path,
-    tokenizer: Path,
-    pairs: Path | None,
-    init_from: Path | None,
-) -> tuple[Path, str]:
-    """Where this run's checkpoints live, and the fingerprint they must carry.
-
-    A shared ``checkpoint_dir`` (a persistent volume that outlives the pod) holds one folder
-    per (objective, config, input contents): stage 2 and the MLM-only twin of one run never
-    meet, while a retried pod or a resubmitted pipeline -- the same artifacts under new
-    paths -- finds its own. Without it: ``out_dir/checkpoints`` in the staging folder.
-    """
-    key = _fingerprint(
-        cfg, objective, ingested=ingested, tokenizer=tokenizer, pairs=pairs, init_from=init_from
-    )
-    if cfg.checkpoint_dir:
-        return Path(cfg.checkpoint_dir) / f"{objective}-{key}", key
-    return out_dir / CHECKPOINTS, key
-
-
-def _fingerprint(
-    cfg: PretrainConfig,
-    objective: str,
-    *,
-    ingested: Path,
-    tokenizer: Path,
-    pairs: Path | None = None,
-    init_from: Path | None = None,
-) -> str:
-    """What must match for a checkpoint to be resumed: the objective, the config (not its
-    bookkeeping fields) and the contents of the inputs (never their paths)."""
-    from twhin_bert.pretrain import data as D
-
-    keep = cfg.model_dump(
-        mode="json",
-        exclude={
-            "checkpoint_every",
-            "keep_checkpoints",
-            "checkpoint_dir",
-            "log_every",
-            "threads",
-            "keep_checkpoints_after",
-            "num_gpus",
-            "num_nodes",
-        },
-    )
-    start: str | None = None
-    if init_from is not None:  # a model folder, or a name of a released model
-        p = Path(init_from)
-        start = fp.model_fingerprint(p) if p.is_dir() else str(init_from)
-    inputs = {
-        "tweets": fp.file_fingerprint(D.tweets_file(ingested)),
-        "tokenizer": fp.path_fingerprint(tokenizer, ignore={METRICS_FILE}),
-        "pairs": fp.file_fingerprint(D.pairs_file(pairs)) if pairs is not None else None,
-        "init_from": start,
-    }
-    return fp.fingerprint([objective, keep], inputs)
-
-
-def _resume(
-    engine: Any, ckpt_dir: Path, fingerprint: str, world: int, rank: int
-) -> dict[str, Any] | None:
-    """Loads the newest complete checkpoint of ``fingerprint`` into ``engine``.
-
-    A folder holding another fingerprint's checkpoints is emptied (one log line); a torn
-    newest checkpoint (cut short, truncated, unloadable) is passed over, with one log line,
-    for the one before it; checkpoints newer than the one loaded are removed, since training
-    rewrites them.
-
-    Returns:
-        The loaded checkpoint's client state, or ``None`` for a fresh start.
-    """
-    import torch
-
-    key_file = ckpt_dir / FINGERPRINT_FILE
-    saved = json.loads(key_file.read_text()).get("fingerprint") if key_file.is_file() else None
-    if saved != fingerprint and (saved is not None or _tags(ckpt_dir)):
-        log.warning(
-            "pretrain: %s holds checkpoints of other inputs or settings; starting over", ckpt_dir
-        )
-        if world > 1:
-            torch.distributed.barrier()  # every rank has read the folder before it is emptied
-        if rank == 0:
-            _clear_checkpoints(ckpt_dir)
-    if rank == 0:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps({"fingerprint": fingerprint}) + "\n")
-    if world > 1:
-        torch.distributed.barrier()
-
-    client: dict[str, Any] | None = None
-    loaded = 0
-    for step, tag in reversed(_tags(ckpt_dir)):
-        problem = _incomplete(tag)
-        if problem is None:
-            try:
-                _, client = engine.load_checkpoint(str(ckpt_dir), tag=tag.name)
-            except (RuntimeError, OSError, EOFError, ValueError, KeyError) as e:
-                problem = f"cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0]})"
-            else:
-                if client is None:
-                    problem = "cannot be loaded"
-                elif client.get("fingerprint") != fingerprint:
-                    problem = "was written for other inputs or settings"
-        if problem is None:
-            loaded = step
-            break
-        client = None
-        log.warning("pretrain: checkpoint %s %s; trying the one before", tag, problem)
-    if world > 1:
-        torch.distributed.barrier()
-    if rank == 0:
-        for step, tag in _tags(ckpt_dir):
-            if step > loaded:
-                shutil.rmtree(tag, ignore_errors=True)
-    return client
-
-
-def _tags(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """The checkpoint folders ``step<N>``, oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    return sorted(
-        (int(m.group(1)), p)
-        for p in ckpt_dir.iterdir()
-        if p.is_dir() and (m := re.fullmatch(r"step(\d+)", p.name))
-    )
-
-
-def _mark_complete(tag: Path) -> None:
-    """Records the fingerprint of every file of a fully written checkpoint."""
-    files = {
-        f.relative_to(tag).as_posix(): fp.file_fingerprint(f)
-        for f in sorted(tag.rglob("*"))
-        if f.is_file() and f.name != COMPLETE_FILE
-    }
-    tmp = tag / (COMPLETE_FILE + ".tmp")
-    tmp.write_text(json.dumps({"files": files}, indent=1) + "\n")
-    os.replace(tmp, tag / COMPLETE_FILE)
-
-
-def _incomplete(tag: Path) -> str | None:
-    """Why a checkpoint folder cannot be trusted (``None``: its files are as saved)."""
-    marker = tag / COMPLETE_FILE
-    if not marker.is_file():
-        return f"is incomplete (no {COMPLETE_FILE}: its save was cut short)"
-    for name, want in json.loads(marker.read_text())["files"].items():
-        f = tag / name
-        if not f.is_file():
-            return f"lacks {name}"
-        if fp.file_fingerprint(f) != want:
-            return f"has a torn or changed {name}"
-    return None
-
-
-def _clear_checkpoints(ckpt_dir: Path) -> None:
-    """Empties a checkpoint folder except its lock file (held by this run)."""
-    for p in ckpt_dir.iterdir():
-        if p.name == lifetime.LOCK_FILE:
-            continue
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
-
-
-def _prune_checkpoints(ckpt_dir: Path, keep: int) -> None:
-    """Keeps the ``keep`` newest complete checkpoints (and anything newer)."""
-    tags = _tags(ckpt_dir)
-    complete = [s for s, p in tags if (p / COMPLETE_FILE).is_file()]
-    if len(complete) <= keep:
-        return
-    for s, p in tags:
-        if s < complete[-keep]:
-            shutil.rmtree(p, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------- multi-GPU launch
 
 
 def _launch(
-    cfg: PretrainConfig,
-    out_dir: Path,
-    objective: str,
-    ingested: Path,
-    tokenizer: Path,
-    pairs: Path | None,
-    init_from: Path | None,
-    lock_fd: int,
+    cfg: PretrainConfig, out_dir: Path, inputs: PretrainInputs, lock_fd: int
 ) -> dict[str, Any]:
     """Re-runs this stage under ``torchrun`` with ``cfg.num_gpus`` processes on this node.
 
@@ -767,13 +678,8 @@ def _launch(
         sys.executable, "-m", "twhin_bert.pretrain.train", TORCHRUN_ARG, "--standalone",
         f"--nproc_per_node={cfg.num_gpus}",
         "-m", "twhin_bert.pretrain.train",
-        "--config", str(cfg_file), "--out", str(out_dir), "--objective", objective,
-        "--ingested", str(ingested), "--tokenizer", str(tokenizer),
+        "--config", str(cfg_file), "--out", str(out_dir), *inputs.argv(),
     ]  # fmt: skip
-    if pairs:
-        cmd += ["--pairs", str(pairs)]
-    if init_from:
-        cmd += ["--init-from", str(init_from)]
     env = dict(os.environ, **{LAUNCHED_ENV: "1", PARENT_ENV: str(os.getpid())})
     with contextlib.suppress(ImportError):
         import mlflow
@@ -811,24 +717,12 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="PretrainConfig as a JSON file")
     p.add_argument("--out", required=True, help="output (staging) folder")
-    p.add_argument("--objective", required=True, choices=OBJECTIVES)
-    p.add_argument("--ingested", required=True)
-    p.add_argument("--tokenizer", required=True)
-    p.add_argument("--pairs")
-    p.add_argument("--init-from")
+    PretrainInputs.add_arguments(p)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cfg = PretrainConfig.model_validate_json(Path(a.config).read_text())
     out = Path(a.out)
-    metrics = train(
-        cfg,
-        out,
-        objective=a.objective,
-        ingested=Path(a.ingested),
-        tokenizer=Path(a.tokenizer),
-        pairs=Path(a.pairs) if a.pairs else None,
-        init_from=Path(a.init_from) if a.init_from else None,
-    )
+    metrics = train(cfg, out, PretrainInputs.from_args(a))
     import torch.distributed as dist
 
     if dist.get_rank() == 0:

@@ -32,12 +32,16 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
 from twhin_bert.common.config import StrictModel
 from twhin_bert.pretrain.config import PretrainConfig
+
+if TYPE_CHECKING:
+    from twhin_bert.pretrain.checkpoints import CheckpointFolder
+    from twhin_bert.pretrain.inputs import PretrainInputs
 
 log = logging.getLogger(__name__)
 
@@ -405,33 +409,24 @@ def node_spec_from_env() -> NodeSpec:
 def run_trainjob(
     cfg: PretrainConfig,
     out_dir: Path,
-    objective: str,
-    ckpt_dir: Path,
-    key: str,
-    ingested: Path,
-    tokenizer: Path,
-    pairs: Path | None,
-    init_from: Path | None,
+    inputs: PretrainInputs,
+    ckpt: CheckpointFolder,
     *,
     api: TrainJobApi | None = None,
     poll_s: float = 30.0,
 ) -> dict[str, Any]:
-    """The pretrain stage with ``num_nodes`` > 1: stage the inputs beside ``ckpt_dir``, run the
-    TrainJob, copy its model into ``out_dir``; returns rank 0's metrics.
+    """The pretrain stage with ``num_nodes`` > 1: stage the inputs beside the checkpoint
+    folder, run the TrainJob, copy its model into ``out_dir``; returns rank 0's metrics.
 
-    The job's folder ``<ckpt_dir>.job`` on the shared volume holds the staged inputs, the
-    config and the nodes' output folder; it is removed once the model is copied out.
+    The job's folder ``<checkpoint folder>.job`` on the shared volume holds the staged inputs,
+    the config and the nodes' output folder; it is removed once the model is copied out.
 
     Args:
         cfg: The pretrain config (``num_nodes`` > 1, ``checkpoint_dir`` set).
         out_dir: The task's (staging) output folder.
-        objective: ``mlm`` or ``mlm_social``.
-        ckpt_dir: The run's checkpoint folder (on the shared volume).
-        key: The checkpoint fingerprint (names the job).
-        ingested: The ingest folder.
-        tokenizer: The tokenizer folder.
-        pairs: The mine_pairs folder, for ``mlm_social``.
-        init_from: The model folder to start from, if any.
+        inputs: The task's resolved inputs.
+        ckpt: The run's checkpoint folder (on the shared volume) and its fingerprint (names
+            the job).
         api: The TrainJob API; default: the pod's namespace through its service account.
         poll_s: Seconds between status checks.
 
@@ -443,19 +438,14 @@ def run_trainjob(
     from twhin_bert.pretrain import train as T
 
     node = node_spec_from_env()
-    job_dir = ckpt_dir.with_name(ckpt_dir.name + ".job")
+    job_dir = ckpt.path.with_name(ckpt.path.name + ".job")
     work_out = job_dir / "out"
-    inputs = job_dir / "inputs"
+    staged = inputs.under(job_dir / "inputs")
     cfg_file = job_dir / "config.json"
     args = [
         "-m", "twhin_bert.pretrain.train", "--config", str(cfg_file), "--out", str(work_out),
-        "--objective", objective, "--ingested", str(inputs / "ingested"),
-        "--tokenizer", str(inputs / "tokenizer"),
+        *staged.argv(),
     ]  # fmt: skip
-    if pairs is not None:
-        args += ["--pairs", str(inputs / "pairs")]
-    if init_from is not None:
-        args += ["--init-from", str(inputs / "init_from")]
     env = dict(node.env)
     for name in (tracking.PIPELINE_RUN_ENV, "TWHIN_BERT_IMAGE", "TWHIN_BERT_GIT_SHA"):
         if os.environ.get(name):
@@ -466,26 +456,25 @@ def run_trainjob(
         if mlflow.active_run() is not None:  # rank 0 logs into this task's MLflow run
             env[T.MLFLOW_RUN_ENV] = mlflow.active_run().info.run_id
     node = node.model_copy(update={"namespace": own_namespace(node.namespace), "env": env})
-    name = job_name(objective, key)
+    name = job_name(inputs.objective, ckpt.fingerprint)
     body = render_trainjob(cfg, node, name=name, args=args)
     api = api or TrainJobApi(node.namespace)
 
     def prepare() -> None:
         stage_inputs(
             job_dir,
-            tweets=D.tweets_file(ingested),
-            tokenizer=tokenizer,
-            pairs=D.pairs_file(pairs) if pairs is not None else None,
-            init_from=init_from,
+            tweets=D.tweets_file(inputs.ingested),
+            tokenizer=inputs.tokenizer,
+            pairs=D.pairs_file(inputs.pairs) if inputs.pairs is not None else None,
+            init_from=inputs.init_from,
         )
         shutil.rmtree(work_out, ignore_errors=True)
         work_out.mkdir(parents=True)
         cfg_file.write_text(cfg.model_dump_json())
 
     def progress() -> str:
-        tags = T._tags(ckpt_dir) if ckpt_dir.is_dir() else []
-        done = max((step for step, _ in tags), default=0)
-        return f"newest checkpoint: step {done} of {cfg.training(objective).steps}"
+        done = max((step for step, _ in ckpt.tags()), default=0)
+        return f"newest checkpoint: step {done} of {cfg.training(inputs.objective).steps}"
 
     with deleted_on_term(api, name):
         start(api, body, prepare)
