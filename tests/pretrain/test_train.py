@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from twhin_bert.common.stage import read_metrics
+from twhin_bert.pretrain.checkpoints import COMPLETE_FILE
 from twhin_bert.pretrain.config import ArchConfig, ObjectiveTraining, PretrainConfig
 from twhin_bert.pretrain.train import run_pretrain
 
@@ -89,7 +90,13 @@ def heldout_mlm_loss(model_dir: Path | None, ingested: Path, tokenizer: Path) ->
     )()  # fmt: skip
     with torch.no_grad():
         losses = [
-            model.batch_losses(next(stream)[2], social=False, tau=0.1, lam=0.05)[0].item()
+            model.batch_losses(
+                next(stream)[2],
+                social=False,
+                tau=cfg.tau,
+                lam=cfg.lam,
+                across_ranks=cfg.negatives_across_ranks,
+            )[0].item()
             for _ in range(10)
         ]
     return sum(losses) / len(losses)
@@ -200,6 +207,11 @@ run_pretrain(cfg, Path({out!r}), objective="mlm", ingested=Path({ing!r}), tokeni
 """
 
 
+def newest_complete(ckpt: Path) -> int:
+    """The step of the newest checkpoint whose save completed (0: none)."""
+    return max((int(f.parent.name[4:]) for f in ckpt.glob(f"step*/{COMPLETE_FILE}")), default=0)
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_matches_uninterrupted(
     tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path
@@ -218,21 +230,22 @@ def test_sigkill_and_resume_matches_uninterrupted(
     subprocess.run(script(straight), env=env, check=True, timeout=900)
 
     killed = tmp_path / "killed"
-    latest = killed.with_name("killed.partial") / "checkpoints" / "latest"
+    ckpt = killed.with_name("killed.partial") / "checkpoints"
     proc = subprocess.Popen(script(killed), env=env)
     deadline = time.time() + 600
-    while time.time() < deadline:
-        if latest.is_file() and latest.read_text().strip() in ("step12", "step16"):
-            break
+    # Kill once a checkpoint at step 12 or later is complete (its complete.json written):
+    # DeepSpeed's `latest` pointer names a checkpoint before that, while its save is cut short.
+    while time.time() < deadline and newest_complete(ckpt) < 12:
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.2)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not killed.exists() and latest.is_file()
+    at_kill = newest_complete(ckpt)  # what is on disk now is what the rerun finds
+    assert not killed.exists() and at_kill >= 12
     subprocess.run(script(killed), env=env, check=True, timeout=900)
 
     a, b = read_metrics(straight), read_metrics(killed)
-    assert b["resumed_from_step"] >= 12
+    assert b["resumed_from_step"] == at_kill  # the newest complete checkpoint at the kill
     assert a["steps"] == b["steps"] == 24
     assert b["final_loss"] == pytest.approx(a["final_loss"], abs=0.02)
     log_a = json.loads((straight / "training_log.json").read_text())
