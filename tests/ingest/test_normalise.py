@@ -7,16 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twhin_bert.common.text import extract_hashtags, langid_text, normalise_text
 from twhin_bert.ingest.config import IngestConfig
-from twhin_bert.ingest.normalise import (
-    EngagementTypes,
-    FieldError,
-    coerce_id,
-    extract_hashtags,
-    langid_text,
-    normalise_text,
-    parse_timestamp,
-)
+from twhin_bert.ingest.normalise import EngagementTypes, FieldError, coerce_id, parse_timestamp
 
 
 @pytest.mark.parametrize(

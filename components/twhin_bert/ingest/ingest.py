@@ -67,6 +67,7 @@ from twhin_bert.common.io import expand_uris, is_gcs
 from twhin_bert.common.parallel import ordered_map, resolve_workers
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
+from twhin_bert.common.text import extract_hashtags, normalise_text
 from twhin_bert.ingest.config import IngestConfig
 from twhin_bert.ingest.dedup import NO_VALUE, HashSet, hash_keys
 from twhin_bert.ingest.langid import LanguageDetector
@@ -84,8 +85,6 @@ from twhin_bert.ingest.normalise import (
     EngagementTypes,
     FieldError,
     coerce_id,
-    extract_hashtags,
-    normalise_text,
     parse_timestamp,
 )
 from twhin_bert.ingest.readers import (

@@ -1,4 +1,4 @@
-"""Field-level normalisation: tweet text, hashtags, timestamps, ids and engagement types.
+"""Field-level normalisation: timestamps, ids and engagement types.
 
 Every function here works on one value and raises :class:`FieldError` with the quarantine
 reason when the value cannot be used, so the row loop in :mod:`twhin_bert.ingest.ingest`
@@ -12,11 +12,6 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 
 from twhin_bert.common.schemas import ENGAGEMENT_TYPES
-
-# The text rules live in common/text.py; re-exported for ingest.py (and its tests).
-from twhin_bert.common.text import extract_hashtags as extract_hashtags
-from twhin_bert.common.text import langid_text as langid_text
-from twhin_bert.common.text import normalise_text as normalise_text
 
 # Quarantine reasons (the values of quarantine.parquet's `reason` column).
 UNPARSEABLE_LINE = "unparseable_line"
