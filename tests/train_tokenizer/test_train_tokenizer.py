@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from twhin_bert.common.lang import copy_rates, count_languages, language_probabilities
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
-from twhin_bert.train_tokenizer.tokenizer import (
-    ResampledCorpus,
-    copy_rates,
-    count_languages,
-    language_probabilities,
-    run_train_tokenizer,
-)
+from twhin_bert.train_tokenizer.tokenizer import ResampledCorpus, run_train_tokenizer
 
 
 def test_language_probabilities_follow_frequency_power_alpha() -> None:
@@ -48,23 +43,23 @@ def test_resampled_corpus_mix_and_determinism(umsab_ingested: Path) -> None:
     path = umsab_ingested / "tweets.parquet"
     counts = count_languages(path)
     assert counts["en"] == 1500 and counts["fr"] == 250
-    cfg = TrainTokenizerConfig(heldout_fraction=0.05, seed=3)
+    cfg = TrainTokenizerConfig(valid_fraction=0.05, seed=3)
     first = ResampledCorpus(path, cfg, counts)
     batches = list(first)
     again = list(ResampledCorpus(path, cfg, counts))
-    assert batches == again  # one seed -> the same corpus and held-out set
+    assert batches == again  # one seed -> the same corpus and validation split
     other = list(ResampledCorpus(path, cfg.model_copy(update={"seed": 4}), counts))
     assert other != batches
     total = sum(first.emitted.values())
     assert total == sum(len(b) for b in batches)
-    assert abs(total - sum(counts.values()) * 0.95) < 200  # held-out removed, size kept
+    assert abs(total - sum(counts.values()) * 0.95) < 200  # validation removed, size kept
     q = language_probabilities(counts, 0.7)
     for lang, p in q.items():
         assert first.emitted[lang] / total == pytest.approx(p, abs=0.02), lang
     assert first.emitted["en"] / total < counts["en"] / sum(counts.values()) - 0.1
-    held = set(first.heldout)
+    held = set(first.valid)
     assert 100 < len(held) < 250
-    assert not held & {t for b in batches for t in b}  # held-out tweets are never trained on
+    assert not held & {t for b in batches for t in b}  # validation tweets are never trained on
 
 
 def test_trained_tokenizer_loads_offline_and_wraps_like_xlmr(
@@ -115,9 +110,9 @@ def test_metrics_of_the_trained_tokenizer(trained_tokenizer: tuple[Path, dict]) 
     assert json.loads((folder / "metrics.json").read_text())["vocab_size"] == 4000
     assert m["vocab_size"] == 4000 and m["pretrained"] is False
     assert m["input_tweets"] == 1500 + 7 * 250 and m["languages"] == 8
-    assert m["heldout_tweets"] > 20
-    assert m["corpus_tweets"] + m["heldout_tweets"] == pytest.approx(m["input_tweets"], rel=0.05)
-    assert 0 <= m["unk_rate"] < 0.01  # held-out tweets: almost every character was seen
+    assert m["valid_tweets"] > 20
+    assert m["corpus_tweets"] + m["valid_tweets"] == pytest.approx(m["input_tweets"], rel=0.05)
+    assert 0 <= m["unk_rate"] < 0.01  # validation tweets: almost every character was seen
     assert 8 < m["tokens_per_tweet"] < 80
     before, after = m["lang_share_before"], m["lang_share_after"]
     assert before["en"] == pytest.approx(1500 / 3250, abs=1e-4)
@@ -184,8 +179,8 @@ def test_pretrained_gcs_mode(
 def test_config_is_strict() -> None:
     with pytest.raises(ValidationError):
         TrainTokenizerConfig(vocab_sise=100)  # type: ignore[call-arg]
-    with pytest.raises(ValidationError, match="heldout_max"):
-        TrainTokenizerConfig(heldout_fraction=0.1, heldout_max=0)
+    with pytest.raises(ValidationError, match="valid_max"):
+        TrainTokenizerConfig(valid_fraction=0.1, valid_max=0)
     with pytest.raises(ValidationError):
         TrainTokenizerConfig(alpha=0.0)
 

@@ -19,10 +19,11 @@ def train_tokenizer(
     Args:
         config: The train_tokenizer section of the pipeline config, as JSON (``pretrained``
             set to a folder or gs:// URI skips training and uses that tokenizer).
-        ingested: The ingest folder (``tweets.parquet``).
+        ingested: The ingest stage's output folder (its tweets are read).
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         tokenizer: A Hugging Face fast-tokenizer folder (``AutoTokenizer.from_pretrained``).
-        metrics: Vocabulary size, corpus size, tokens per tweet, unk rate, language mix.
+        metrics: Vocabulary size, corpus size, tokens per tweet and unk rate on the validation
+            split, language mix.
     """
     from pathlib import Path
 

@@ -40,14 +40,17 @@ class TrainTokenizerConfig(StrictModel):
     batch_size: int = Field(
         2000, ge=1, description="Tweets read from Parquet and fed to the trainer at a time."
     )
-    heldout_fraction: float = Field(
+    valid_fraction: float = Field(
         0.02,
         ge=0.0,
         lt=1.0,
-        description="Share of tweets kept out of training to measure tokens per tweet and unk rate.",
+        description=(
+            "Share of tweets drawn as the validation split: kept out of training, tokens per "
+            "tweet and unk rate are measured on it."
+        ),
     )
-    heldout_max: int = Field(
-        2000, ge=0, description="At most this many held-out tweets are kept (bounded memory)."
+    valid_max: int = Field(
+        2000, ge=0, description="At most this many validation tweets are kept (bounded memory)."
     )
     max_piece_length: int = Field(16, ge=1, description="Longest subword piece, in characters.")
     shrinking_factor: float = Field(
@@ -57,12 +60,10 @@ class TrainTokenizerConfig(StrictModel):
     model_max_length: int = Field(
         128, ge=8, description="Longest sequence the tokenizer produces (special tokens included)."
     )
-    seed: int = Field(0, description="Seed of the held-out split and the language re-sampling.")
+    seed: int = Field(0, description="Seed of the validation split and the language re-sampling.")
 
     @model_validator(mode="after")
-    def _heldout_possible(self) -> TrainTokenizerConfig:
-        if self.heldout_fraction > 0 and self.heldout_max == 0:
-            raise ValueError(
-                "heldout_fraction > 0 needs heldout_max > 0 (or set the fraction to 0)"
-            )
+    def _valid_possible(self) -> TrainTokenizerConfig:
+        if self.valid_fraction > 0 and self.valid_max == 0:
+            raise ValueError("valid_fraction > 0 needs valid_max > 0 (or set the fraction to 0)")
         return self

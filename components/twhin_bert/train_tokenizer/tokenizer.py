@@ -1,15 +1,16 @@
 """The train_tokenizer stage: a SentencePiece-style Unigram tokenizer on language-resampled tweets.
 
-The tokenizer follows XLM-R's design (SPEC 2.4): NFKC normalisation, whitespace split plus
-Metaspace (``▁`` marks a word start), a Unigram subword model, special tokens ``<s>``,
-``<pad>``, ``</s>``, ``<unk>``, ``<mask>`` (ids 0-4, so ``[CLS] = <s>`` and ``[SEP] = </s>``)
-and a post-processor that wraps every text as ``<s> text </s>``.
+The tokenizer follows XLM-R's design (Conneau et al., 2020, "Unsupervised Cross-lingual
+Representation Learning at Scale", section 2; TwHIN-BERT uses XLM-R's tokenizer): NFKC
+normalisation, whitespace split plus Metaspace (``▁`` marks a word start), a Unigram subword
+model, special tokens ``<s>``, ``<pad>``, ``</s>``, ``<unk>``, ``<mask>`` (ids 0-4, so
+``[CLS] = <s>`` and ``[SEP] = </s>``) and a post-processor that wraps every text as
+``<s> text </s>``.
 
-Languages are re-sampled before training as in XLM-R and TwHIN-BERT: a language of share
-``f_l`` is drawn with probability ``q_l = f_l^alpha / sum_k f_k^alpha``. We do it by giving each
-tweet of language ``l`` an expected number of copies ``r_l = M q_l / n_l`` (``M`` = corpus size,
-``n_l`` = tweets of ``l``): ``floor(r_l)`` copies plus one more with probability ``frac(r_l)``.
-Rare languages are repeated, frequent ones sub-sampled, and the whole thing streams.
+Languages are re-sampled before training as in XLM-R and TwHIN-BERT (:mod:`twhin_bert.common.lang`:
+rare languages repeated, frequent ones sub-sampled, streamed). A seeded share of the tweets
+is set aside first as the validation split, on which tokens per tweet and the unk rate are
+measured.
 
 The output is a Hugging Face fast-tokenizer folder that ``AutoTokenizer.from_pretrained``
 loads offline.
@@ -28,8 +29,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from twhin_bert.common import io
-from twhin_bert.common.lang import copy_rates, count_languages
-from twhin_bert.common.lang import language_probabilities as language_probabilities
+from twhin_bert.common.artifacts import Ingested
+from twhin_bert.common.lang import UNKNOWN, copy_rates, count_languages
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
@@ -39,23 +40,13 @@ log = logging.getLogger(__name__)
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
 #: In XLM-R's order: <s>=0, <pad>=1, </s>=2, <unk>=3; <mask> follows.
 SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)
-TWEETS_FILE = "tweets.parquet"
-
-
-def tweets_file(path: str | Path) -> Path:
-    """The tweets Parquet of an ingest folder, or ``path`` itself when it is a file."""
-    p = Path(path)
-    f = p / TWEETS_FILE if p.is_dir() else p
-    if not f.is_file():
-        raise FileNotFoundError(f"{f}: no tweets Parquet (expected an ingest folder or a file)")
-    return f
 
 
 class ResampledCorpus:
-    """Streams re-sampled training texts in batches and sets a held-out sample aside.
+    """Streams re-sampled training texts in batches and sets the validation split aside.
 
     Iterating it once yields lists of texts for ``Tokenizer.train_from_iterator``; afterwards
-    ``heldout`` holds the held-out tweets and ``emitted`` the language mix actually produced.
+    ``valid`` holds the validation tweets and ``emitted`` the language mix actually produced.
     """
 
     def __init__(self, path: Path, cfg: TrainTokenizerConfig, counts: Mapping[str, int]) -> None:
@@ -64,7 +55,7 @@ class ResampledCorpus:
         self.n_input = sum(counts.values())
         self.corpus_target = cfg.corpus_tweets or self.n_input
         self.rates = copy_rates(counts, cfg.alpha, self.corpus_target)
-        self.heldout: list[str] = []
+        self.valid: list[str] = []
         self.emitted: Counter[str] = Counter()
 
     def __iter__(self) -> Iterator[list[str]]:
@@ -75,20 +66,20 @@ class ResampledCorpus:
         bar = progress(total=self.n_input, desc="train_tokenizer: corpus", unit="tweet")
         for batch in f.iter_batches(columns=["text", "lang"], batch_size=cfg.batch_size):
             texts = batch.column(0).to_pylist()
-            langs = [lang or "und" for lang in batch.column(1).to_pylist()]
+            langs = [lang or UNKNOWN for lang in batch.column(1).to_pylist()]
             n = len(texts)
             for i, t in enumerate(texts):
                 if t is None:
                     raise ValueError(
                         f"{self.path}: row {row + i + 1}: text is null (expected a string)"
                     )
-            # Held-out draw first, then the copies: both from one seeded stream, in file order.
-            held = rng.random(n) < cfg.heldout_fraction
+            # Validation draw first, then the copies: both from one seeded stream, in file order.
+            valid = rng.random(n) < cfg.valid_fraction
             rates = np.fromiter((self.rates[lang] for lang in langs), dtype=np.float64, count=n)
             copies = np.floor(rates).astype(np.int64) + (rng.random(n) < rates % 1.0)
-            for i in np.flatnonzero(held):
-                if len(self.heldout) < cfg.heldout_max:
-                    self.heldout.append(texts[i])
+            for i in np.flatnonzero(valid):
+                if len(self.valid) < cfg.valid_max:
+                    self.valid.append(texts[i])
                 copies[i] = 0
             out = [t for t, c in zip(texts, copies.tolist(), strict=True) for _ in range(c)]
             for lang, c in zip(langs, copies.tolist(), strict=True):
@@ -203,7 +194,7 @@ def load_pretrained(uri: str, model_max_length: int) -> Any:
     return tok
 
 
-def heldout_stats(tok: Any, texts: list[str]) -> dict[str, float]:
+def valid_stats(tok: Any, texts: list[str]) -> dict[str, float]:
     """Tokens per tweet (special tokens excluded) and the share of ``<unk>`` tokens."""
     if not texts:
         return {"tokens_per_tweet": math.nan, "unk_rate": math.nan, "chars_per_token": math.nan}
@@ -230,13 +221,13 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
     Args:
         cfg: The stage config.
         out_dir: Output folder (the staging folder when called through the stage wrapper).
-        ingested: The ingest folder (or its ``tweets.parquet``).
+        ingested: The ingest folder (or its tweets Parquet file).
 
     Returns:
-        Metrics: vocab size, corpus tweets, tokens per tweet and unk rate on held-out tweets,
-        language shares before and after re-sampling.
+        Metrics: vocab size, corpus tweets, tokens per tweet and unk rate on the validation
+        split, language shares before and after re-sampling.
     """
-    path = tweets_file(ingested)
+    path = Ingested(ingested).tweets_path()
     counts = count_languages(path)
     if not counts:
         raise ValueError(f"{path}: no tweets to train the tokenizer on")
@@ -244,7 +235,7 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
     if cfg.pretrained:
         log.info("train_tokenizer: using the pretrained tokenizer %s", cfg.pretrained)
         hf = load_pretrained(cfg.pretrained, cfg.model_max_length)
-        for _ in corpus:  # only to draw the same held-out sample for the metrics
+        for _ in corpus:  # only to draw the same validation split for the metrics
             pass
     else:
         tok = train_unigram(corpus, cfg, corpus.corpus_target)
@@ -258,11 +249,11 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
         "vocab_size": len(hf),
         "pretrained": bool(cfg.pretrained),
         "input_tweets": corpus.n_input,
-        # A pretrained tokenizer is not trained: its corpus is empty (the held-out set is drawn).
+        # A pretrained tokenizer is not trained: its corpus is empty (the validation split is drawn).
         "corpus_tweets": 0 if cfg.pretrained else sum(corpus.emitted.values()),
-        "heldout_tweets": len(corpus.heldout),
+        "valid_tweets": len(corpus.valid),
         "languages": len(counts),
-        **heldout_stats(hf, corpus.heldout),
+        **valid_stats(hf, corpus.valid),
         "lang_share_before": _shares(counts),
     }
     if not cfg.pretrained:
