@@ -142,7 +142,7 @@ def main(
     epochs: int | None = None,
     dimension: int = 128,
     partitions: int = 1,
-    workers: int | None = None,
+    workers: int = 0,
     tsv_baseline_edges: int = 200_000,
     sweep: str = DEFAULT_SWEEP,
     sweep_epochs: int | None = None,
@@ -162,7 +162,7 @@ def main(
             quick mode: 1).
         dimension: Embedding dimension.
         partitions: PBG partitions per entity type.
-        workers: PBG Hogwild! workers (default: CPU count).
+        workers: PBG Hogwild! workers (0: every CPU the process may use).
         tsv_baseline_edges: Edges fed to PBG's TSV importer as the conversion baseline
             (0 skips it).
         sweep: ``;``-separated PBG settings (EmbedGraphConfig fields, ``,``-separated) run
