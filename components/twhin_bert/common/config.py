@@ -20,9 +20,6 @@ from pydantic import (
     field_validator,
 )
 
-# Re-exported for register_model/register.py (its home is common/metrics.py).
-from twhin_bert.common.metrics import flatten as flatten
-
 T = TypeVar("T", bound="StrictModel")
 
 

@@ -27,7 +27,7 @@ def count_languages(path: str | Path) -> Counter[str]:
     """Tweets per language of a tweets Parquet (reads only the ``lang`` column).
 
     Args:
-        path: A ``tweets`` artifact (the ingest stage's ``tweets.parquet``).
+        path: A Parquet of schema ``tweets`` (``Ingested(folder).tweets_path()``).
 
     Returns:
         Rows per language (a null language counts as ``und``).

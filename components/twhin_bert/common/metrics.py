@@ -18,6 +18,10 @@ METRICS_FILE = "metrics.json"
 
 #: evaluate's ``metrics.json`` section with the candidate's key metrics (the gate reads it).
 PRIMARY = "primary"
+#: evaluate's sections ``{"name", PRIMARY}`` for its baseline model (the champion when
+#: retraining) and for the untouched base encoder; the gate compares with them.
+BASELINE = "baseline"
+BASE = "base"
 #: The engagement-prediction cutoff evaluate reports by default (the paper's HITS@10).
 DEFAULT_K = 10
 

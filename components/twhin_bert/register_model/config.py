@@ -42,7 +42,7 @@ class GateConfig(StrictModel):
     """The promotion gate: the challenger passes when every configured metric clears its margin.
 
     ``metrics`` is a list of :class:`GateMetric`; the mapping form
-    ``{"engagement_hits@10": {"min_delta": 0.0}, ...}`` is accepted too and converted.
+    ``{name: {"min_delta": 0.0}, ...}`` is accepted too and converted.
     """
 
     metrics: list[GateMetric] = Field(

@@ -53,7 +53,7 @@ class GateVerdict:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (registration.json, ``registry show``)."""
+        """JSON-ready form (register_model's ``Registration``, ``registry show``)."""
         return {
             "verdict": self.verdict,
             "passed": self.passed,

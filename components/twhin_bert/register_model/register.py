@@ -6,15 +6,14 @@ exported folder as its artifact) beside the resolved pipeline config, register a
 tag it (git SHA, data window, pipeline run, key metrics), run the promotion gate
 against the champion and record the verdict, point ``challenger`` at it, and -- when
 ``auto_promote`` is on and the gate passed -- promote it through the same code path as
-``twhin-bert registry approve``.
+``twhin-bert registry approve``. The stage's output is a
+:class:`~twhin_bert.common.artifacts.Registration` (name, version, aliases, gate verdict).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ import yaml
 
 from twhin_bert import __version__
 from twhin_bert.common import tracking
-from twhin_bert.common.config import flatten
+from twhin_bert.common.artifacts import Evaluation, Registration
+from twhin_bert.common.metrics import BASE, BASELINE, METRICS_FILE, PRIMARY, flatten, mlflow_key
 from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
 from twhin_bert.register_model import pyfunc, registry
@@ -31,20 +31,12 @@ from twhin_bert.register_model.gate import beats_base, evaluate_gate, metrics_to
 
 log = logging.getLogger(__name__)
 
-REGISTRATION_FILE = "registration.json"
 MODEL_ARTIFACT = "model"
 
 
 def _read_evaluation(evaluation: Path) -> tuple[Path, dict[str, Any]]:
-    """evaluate's ``metrics.json`` as a mapping (named in every error)."""
-    path = Path(evaluation) / "metrics.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; expected the evaluate stage's output folder")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-    return path, data if isinstance(data, dict) else {}
+    """evaluate's metrics file and its content (a missing or malformed file is named)."""
+    return Path(evaluation) / METRICS_FILE, Evaluation(evaluation).metrics()
 
 
 def _key_metrics(values: dict[str, Any], path: Path, where: str) -> dict[str, float | None]:
@@ -61,7 +53,7 @@ def _key_metrics(values: dict[str, Any], path: Path, where: str) -> dict[str, fl
 
 
 def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
-    """Reads evaluate's ``metrics.json`` ``primary`` mapping (the candidate's key metrics).
+    """Reads evaluate's primary metrics (the candidate's key metrics).
 
     Args:
         evaluation: The evaluate stage's output folder.
@@ -70,23 +62,24 @@ def read_primary_metrics(evaluation: Path) -> dict[str, float | None]:
         ``{metric: value}``, None for a metric evaluate could not compute.
 
     Raises:
-        ValueError: The file is missing or ``primary`` is absent or not a flat numeric mapping.
+        ValueError: The metrics file is missing or not JSON, or its primary section is absent
+            or not a flat numeric mapping.
     """
     path, data = _read_evaluation(evaluation)
-    primary = data.get("primary")
+    primary = data.get(PRIMARY)
     if not isinstance(primary, dict) or not primary:
-        raise ValueError(f"{path}: expected a non-empty 'primary' mapping of key metrics")
-    return _key_metrics(primary, path, "primary")
+        raise ValueError(f"{path}: expected a non-empty '{PRIMARY}' mapping of key metrics")
+    return _key_metrics(primary, path, PRIMARY)
 
 
 def read_baseline_metrics(evaluation: Path, name: str) -> dict[str, float | None] | None:
     """Key metrics evaluate measured for its baseline model ``name`` in the same run (same
     split, same seeds), or None when its baseline was another model or absent."""
     path, data = _read_evaluation(evaluation)
-    baseline = data.get("baseline")
+    baseline = data.get(BASELINE)
     if not isinstance(baseline, dict) or baseline.get("name") != name:
         return None
-    return _key_metrics(baseline.get("primary") or {}, path, "baseline.primary")
+    return _key_metrics(baseline.get(PRIMARY) or {}, path, f"{BASELINE}.{PRIMARY}")
 
 
 def gate_reference(
@@ -134,10 +127,7 @@ def _log_pipeline_config(pipeline_config: dict[str, Any]) -> None:
 
     pipeline_config = redact_mapping(pipeline_config)
     mlflow.log_text(yaml.safe_dump(pipeline_config, sort_keys=False), "pipeline_config.yaml")
-    params = {
-        "pipeline." + re.sub(r"[^\w.\-/:]", "_", k.replace("@", "_at_")): str(v)[:500]
-        for k, v in flatten(pipeline_config).items()
-    }
+    params = {mlflow_key(k): str(v)[:500] for k, v in flatten(pipeline_config, "pipeline.").items()}
     items = list(params.items())
     for i in range(0, len(items), 90):  # MLflow takes at most 100 params per call
         mlflow.log_params(dict(items[i : i + 90]))
@@ -166,13 +156,14 @@ def run_register_model(
     data_window: str,
     evaluated_champion: str | None = None,
 ) -> dict[str, Any]:
-    """Registers the exported model as a new version, gates it and writes ``registration.json``.
+    """Registers the exported model as a new version, gates it and writes its registration.
 
     Args:
         cfg: Registered model name, task, gate, auto-promotion.
-        out_dir: Output folder (the staging folder under ``@stage``).
+        out_dir: Output folder (the staging folder under ``@stage``): a
+            :class:`~twhin_bert.common.artifacts.Registration`.
         model: The exported Hugging Face model folder (weights, config, tokenizer).
-        evaluation: The evaluate stage's folder (its ``metrics.json`` ``primary`` mapping).
+        evaluation: The evaluate stage's folder (its primary metrics are gated).
         pipeline_config: The resolved pipeline config (logged with the model).
         data_window: The engagement window the model was trained on (e.g. ``2026-10-01/2026-10-31``).
         evaluated_champion: The champion version evaluate ran beside the model (retraining);
@@ -180,6 +171,11 @@ def run_register_model(
 
     Returns:
         ``version``, ``gate_passed``, ``promoted`` and the key metrics (``primary.<name>``).
+
+    Raises:
+        ValueError: evaluate's metrics lack a gated number, or the model folder is not an
+            exported Hugging Face model with its tokenizer (both checked before anything is
+            logged).
     """
     import mlflow
 
@@ -198,7 +194,7 @@ def run_register_model(
 
         _log_pipeline_config(pipeline_config)
         mlflow.log_param("data_window", data_window)
-        tracking.log_artifact(evaluation / "metrics.json", "evaluation")
+        tracking.log_artifact(evaluation / METRICS_FILE, "evaluation")
         info = pyfunc.log_model(model, MODEL_ARTIFACT, _pip_requirements())
     finally:
         if own_run:
@@ -213,11 +209,11 @@ def run_register_model(
     verdict.reasons.insert(0, f"compared with: {source}")
     if cfg.gate.require_beat_base:
         path, data = _read_evaluation(evaluation)
-        base = data.get("base")
+        base = data.get(BASE)
         ok, lines = beats_base(
             cfg.gate,
             primary,
-            _key_metrics(base.get("primary") or {}, path, "base.primary")
+            _key_metrics(base.get(PRIMARY) or {}, path, f"{BASE}.{PRIMARY}")
             if isinstance(base, dict)
             else None,
         )
@@ -271,11 +267,11 @@ def run_register_model(
         "metrics": primary,
         **verdict.to_dict(),
     }
-    (out_dir / REGISTRATION_FILE).write_text(json.dumps(registration, indent=2) + "\n")
+    Registration(out_dir).write(registration)
     result: dict[str, Any] = {
         "version": int(version),
         "gate_passed": verdict.passed,
         "promoted": promoted,
     }
-    result.update({f"primary.{k}": v for k, v in primary.items() if v is not None})
+    result.update({f"{PRIMARY}.{k}": v for k, v in primary.items() if v is not None})
     return result
