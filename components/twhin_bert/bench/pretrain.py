@@ -303,6 +303,7 @@ def main(
 
     from twhin_bert.common.bench import report
     from twhin_bert.pretrain.config import BASE_ARCH, ArchConfig, ObjectiveTraining, PretrainConfig
+    from twhin_bert.pretrain.inputs import PretrainInputs
     from twhin_bert.pretrain.train import train
 
     steps = steps or (3 if quick else 12)
@@ -341,7 +342,7 @@ def main(
         os.environ["TWHIN_BERT_TRACKING"] = "0"
         try:
             t1 = time.perf_counter()
-            ours = train(cfg, work / "ours", objective="mlm", ingested=ingested, tokenizer=tok_dir)
+            ours = train(cfg, work / "ours", PretrainInputs("mlm", ingested, tok_dir))
             ours_s = time.perf_counter() - t1
         finally:
             if prev is None:
