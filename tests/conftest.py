@@ -103,7 +103,7 @@ def graph_dir(ingested_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def graph_embeddings_dir(graph_dir: Path) -> Path:
     from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import run_embed_graph
+    from twhin_bert.embed_graph.pbg import run_embed_graph
 
     out = graph_dir.parent / "graph_embeddings"
     run_embed_graph(EmbedGraphConfig(), out, graph=graph_dir)
@@ -120,7 +120,7 @@ def pairs_dir(demo_dir: Path, ingested_dir: Path, graph_embeddings_dir: Path) ->
         MinePairsConfig(),
         out,
         ingested=ingested_dir,
-        embeddings=graph_embeddings_dir,
+        graph_embeddings=graph_embeddings_dir,
         parallel=str(demo_dir / "parallel.jsonl"),
         truth=str(demo_dir / "truth" / "tweet_topics.parquet"),
     )

@@ -354,7 +354,7 @@ STAGE_COMMANDS = [
     stage_command(
         "embed_graph",
         "twhin_bert.embed_graph.config:EmbedGraphConfig",
-        "twhin_bert.embed_graph.embed:run_embed_graph",
+        "twhin_bert.embed_graph.pbg:run_embed_graph",
         "Train user/tweet embeddings with PyTorch-BigGraph; evaluate link prediction; export.",
         [StageInput("graph", Path, "The build_graph stage's output folder.")],
     ),

@@ -15,9 +15,9 @@ from twhin_bert.build_graph.graph import run_build_graph
 from twhin_bert.common.lifetime import FolderBusyError, hold_folder
 from twhin_bert.common.stage import partial_dir
 from twhin_bert.demo_data.synthetic import write_synthetic_ingest
-from twhin_bert.embed_graph import embed as E
+from twhin_bert.embed_graph import pbg as E
 from twhin_bert.embed_graph.config import EmbedGraphConfig
-from twhin_bert.embed_graph.embed import checkpoint_folder, read_graph, run_embed_graph
+from twhin_bert.embed_graph.pbg import checkpoint_folder, read_graph, run_embed_graph
 
 TINY = {"workers": 1, "dimension": 16, "num_epochs": 2}
 
@@ -82,7 +82,7 @@ def test_other_graph_at_the_same_path_restarts_and_says_so(
         ),
         g / "entities.parquet",
     )
-    with caplog.at_level(logging.WARNING, logger="twhin_bert.embed_graph.embed"):
+    with caplog.at_level(logging.WARNING, logger="twhin_bert.embed_graph.pbg"):
         m = run_embed_graph(cfg, out, graph=g)
     said = [r.getMessage() for r in caplog.records if "starting over" in r.getMessage()]
     assert len(said) == 1 and m["pbg_resumed_from_version"] == 0 and m["pbg_iterations_run"] == 2

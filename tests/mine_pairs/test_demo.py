@@ -12,7 +12,7 @@ from twhin_bert.common.stage import read_metrics
 _UPSTREAM = (
     "twhin_bert.ingest.ingest",
     "twhin_bert.build_graph.graph",
-    "twhin_bert.embed_graph.embed",
+    "twhin_bert.embed_graph.pbg",
 )
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in _UPSTREAM),

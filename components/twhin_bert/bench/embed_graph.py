@@ -74,7 +74,7 @@ def pbg_own_train(pbg: dict[str, Any], checkpoint: Path) -> float:
     from torchbiggraph.train import train
     from torchbiggraph.util import SubprocessInitializer
 
-    from twhin_bert.embed_graph.embed import _quiet_pbg
+    from twhin_bert.embed_graph.pbg import _quiet_pbg
 
     shutil.rmtree(checkpoint, ignore_errors=True)
     config = parse_config({**pbg, "checkpoint_path": str(checkpoint)})
@@ -179,9 +179,10 @@ def main(
     from twhin_bert.build_graph.config import BuildGraphConfig
     from twhin_bert.build_graph.graph import run_build_graph
     from twhin_bert.common.bench import print_table, report
+    from twhin_bert.common.metrics import LINK_PREDICTION
     from twhin_bert.demo_data.synthetic import write_synthetic_ingest
     from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import (
+    from twhin_bert.embed_graph.pbg import (
         _import_pbg,
         pbg_config_dict,
         read_graph,
@@ -272,8 +273,8 @@ def main(
         "conversion_edges_per_second": ours_eps,
         "pbg_tsv_importer_edges_per_second": tsv_eps,
         "conversion_speedup_vs_pbg_importer": ours_eps / tsv_eps if tsv_eps == tsv_eps else None,
-        "mrr": eg["mrr"],
-        "popularity_mrr": eg["popularity_mrr"],
+        "mrr": eg[LINK_PREDICTION]["mrr"],
+        "popularity_mrr": eg[LINK_PREDICTION]["popularity_mrr"],
         "pbg_own_train_seconds": pbg_own_s,
         "pbg_own_edges_per_second": pbg_own_eps,
         "stage_vs_pbg_own": parity,
@@ -308,8 +309,9 @@ def main(
 
 def _sweep(base: Any, graph: Path, root: Path, sweep: str, epochs: int) -> list[dict[str, Any]]:
     """Runs the stage once per setting (the default first) at ``epochs``; one row each."""
+    from twhin_bert.common.metrics import LINK_PREDICTION
     from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import run_embed_graph
+    from twhin_bert.embed_graph.pbg import run_embed_graph
 
     settings = [""] + [s.strip() for s in sweep.split(";") if s.strip()] if sweep else []
     rows = []
@@ -324,8 +326,8 @@ def _sweep(base: Any, graph: Path, root: Path, sweep: str, epochs: int) -> list[
                 "setting": setting or "default",
                 "epochs": epochs,
                 "edges/s": m["pbg_edges_per_second"],
-                "mrr": m["mrr"],
-                "hits@10": m["hits@10"],
+                "mrr": m[LINK_PREDICTION]["mrr"],
+                "hits@10": m[LINK_PREDICTION]["hits@10"],
             }
         )
     return rows

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parses the arguments and runs :func:`run_embed_graph`."""
     from twhin_bert.common.config import load_stage_config
     from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import run_embed_graph
+    from twhin_bert.embed_graph.pbg import run_embed_graph
 
     parser = argparse.ArgumentParser(prog="python -m twhin_bert.embed_graph")
     parser.add_argument("--config", type=Path, default=None, help="YAML/JSON config file")

@@ -26,14 +26,14 @@ def embed_graph(
             relation vectors, the model description, the holdout rule and PBG's
             ``checkpoint/`` (a retried task resumes from it); layout:
             ``twhin_bert.common.artifacts.GraphEmbeddings``.
-        metrics: Link prediction (MRR, Hits@1, Hits@10) beside the popularity baseline,
-            PBG edges/s and the time spent outside PBG training.
+        metrics: Link prediction under ``link_prediction.`` (MRR, Hits@1, Hits@10) beside
+            the popularity baseline, PBG edges/s and the time spent outside PBG training.
     """
     from pathlib import Path
 
     from twhin_bert.common.kfp_utils import log_kfp_metrics
     from twhin_bert.embed_graph.config import EmbedGraphConfig
-    from twhin_bert.embed_graph.embed import run_embed_graph
+    from twhin_bert.embed_graph.pbg import run_embed_graph
 
     result = run_embed_graph(
         EmbedGraphConfig.model_validate_json(config),

@@ -17,10 +17,12 @@ The recipe, top to bottom:
    model description (operator, comparator, ...), laid out as
    :class:`~twhin_bert.common.artifacts.GraphEmbeddings`; the graph's holdout rule (tweets
    kept out for evaluation) is passed on beside them.
-4. **evaluate** – link prediction on held-out edges: each test edge's tweet is ranked among
-   ``eval_candidates`` random tweets (known positives of that user filtered out) by our score
-   computed from the exported vectors, and by train-set popularity (degree) on the same
-   candidates; MRR, Hits@1, Hits@10 for both.
+4. **evaluate** – link prediction on the edges of the ``eval_split`` split (test by default):
+   each edge's tweet is ranked among ``eval_candidates`` random tweets (known positives of
+   that user filtered out) by our score computed from the exported vectors, and by train-set
+   popularity (degree) on the same candidates; MRR, Hits@1, Hits@10 for both, reported under
+   ``link_prediction.`` (not evaluate's engagement HITS@10: another task, on the tweets of
+   build_graph's evaluation holdout).
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ import pyarrow.compute as pc
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, ranking, splits, tracking
 from twhin_bert.common.artifacts import Graph, GraphEmbeddings
+from twhin_bert.common.metrics import LINK_PREDICTION, METRICS_FILE
 from twhin_bert.common.parallel import resolve_workers
-from twhin_bert.common.stage import METRICS_FILE, stage
+from twhin_bert.common.stage import stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 
 log = logging.getLogger(__name__)
@@ -354,14 +357,14 @@ def link_prediction(
     """MRR / Hits@1 / Hits@10 of the embeddings and of popularity on the same candidates.
 
     Ties are scored by :mod:`twhin_bert.common.ranking`'s rule (the expectation under a
-    uniformly random tie-break; popularity ties often). These rank a held-out edge's tweet
+    uniformly random tie-break; popularity ties often). These rank an evaluated edge's tweet
     among ``eval_candidates`` random tweets: link prediction, not evaluate's engagement task.
 
     Args:
         users: User embeddings ``[U, d]``.
         tweets: Tweet embeddings ``[T, d]``.
         rel_vectors: Relation operator parameters ``[R, ...]`` (index = relation id).
-        test: Held-out ``(user_row, tweet_row, relation)``.
+        test: The evaluated split's edges ``(user_row, tweet_row, relation)``.
         known: Sorted int64 keys ``user_row * T + tweet_row`` of every known edge (filtered
             out of the candidates).
         train_degree: Train-split degree of each tweet (the popularity score).
@@ -369,8 +372,8 @@ def link_prediction(
         relations: Relation names (for the per-relation breakdown).
 
     Returns:
-        Flat metrics: ``mrr``, ``hits@1``, ``hits@10`` and ``popularity_*`` twins, the count
-        of evaluated edges, and ``by_relation``.
+        ``mrr``, ``hits@1``, ``hits@10`` and ``popularity_*`` twins, the count of evaluated
+        edges, and ``by_relation`` (the stage reports them under ``link_prediction.``).
     """
     import torch
 
@@ -474,8 +477,10 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
         graph: The build_graph stage's folder.
 
     Returns:
-        Metrics: link prediction (model and popularity baseline), training figures (edges/s,
-        loss per epoch, resumed checkpoint version) and the time spent outside PBG training.
+        Metrics: link prediction under ``link_prediction.`` (``link_prediction.mrr``,
+        ``link_prediction.hits@10``, ``link_prediction.popularity_mrr``...: ranks among random
+        tweets, not evaluate's engagement HITS@10), training figures (edges/s, loss per epoch,
+        resumed checkpoint version) and the time spent outside PBG training.
     """
     t_start = time.perf_counter()
     _import_pbg()
@@ -542,7 +547,7 @@ def _train_and_export(
         lp["popularity_hits@10"],
     )
     return {
-        **lp,
+        LINK_PREDICTION: lp,
         "users": int(users.shape[0]),
         "tweets": int(tweets.shape[0]),
         "dimension": cfg.dimension,
