@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 import torch
 from twhin_bert.common import lang
+from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.schemas import write_table
 from twhin_bert.pretrain import data as D
 
@@ -98,7 +99,7 @@ def test_tweet_stream_is_deterministic_and_replays_old_positions(
 
     def stream(seed: int) -> D.TweetStream:
         return D.TweetStream(
-            D.tweets_file(pt_ingested), tok, sp, rows_per_batch=4, max_seq_len=64,
+            Ingested(pt_ingested).tweets_path(), tok, sp, rows_per_batch=4, max_seq_len=64,
             position_offset=2, mask_prob=0.15, alpha=0.7, shuffle_buffer=64, read_rows=128,
             seed=seed,
         )  # fmt: skip

@@ -10,7 +10,7 @@ from twhin_bert.pretrain.losses import combined_loss, masked_lm_loss, nt_xent
 
 
 def reference_nt_xent(za: torch.Tensor, zb: torch.Tensor, tau: float) -> float:
-    """The SPEC's formula, one anchor at a time, in float64."""
+    """The paper's NT-Xent formula (SimCLR), one anchor at a time, in float64."""
     z = torch.cat([za, zb]).double()
     n = z.shape[0]
     b = n // 2

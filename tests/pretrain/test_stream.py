@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 import torch
 from twhin_bert.common import lang, schemas
+from twhin_bert.common.artifacts import Ingested
 from twhin_bert.pretrain import data as D
 
 FIELDS = ("input_ids", "position_ids", "segment_ids", "cls_index", "mlm_index", "mlm_labels")
@@ -112,7 +113,8 @@ def test_stage1_resumes_with_the_uninterrupted_batches(small: Path, pt_tokenizer
 
     def make() -> D.TweetStream:
         return D.TweetStream(
-            D.tweets_file(small), tok, sp, rows_per_batch=4, max_seq_len=64, position_offset=2,
+            Ingested(small).tweets_path(),
+            tok, sp, rows_per_batch=4, max_seq_len=64, position_offset=2,
             mask_prob=0.15, alpha=0.7, shuffle_buffer=32, read_rows=16, seed=7,
         )  # fmt: skip
 
@@ -241,7 +243,8 @@ def test_tweets_follow_frequency_alpha(
     folder, _ = skewed
     tok, sp = D.load_tokenizer(pt_tokenizer)
     ts = D.TweetStream(
-        D.tweets_file(folder), tok, sp, rows_per_batch=4, max_seq_len=64, position_offset=2,
+        Ingested(folder).tweets_path(),
+        tok, sp, rows_per_batch=4, max_seq_len=64, position_offset=2,
         mask_prob=0.15, alpha=0.7, shuffle_buffer=64, read_rows=32, seed=3,
     )  # fmt: skip
     seen: Counter[str] = Counter()

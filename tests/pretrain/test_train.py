@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.stage import read_metrics
 from twhin_bert.pretrain.checkpoints import COMPLETE_FILE
 from twhin_bert.pretrain.config import ArchConfig, ObjectiveTraining, PretrainConfig
@@ -85,7 +86,8 @@ def heldout_mlm_loss(model_dir: Path | None, ingested: Path, tokenizer: Path) ->
         init_from=str(model_dir) if model_dir else None,
     ).eval()  # fmt: skip
     stream = D.TweetStream(
-        D.tweets_file(ingested), tok, sp, rows_per_batch=8, max_seq_len=64, position_offset=2,
+        Ingested(ingested).tweets_path(),
+        tok, sp, rows_per_batch=8, max_seq_len=64, position_offset=2,
         mask_prob=0.15, alpha=0.7, shuffle_buffer=256, read_rows=256, seed=99,
     )()  # fmt: skip
     with torch.no_grad():

@@ -3,10 +3,10 @@
 Protocol, as in the TwHIN-BERT paper, with our documented choices:
 
 - Data: engaged (user, tweet) pairs from the ingest folder, deduplicated over engagement
-  types. Users without a graph embedding (embed_graph ``users.npy``) are skipped and
+  types. Users without an embed_graph user embedding are skipped and
   counted; engagements with unknown tweets are dropped and counted.
 - Split: *by tweet*, each engagement following its tweet. The split is build_graph's holdout
-  (``holdout.json`` in the embed_graph folder, 0.8/0.1/0.1 by default): valid and test tweets
+  (passed on in the embed_graph folder, 0.8/0.1/0.1 by default): valid and test tweets
   were kept out of the graph, hence out of the user embeddings, the mined pairs and stage-2
   training, so neither model has seen their engagements. Without a holdout the engaged tweets
   are split here (``cfg.split``, seeded), with a warning.
@@ -37,12 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from twhin_bert.common import holdout
+from twhin_bert.common.artifacts import HOLDOUT_FILE, GraphEmbeddings, Ingested
 from twhin_bert.common.metrics import hits_key
 from twhin_bert.common.ranking import hits_at, positive_ranks
-from twhin_bert.common.schemas import read_table
 from twhin_bert.common.splits import TEST, TRAIN, VALID
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.features import zscore
@@ -90,27 +88,12 @@ def load_engagement_data(
     ingested: Path, graph_embeddings: Path, cfg: EngagementConfig, seed: int
 ) -> EngagementData:
     """Reads the ingest and embed_graph folders and splits the engaged tweets by tweet."""
-    ingested, graph_embeddings = Path(ingested), Path(graph_embeddings)
-    tweets = read_table(
-        ingested / "tweets.parquet", "tweets", ["tweet_id", "text", "lang"]
-    ).to_pandas()
-    eng = read_table(
-        ingested / "engagements.parquet", "engagements", ["user_id", "tweet_id"]
-    ).to_pandas()
-    upath, uids_path = graph_embeddings / "users.npy", graph_embeddings / "users.ids.parquet"
-    for p in (upath, uids_path):
-        if not p.exists():
-            raise EngagementDataError(
-                f"{p}: missing (embed_graph writes users.npy + users.ids.parquet)"
-            )
-    user_emb = np.load(upath).astype(np.float32)
-    user_ids = (
-        pq.read_table(str(uids_path), columns=["id"]).column("id").to_numpy(zero_copy_only=False)
-    )
-    if user_emb.ndim != 2 or user_emb.shape[0] != len(user_ids):
-        raise EngagementDataError(
-            f"{upath}: shape {user_emb.shape} does not match the {len(user_ids)} ids of {uids_path}"
-        )
+    ingest, graph = Ingested(ingested), GraphEmbeddings(graph_embeddings)
+    tweets = ingest.tweets(["tweet_id", "text", "lang"]).to_pandas()
+    eng = ingest.engagements(["user_id", "tweet_id"]).to_pandas()
+    ids, vectors = graph.users(mmap=False)
+    user_emb = vectors.astype(np.float32, copy=False)
+    user_ids = ids.to_numpy(zero_copy_only=False)
     n_raw = len(eng)
     eng = eng.drop_duplicates(["user_id", "tweet_id"])
     counts = {"engagements": n_raw, "engaged_pairs": len(eng)}
@@ -126,8 +109,8 @@ def load_engagement_data(
     pairs_all = np.stack([u_idx[ok].to_numpy(np.int64), t_idx[ok].to_numpy(np.int64)], axis=1)
     if pairs_all.shape[0] == 0:
         raise EngagementDataError(
-            f"{ingested / 'engagements.parquet'}: no engagement joins a tweet of tweets.parquet and a "
-            f"user of {uids_path}"
+            f"{ingest.engagements_path()}: no engagement joins a tweet of {ingest.tweets_path()} "
+            f"and a user of {graph.table(graph.USERS).ids_path}"
         )
     # Keep the engaged tweets only, renumbered.
     used = np.unique(pairs_all[:, 1])
@@ -135,7 +118,7 @@ def load_engagement_data(
     remap[used] = np.arange(used.size)
     pairs = np.stack([pairs_all[:, 0], remap[pairs_all[:, 1]]], axis=1)
     sub = tweets.iloc[used]
-    rule = holdout.read_rule(graph_embeddings)
+    rule = graph.holdout()
     if rule is not None:  # build_graph's holdout: test tweets were never in the graph
         split = rule.split(sub["tweet_id"].to_numpy())
         counts["split_source"] = "build_graph holdout"
@@ -143,8 +126,8 @@ def load_engagement_data(
         log.warning(
             "%s: no %s; splitting the engaged tweets here, so test tweets may have been in "
             "the graph (and in mined pairs) the models were trained on",
-            graph_embeddings,
-            holdout.HOLDOUT_FILE,
+            graph.path,
+            HOLDOUT_FILE,
         )
         split = split_by_tweet(used.size, cfg.split, seed)
         counts["split_source"] = "evaluate (random, not held out of training)"

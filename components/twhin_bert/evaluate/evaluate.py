@@ -67,8 +67,8 @@ def run_evaluate(
         out_dir: Staging output folder.
         models: Name -> Hugging Face model folder; ``cfg.candidate`` (``twhin_bert``) is
             required, ``cfg.baseline`` (``mlm_only``) optional.
-        ingested: The ingest folder (tweets.parquet, engagements.parquet).
-        graph_embeddings: The embed_graph folder (users.npy + users.ids.parquet).
+        ingested: The ingest folder (tweets and engagements).
+        graph_embeddings: The embed_graph folder (user embeddings and the holdout rule).
         benchmarks: TweetEval/UMSAB-style folders (``path`` or ``name=path``).
 
     Returns:

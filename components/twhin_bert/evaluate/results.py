@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from twhin_bert.common.metrics import (
+    BASE,
+    BASELINE,
     HASHTAG_MACRO_F1,
     PRIMARY,
     benchmark_key,
@@ -173,11 +175,11 @@ class EvaluationResult:
             out["ablation"] = self.ablation()
             # The baseline's key metrics on the same split: when the baseline is the champion
             # (retraining), register_model's gate compares like with like from these.
-            out["baseline"] = {"name": self.baseline, PRIMARY: self.primary(self.baseline)}
+            out[BASELINE] = {"name": self.baseline, PRIMARY: self.primary(self.baseline)}
         if self.base in self.models:
             # The untouched base encoder on the same split: what continued training must
             # beat (register_model's gate can require it, gate.require_beat_base).
-            out["base"] = {"name": self.base, PRIMARY: self.primary(self.base)}
+            out[BASE] = {"name": self.base, PRIMARY: self.primary(self.base)}
         return out
 
     def curves(self) -> dict[str, Any]:

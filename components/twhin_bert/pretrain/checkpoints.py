@@ -21,6 +21,7 @@ from typing import Any
 
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime
+from twhin_bert.common.artifacts import Ingested, Pairs
 from twhin_bert.common.stage import METRICS_FILE
 from twhin_bert.pretrain.config import PretrainConfig
 from twhin_bert.pretrain.inputs import PretrainInputs
@@ -174,8 +175,6 @@ def checkpoint_folder(
 def fingerprint(cfg: PretrainConfig, inputs: PretrainInputs) -> str:
     """What must match for a checkpoint to be resumed: the objective, the config (not its
     bookkeeping fields) and the contents of the inputs (never their paths)."""
-    from twhin_bert.pretrain import data as D  # torch: not at import
-
     keep = cfg.model_dump(mode="json", exclude=set(BOOKKEEPING))
     start: str | None = None
     if inputs.init_from is not None:  # a model folder, or a name of a released model
@@ -183,9 +182,9 @@ def fingerprint(cfg: PretrainConfig, inputs: PretrainInputs) -> str:
         start = fp.model_fingerprint(p) if p.is_dir() else str(p)
     pairs = inputs.pairs
     contents = {
-        "tweets": fp.file_fingerprint(D.tweets_file(inputs.ingested)),
+        "tweets": fp.file_fingerprint(Ingested(inputs.ingested).tweets_path()),
         "tokenizer": fp.path_fingerprint(inputs.tokenizer, ignore={METRICS_FILE}),
-        "pairs": fp.file_fingerprint(D.pairs_file(pairs)) if pairs is not None else None,
+        "pairs": fp.file_fingerprint(Pairs(pairs).pairs_path()) if pairs is not None else None,
         "init_from": start,
     }
     return fp.fingerprint([inputs.objective, keep], contents)

@@ -43,12 +43,11 @@ import pyarrow.parquet as pq
 import torch
 
 from twhin_bert.common import lang, schemas
+from twhin_bert.common.artifacts import Ingested, Pairs
 
 log = logging.getLogger(__name__)
 
-TWEETS_FILE = "tweets.parquet"
-PAIRS_FILE = "pairs.parquet"
-#: The columns of ``pairs.parquet`` stage 2 reads.
+#: The columns of the mined pairs stage 2 reads.
 PAIR_COLUMNS = ["tweet_a", "tweet_b", "text_a", "text_b"]
 
 
@@ -307,24 +306,6 @@ def _generator(seed: int, *key: int) -> torch.Generator:
 
 
 # --------------------------------------------------------------------------- the row cursor
-
-
-def tweets_file(ingested: str | Path) -> Path:
-    """``tweets.parquet`` of an ingest folder (or the file itself)."""
-    p = Path(ingested)
-    f = p / TWEETS_FILE if p.is_dir() else p
-    if not f.is_file():
-        raise DataError(f"{f}: no tweets.parquet (expected the ingest stage's output folder)")
-    return f
-
-
-def pairs_file(pairs: str | Path) -> Path:
-    """``pairs.parquet`` of a mine_pairs folder (or the file itself)."""
-    p = Path(pairs)
-    f = p / PAIRS_FILE if p.is_dir() else p
-    if not f.is_file():
-        raise DataError(f"{f}: no pairs.parquet (expected the mine_pairs stage's output folder)")
-    return f
 
 
 #: Reads one slice of rows: ``(record batch, its first row's 0-based number)`` ->
@@ -667,12 +648,12 @@ class TweetIndex:
 
 class PairStream(_Stream):
     """Micro-batches of B positive pairs for the social objective (plus MLM on their tokens),
-    streamed from ``pairs.parquet`` as tweets are in stage 1.
+    streamed from mine_pairs' output as tweets are in stage 1.
 
     Pairs are re-sampled by language with the same rates as tweets (a pair's language is its
     first tweet's, else its second's, else ``und``: translation pairs name no ingested tweet)
     and shuffled through a buffer of ``shuffle_buffer`` pairs (:class:`RowCursor`); a pair
-    with a null text takes its tweet's text from ``tweets.parquet``; pairs of a tweet with
+    with a null text takes its tweet's text from the ingested tweets; pairs of a tweet with
     itself are dropped. Both tweets of every pair are packed (first-fit) into rows;
     ``Batch.cls_index`` lists the CLS positions as ``a_0..a_{B-1}, b_0..b_{B-1}``. Memory:
     the buffer, one slice of ``read_rows`` pairs and the tweet ids' index, never the pairs.
@@ -695,9 +676,9 @@ class PairStream(_Stream):
         read_rows: int,
         seed: int,
     ) -> None:
-        self.path = pairs_file(pairs)
+        self.path = Pairs(pairs).pairs_path()
         self.file = schemas.check(self.path, "pairs")
-        self.tweets = TweetIndex(tweets_file(ingested))
+        self.tweets = TweetIndex(Ingested(ingested).tweets_path())
         self.tokenizer = tokenizer
         self.specials = specials
         self.pairs_per_batch = pairs_per_batch
@@ -727,7 +708,7 @@ class PairStream(_Stream):
     def resolve(
         self, rb: pa.RecordBatch, first: int, *, texts: bool = True
     ) -> tuple[list[tuple[str, str]], list[str]]:
-        """The usable pairs of a slice of ``pairs.parquet`` and their languages.
+        """The usable pairs of a slice of the pairs file and their languages.
 
         Args:
             rb: The slice (columns :data:`PAIR_COLUMNS`).
@@ -738,8 +719,8 @@ class PairStream(_Stream):
             ``(text_a, text_b)`` of each pair (empty when ``texts`` is False) and its language.
 
         Raises:
-            DataError: A pair names a tweet that is not in tweets.parquet and carries no text
-                for it (the message names the file and the row).
+            DataError: A pair names a tweet that is not among the ingested tweets and carries
+                no text for it (the message names the file and the row).
         """
         ids = {s: rb.column(f"tweet_{s}").to_pylist() for s in "ab"}
         given = {s: rb.column(f"text_{s}").to_pylist() for s in "ab"}

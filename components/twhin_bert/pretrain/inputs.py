@@ -21,9 +21,9 @@ class PretrainInputs:
 
     Attributes:
         objective: ``mlm`` (stage 1) or ``mlm_social`` (stage 2: MLM + NT-Xent on ``pairs``).
-        ingested: The ingest folder (``tweets.parquet``).
+        ingested: The ingest folder (its tweets).
         tokenizer: A Hugging Face fast-tokenizer folder.
-        pairs: The mine_pairs folder (``pairs.parquet``); required for ``mlm_social``.
+        pairs: The mine_pairs folder (its pairs); required for ``mlm_social``.
         init_from: A model folder to start from (stage 1's export, a champion's, or the
             fetched ``base_model``); None: a fresh encoder.
     """

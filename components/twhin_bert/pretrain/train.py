@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from twhin_bert.common import lifetime, tracking
+from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.compute import use_threads
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
@@ -74,10 +75,10 @@ def run_pretrain(
             live in ``out_dir/checkpoints`` unless ``cfg.checkpoint_dir`` is set.
         objective: ``mlm`` (stage 1, from scratch unless ``init_from``) or ``mlm_social``
             (stage 2: MLM + NT-Xent on ``pairs``, normally from stage 1's model).
-        ingested: The ingest folder (``tweets.parquet``).
+        ingested: The ingest folder (its tweets).
         tokenizer: A Hugging Face fast-tokenizer folder; None: ``init_from``'s, else
             ``cfg.base_model``'s.
-        pairs: The mine_pairs folder (``pairs.parquet``); required for ``mlm_social``.
+        pairs: The mine_pairs folder (its pairs); required for ``mlm_social``.
         init_from: A model folder to start from (stage 1's, or a champion's); None: the
             ``cfg.base_model`` when set, else a fresh encoder.
 
@@ -287,7 +288,7 @@ def setup_data(run: Run) -> Data:
         )  # fmt: skip
     else:
         stream = D.TweetStream(
-            D.tweets_file(inputs.ingested), tok, specials, rows_per_batch=batch, **common
+            Ingested(inputs.ingested).tweets_path(), tok, specials, rows_per_batch=batch, **common
         )
     return Data(tok, specials, stream)
 

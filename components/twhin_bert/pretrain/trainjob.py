@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from twhin_bert.common.artifacts import Ingested, Pairs
 from twhin_bert.common.config import StrictModel
 from twhin_bert.pretrain.config import PretrainConfig
 
@@ -434,7 +435,6 @@ def run_trainjob(
         RuntimeError: The job failed or left no result.
     """
     from twhin_bert.common import tracking
-    from twhin_bert.pretrain import data as D
     from twhin_bert.pretrain import train as T
 
     node = node_spec_from_env()
@@ -463,9 +463,9 @@ def run_trainjob(
     def prepare() -> None:
         stage_inputs(
             job_dir,
-            tweets=D.tweets_file(inputs.ingested),
+            tweets=Ingested(inputs.ingested).tweets_path(),
             tokenizer=inputs.tokenizer,
-            pairs=D.pairs_file(inputs.pairs) if inputs.pairs is not None else None,
+            pairs=Pairs(inputs.pairs).pairs_path() if inputs.pairs is not None else None,
             init_from=inputs.init_from,
         )
         shutil.rmtree(work_out, ignore_errors=True)
