@@ -16,6 +16,7 @@ window as the registered version's ``data_window``.
 from collections.abc import Callable
 
 from kfp import dsl
+from twhin_bert.common import roles
 from twhin_bert.evaluate.component import evaluate
 from twhin_bert.pretrain.component import pretrain
 from twhin_bert.register_model.component import register_model, resolve_champion
@@ -80,7 +81,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             cfg,
             "evaluate",
             # The champion is the model to beat: it stands beside the candidate in the report.
-            config=cfg.evaluate.model_copy(update={"baseline": "champion"}).model_dump_json(),
+            config=cfg.evaluate.model_copy(update={"baseline": roles.CHAMPION}).model_dump_json(),
             model=social.outputs["model"],
             ingested=ingested,
             graph_embeddings=t["embed_graph"].outputs["graph_embeddings"],

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from twhin_bert.common import roles
 from twhin_bert.common.compute import Threads
 from twhin_bert.common.config import StrictModel
 
@@ -178,12 +179,14 @@ class EvaluateConfig(StrictModel):
         description="Which variant (feature-based or fine-tuned) gives the headline classification "
         "numbers in `primary` (prod: finetune, as in the paper).",
     )
-    candidate: str = Field("twhin_bert", description="Model name whose numbers become `primary`.")
+    candidate: str = Field(
+        roles.CANDIDATE, description="Model name whose numbers become `primary`."
+    )
     baseline: str = Field(
-        "mlm_only", description="Ablation twin compared with the candidate when present."
+        roles.MLM_ONLY, description="Ablation twin compared with the candidate when present."
     )
     base: str = Field(
-        "base",
+        roles.BASE_ENCODER,
         description="Name of the untouched base encoder (pretrain.base_model) scored beside "
         "the candidate when the candidate continued one.",
     )

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from twhin_bert import __version__
-from twhin_bert.common import tracking
+from twhin_bert.common import roles, tracking
 from twhin_bert.common.artifacts import Evaluation, Registration
 from twhin_bert.common.metrics import BASE, BASELINE, METRICS_FILE, PRIMARY, flatten, mlflow_key
 from twhin_bert.common.redact import redact_mapping
@@ -95,7 +95,7 @@ def gate_reference(
     when the version evaluated is still the champion.
     """
     if evaluated_champion and champion_version == evaluated_champion:
-        same_run = read_baseline_metrics(evaluation, "champion")
+        same_run = read_baseline_metrics(evaluation, roles.CHAMPION)
         if same_run:
             return same_run, f"champion v{champion_version} evaluated in this run (same split)"
     if champion_version is None:
