@@ -105,7 +105,7 @@ def test_run_evaluate_end_to_end(
 
 def test_config_validation() -> None:
     with pytest.raises(ValueError, match="summing to 1"):
-        EvaluateConfig(engagement=EngagementConfig(split=(0.8, 0.1, 0.2)))
+        EvaluateConfig(engagement=EngagementConfig(split_fractions=(0.8, 0.1, 0.2)))
     with pytest.raises(ValueError, match=r"finetune\.enabled"):
         EvaluateConfig(primary_mode="finetune", finetune=FinetuneConfig(enabled=False))
     with pytest.raises(ValueError, match=r"finetune\.tasks"):

@@ -34,7 +34,9 @@ def test_build_sets_keeps_tweets_with_exactly_one_frequent_hashtag() -> None:
     df = pd.concat(
         [df, pd.DataFrame({"text": ["x #a", "y #b"], "lang": "fr", "hashtags": [["a"], ["b"]]})]
     )
-    cfg = HashtagConfig(top_n=2, min_examples=20, min_tweets_per_hashtag=2, split=(0.6, 0.2, 0.2))
+    cfg = HashtagConfig(
+        top_n=2, min_examples=20, min_tweets_per_hashtag=2, split_fractions=(0.6, 0.2, 0.2)
+    )
     sets, stats = build_hashtag_sets(df, cfg, seed=0)
     assert set(sets) == {"en"}
     assert "fr" in stats["skipped"]

@@ -72,7 +72,7 @@ def stage2(stage1: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path) 
     return out
 
 
-def heldout_mlm_loss(model_dir: Path | None, ingested: Path, tokenizer: Path) -> float:
+def unseen_stream_mlm_loss(model_dir: Path | None, ingested: Path, tokenizer: Path) -> float:
     """Mean MLM loss (eval mode) over 10 fixed batches of a stream the run never saw (seed 99);
     ``model_dir=None``: a freshly initialised model (the same init the run started from)."""
     from twhin_bert.pretrain import data as D
@@ -111,9 +111,9 @@ def test_mlm_loss_decreases(stage1: Path, pt_ingested: Path, pt_tokenizer: Path)
     log = json.loads((stage1 / "training_log.json").read_text())
     first, last = head_tail(log, "loss")
     assert last < first, f"MLM training loss did not decrease: {first:.3f} -> {last:.3f}"
-    fresh = heldout_mlm_loss(None, pt_ingested, pt_tokenizer)
-    trained = heldout_mlm_loss(stage1, pt_ingested, pt_tokenizer)
-    assert trained < fresh - 0.2, f"held-out MLM loss {fresh:.3f} -> {trained:.3f}"
+    fresh = unseen_stream_mlm_loss(None, pt_ingested, pt_tokenizer)
+    trained = unseen_stream_mlm_loss(stage1, pt_ingested, pt_tokenizer)
+    assert trained < fresh - 0.2, f"unseen-stream MLM loss {fresh:.3f} -> {trained:.3f}"
     assert log[1]["lr"] > log[0]["lr"]  # warmup
     assert log[-1]["lr"] < max(e["lr"] for e in log)  # decay
     # The curves went to the stage's MLflow run, one point per step.
@@ -143,9 +143,9 @@ def test_social_loss_decreases_from_stage1(
     for e in log:  # L = L_social + 0.05 L_MLM
         assert e["loss"] == pytest.approx(e["social_loss"] + 0.05 * e["mlm_loss"], rel=1e-4)
     # Stage 2 starts from stage 1's encoder *and* MLM head and keeps the MLM objective: its
-    # held-out MLM loss stays far below a fresh model's.
-    fresh = heldout_mlm_loss(None, pt_ingested, pt_tokenizer)
-    assert heldout_mlm_loss(stage2, pt_ingested, pt_tokenizer) < fresh - 0.2
+    # the unseen stream's MLM loss stays far below a fresh model's.
+    fresh = unseen_stream_mlm_loss(None, pt_ingested, pt_tokenizer)
+    assert unseen_stream_mlm_loss(stage2, pt_ingested, pt_tokenizer) < fresh - 0.2
     assert not (stage2 / "checkpoints").exists()  # deleted after the run
 
 

@@ -3,10 +3,10 @@
 A benchmark folder holds ``{split}_text.txt`` (one tweet per line) and ``{split}_labels.txt``
 (its integer label on the same line) for the splits ``train``, ``val``, ``test`` it has, and
 optionally ``mapping.txt`` (``id<TAB>name``). Missing splits are carved out of existing ones,
-seeded, and the choice is recorded in the results' ``notes``:
+seeded (``carve_fraction`` each time), and the choice is recorded in the results' ``notes``:
 
-- no train (TweetEval sentiment): val is split into train (1 - holdout) and val (holdout);
-- no test (UMSAB): val becomes test, and val is carved out of train (holdout);
+- no train (TweetEval sentiment): val is split into train (1 - carve) and val (carve);
+- no test (UMSAB): val becomes test, and val is carved out of train (carve);
 - only one split: it is split into train / val / test.
 """
 
@@ -166,22 +166,22 @@ def make_splits(raw: RawBenchmark, cfg: EvaluateConfig) -> Splits:
     rng = np.random.default_rng([cfg.seed, 17])
     s = dict(raw.splits)
     notes: list[str] = []
-    h = bc.holdout_fraction
+    h = bc.carve_fraction
     if "train" not in s and "test" not in s:
         (rest, test) = _carve(*s["val"], h, rng)
         s["test"] = test
         s["train"], s["val"] = _carve(*rest, h, rng)
-        notes.append(f"only val present: split into train/val/test ({h:.0%} holdouts)")
+        notes.append(f"only val present: split into train/val/test ({h:.0%} carved each time)")
     elif "train" not in s and "val" not in s:
         (rest, test) = _carve(*s["test"], h, rng)
         s["test"] = test
         s["train"], s["val"] = _carve(*rest, h, rng)
-        notes.append(f"only test present: split into train/val/test ({h:.0%} holdouts)")
+        notes.append(f"only test present: split into train/val/test ({h:.0%} carved each time)")
     elif set(s) == {"train"}:
         (rest, test) = _carve(*s["train"], h, rng)
         s["test"] = test
         s["train"], s["val"] = _carve(*rest, h, rng)
-        notes.append(f"only train present: split into train/val/test ({h:.0%} holdouts)")
+        notes.append(f"only train present: split into train/val/test ({h:.0%} carved each time)")
     elif "train" not in s:
         s["train"], s["val"] = _carve(*s["val"], h, rng)
         notes.append(f"no train split: val split into train ({1 - h:.0%}) and val ({h:.0%})")

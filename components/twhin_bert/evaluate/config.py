@@ -59,8 +59,10 @@ class EngagementConfig(StrictModel):
         10, ge=1, description="Negative tweets per positive, drawn ∝ train tweet frequency^power."
     )
     negative_power: float = Field(0.75, ge=0, description="Exponent of the negative sampler.")
-    split: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1), description="Train/validation/test fractions of tweets (split by tweet)."
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1),
+        description="Train/validation/test fractions of the engaged tweets (split by tweet), "
+        "used only when the graph passes on no build_graph holdout.",
     )
     candidates: int = Field(
         1000,
@@ -111,8 +113,10 @@ class HashtagConfig(StrictModel):
         description="Paired bootstrap resamples of the test tweets (per language) for the "
         "candidate-minus-baseline macro-F1 difference and its 95% interval (0 = none).",
     )
-    split: tuple[float, float, float] = Field(
-        (0.8, 0.1, 0.1), description="Train/validation/test fractions per language."
+    split_fractions: tuple[float, float, float] = Field(
+        (0.8, 0.1, 0.1),
+        description="Train/validation/test fractions per language, used only when the graph "
+        "passes on no build_graph holdout.",
     )
 
 
@@ -130,7 +134,7 @@ class BenchmarkConfig(StrictModel):
     )
     max_val: int = Field(500, ge=1, description="Cap on validation examples per benchmark.")
     max_test: int = Field(500, ge=1, description="Cap on test examples per benchmark.")
-    holdout_fraction: float = Field(
+    carve_fraction: float = Field(
         0.2,
         gt=0,
         lt=1,
@@ -203,10 +207,12 @@ class EvaluateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> EvaluateConfig:
-        for name, split in (("engagement", self.engagement.split), ("hashtag", self.hashtag.split)):
-            if abs(sum(split) - 1.0) > 1e-6 or min(split) <= 0:
+        for name, task in (("engagement", self.engagement), ("hashtag", self.hashtag)):
+            fractions = task.split_fractions
+            if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) <= 0:
                 raise ValueError(
-                    f"{name}.split must be 3 positive fractions summing to 1, got {split}"
+                    f"{name}.split_fractions must be 3 positive fractions summing to 1, "
+                    f"got {fractions}"
                 )
         if self.primary_mode == "finetune" and not (
             self.finetune.enabled and set(self.finetune.tasks) == {"hashtag", "benchmarks"}

@@ -9,7 +9,7 @@ Protocol, as in the TwHIN-BERT paper, with our documented choices:
   (passed on in the embed_graph folder, 0.8/0.1/0.1 by default): valid and test tweets
   were kept out of the graph, hence out of the user embeddings, the mined pairs and stage-2
   training, so neither model has seen their engagements. Without a holdout the engaged tweets
-  are split here (``cfg.split``, seeded), with a warning.
+  are split here (``cfg.split_fractions``, seeded), with a warning.
 - Model: ``h_u = W_uᵀ e_u``, ``h_t = W_tᵀ e_t`` (both linear, to 128-d, no bias),
   ``P(t|u) = σ(h_uᵀ h_t)``. User and tweet features are z-scored with train statistics first
   (the frozen encoders' features have arbitrary scale; this makes one LR fit every model).
@@ -129,7 +129,7 @@ def load_engagement_data(
             graph.path,
             HOLDOUT_FILE,
         )
-        split = split_by_tweet(used.size, cfg.split, seed)
+        split = split_by_tweet(used.size, cfg.split_fractions, seed)
         counts["split_source"] = "evaluate (random, not held out of training)"
     counts |= {
         "pairs": int(pairs.shape[0]),
@@ -404,7 +404,7 @@ def run_engagement(
             if ev.users.size == 0:
                 raise EngagementDataError(
                     f"no {which} users: {data.counts.get('tweets', 0)} engaged tweets are too few for "
-                    f"a {cfg.split} split by tweet"
+                    f"a {cfg.split_fractions} split by tweet"
                 )
         test_langs.append(test.langs)
         n_users, n_cands = test.users.size, float((test.candidates >= 0).sum(1).mean())

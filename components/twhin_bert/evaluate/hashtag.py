@@ -47,7 +47,7 @@ def build_hashtag_sets(
         cfg: Hashtag settings.
         seed: Drives the cap sample and the split.
         rule: build_graph's holdout: when given, its valid/test tweets (never in a mined
-            pair) are the validation/test sets and the rest is train; ``cfg.split`` is unused.
+            pair) are the validation/test sets and the rest is train; ``cfg.split_fractions`` is unused.
 
     Returns:
         ``(sets, stats)``: ``sets[lang]`` train/val/test splits (labels = hashtag ids, names =
@@ -113,8 +113,8 @@ def build_hashtag_sets(
             n_tr = sum(pairs[i][2] == TRAIN for i in order)
             n_va = sum(pairs[i][2] == VALID for i in order)
         else:
-            n_tr = round(cfg.split[0] * len(order))
-            n_va = round(cfg.split[1] * len(order))
+            n_tr = round(cfg.split_fractions[0] * len(order))
+            n_va = round(cfg.split_fractions[1] * len(order))
         if min(n_tr, n_va, len(order) - n_tr - n_va) == 0:
             skipped[lang] = (
                 f"an empty split (train/valid/test {n_tr}/{n_va}/{len(order) - n_tr - n_va})"

@@ -295,7 +295,7 @@ def _engagement_blocks(task: TaskResult, cfg: EvaluateConfig, out_dir: Path) -> 
         Block(
             "p",
             f"Frozen encoders, Combined tweet embeddings, {cfg.engagement.dim}-d projections; "
-            f"tweets split {cfg.engagement.split} by tweet; {cnt['test_users']} test users, "
+            f"tweets split {cfg.engagement.split_fractions} by tweet; {cnt['test_users']} test users, "
             f"{cnt['mean_candidates']:.0f} candidates each on average; median of "
             f"{cfg.engagement.seeds} seeds. {cnt['users_without_embedding']} users without a "
             f"graph embedding skipped ({cnt['pairs_user_without_embedding']} pairs).",
