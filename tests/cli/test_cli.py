@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from twhin_bert.cli import app
+from twhin_bert_pipelines.cli import app
 from typer.testing import CliRunner
 
 runner = CliRunner()

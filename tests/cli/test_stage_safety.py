@@ -22,11 +22,11 @@ import mlflow
 import pytest
 import typer
 from pydantic import Field
-from twhin_bert.cli import _load, app, friendly_errors
 from twhin_bert.common import tracking
 from twhin_bert.common.config import StrictModel
 from twhin_bert.common.errors import ExitCode
 from twhin_bert.common.stage import MARKER_FILE, OutputFolderError, partial_dir, stage
+from twhin_bert_pipelines.cli import _load, app, friendly_errors
 from typer.testing import CliRunner
 
 runner = CliRunner()
@@ -346,7 +346,7 @@ def test_file_size_limit_while_writing_is_one_line_and_exit_3(raw: Path, tmp_pat
     env = {**os.environ, "TWHIN_BERT_TRACKING": "0", "TWHIN_BERT_MIN_FREE_MB": "0"}
     code = (
         "import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)); "
-        "from twhin_bert.cli import app; sys.argv[0] = 'twhin-bert'; app()"
+        "from twhin_bert_pipelines.cli import app; sys.argv[0] = 'twhin-bert'; app()"
     )
     res = subprocess.run(
         [sys.executable, "-c", code, "ingest", "--tweets", str(raw / "tweets.jsonl"),
@@ -371,7 +371,7 @@ def test_unreachable_mlflow_is_one_line_exit_4_within_30_seconds() -> None:
     env["MLFLOW_TRACKING_URI"] = uri
     t0 = time.monotonic()
     res = subprocess.run(
-        [sys.executable, "-m", "twhin_bert.cli", "registry", "list"],
+        [sys.executable, "-m", "twhin_bert_pipelines.cli", "registry", "list"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     took = time.monotonic() - t0

@@ -239,7 +239,7 @@ def test_everything_quarantined_fails_in_one_line(tmp_path: Path) -> None:
 
 
 def test_cli_exit_code_2_when_nothing_kept(tmp_path: Path) -> None:
-    from twhin_bert.cli import app
+    from twhin_bert_pipelines.cli import app
     from typer.testing import CliRunner
 
     src = tmp_path / "t.jsonl"

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from twhin_bert.cli import app
+from twhin_bert_pipelines.cli import app
 from typer.testing import CliRunner
 
 runner = CliRunner()

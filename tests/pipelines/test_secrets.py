@@ -36,7 +36,7 @@ from twhin_bert_pipelines.config import load_pipeline_config
 from twhin_bert_pipelines.submit import compile_pipeline
 
 PASSWORD = f"hunter2-{uuid.uuid4().hex[:12]}"
-CLI = [sys.executable, "-m", "twhin_bert.cli"]
+CLI = [sys.executable, "-m", "twhin_bert_pipelines.cli"]
 
 
 def _cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -353,7 +353,7 @@ def test_registry_error_hides_password(mlflow_url: str, tmp_path: Path) -> None:
 
 
 def test_ui_prints_and_passes_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    from twhin_bert.cli import app
+    from twhin_bert_pipelines.cli import app
     from typer.testing import CliRunner
 
     launched: list[tuple[list[str], dict[str, str]]] = []
@@ -373,7 +373,7 @@ def test_ui_prints_and_passes_no_password(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_cli_logging_redacts_messages_and_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
-    from twhin_bert.cli import _setup_logging
+    from twhin_bert_pipelines.cli import _setup_logging
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level

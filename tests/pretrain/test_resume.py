@@ -20,7 +20,7 @@ from twhin_bert.pretrain.config import ArchConfig, ObjectiveTraining, PretrainCo
 from twhin_bert.pretrain.inputs import PretrainInputs
 from twhin_bert.pretrain.train import run_pretrain
 
-CLI = [sys.executable, "-m", "twhin_bert.cli"]
+CLI = [sys.executable, "-m", "twhin_bert_pipelines.cli"]
 
 
 def small_cfg(**kw: object) -> PretrainConfig:

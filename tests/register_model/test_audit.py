@@ -87,7 +87,7 @@ def test_concurrent_approvals_are_serialised(tracking_uri: str) -> None:
     name = "tw-race"
     _make_versions(name, [_m(0.3)] * 5)
     env = {**os.environ, "TWHIN_BERT_DEBUG": "0"}
-    cmd = [sys.executable, "-m", "twhin_bert.cli", "registry", "approve"]
+    cmd = [sys.executable, "-m", "twhin_bert_pipelines.cli", "registry", "approve"]
     procs = [
         subprocess.Popen(
             [*cmd, str(v), "--name", name, "--reason", f"race {v}"],
@@ -253,7 +253,7 @@ def test_cli_accepts_aliases_and_refuses_garbage(tracking_uri: str) -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "twhin_bert.cli", "registry", *args, "--name", name],
+            [sys.executable, "-m", "twhin_bert_pipelines.cli", "registry", *args, "--name", name],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
 

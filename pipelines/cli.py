@@ -1,5 +1,8 @@
 """The ``twhin-bert`` command line: every stage, the pipelines, the registry and benchmarks.
 
+It is the top layer (common <- stages <- pipelines <- cli): it lives beside the pipelines it
+compiles and submits, and nothing in ``twhin_bert`` imports it or them.
+
 Heavy libraries (torch, faiss, mlflow, kfp) are imported inside commands so that
 ``twhin-bert --help`` answers at once.
 """
@@ -21,7 +24,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
 from twhin_bert import __version__
 from twhin_bert.common import redact
 
@@ -155,9 +157,8 @@ def _load(cls: type, config: str | None, section: str) -> Any:
     as ``twhin-bert run --config`` does and give their ``section``; any other file is the
     stage config (or holds it under ``section``).
     """
-    from twhin_bert_pipelines.config import BUILTIN_CONFIGS, PipelineConfig, load_pipeline_config
-
     from twhin_bert.common.config import load_stage_config, read_mapping
+    from twhin_bert_pipelines.config import BUILTIN_CONFIGS, PipelineConfig, load_pipeline_config
 
     if config is None:
         return cls()
