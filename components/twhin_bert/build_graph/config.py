@@ -41,10 +41,18 @@ class BuildGraphConfig(StrictModel):
         "KFP run's scheduled time, else the run's creation time). Retraining schedules set it.",
     )
     valid_fraction: float = Field(
-        0.05, ge=0.0, lt=1.0, description="Share of edges held out for validation."
+        0.05,
+        ge=0.0,
+        lt=1.0,
+        description="Share of edges in the valid split (not trained on; embed_graph measures "
+        "link prediction on it with eval_split: valid).",
     )
     test_fraction: float = Field(
-        0.1, ge=0.0, lt=1.0, description="Share of edges held out for link-prediction tests."
+        0.1,
+        ge=0.0,
+        lt=1.0,
+        description="Share of edges in the test split (not trained on; embed_graph's link "
+        "prediction by default).",
     )
     holdout_valid_fraction: float = Field(
         0.1,

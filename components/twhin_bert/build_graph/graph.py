@@ -289,12 +289,12 @@ def split_edges(
 ) -> tuple[np.ndarray, int]:
     """Assigns each edge a split (0 train, 1 valid, 2 test).
 
-    Held-out edges whose user or tweet would have no train edge go back to train (counted):
-    shallow embeddings of entities never seen in training are random, so such edges would
-    only measure noise.
+    Valid and test edges whose user or tweet would have no train edge go back to train
+    (counted): shallow embeddings of entities never seen in training are random, so such
+    edges would only measure noise.
 
     Returns:
-        The split of each edge and how many held-out edges were moved back to train.
+        The split of each edge and how many valid/test edges were moved back to train.
     """
     n = u.size
     split = np.zeros(n, dtype=np.int8)
@@ -504,7 +504,7 @@ def run_build_graph(
         "edges_train": edge_counts["train"],
         "edges_valid": edge_counts["valid"],
         "edges_test": edge_counts["test"],
-        "heldout_moved_to_train": moved,
+        "cold_edges_moved_to_train": moved,
         "eval_holdout_tweets": {
             "valid": int((held == splits.VALID).sum()),
             "test": int((held == splits.TEST).sum()),
