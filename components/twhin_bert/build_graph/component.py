@@ -30,7 +30,8 @@ def build_graph(
         create_time: The run's creation time (KFP placeholder), or ''.
         graph: Folder with ``pbg/`` (entity counts, partitioned HDF5 edge buckets for
             ``train/``, ``valid/``, ``test/``), the entities table, relations, graph metadata,
-            holdout rule and ``metrics.json`` (layout: ``twhin_bert.common.artifacts.Graph``).
+            holdout rule and the stage's metrics (layout:
+            ``twhin_bert.common.artifacts.Graph``).
         metrics: Entity and edge counts, split sizes, rows dropped by reason.
 
     Returns:

@@ -26,7 +26,7 @@ def ingest(
         engagements: Engagement inputs, same forms.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         ingested: Folder with the tweets, engagements and quarantine Parquet files and
-            ``metrics.json`` (layout: ``twhin_bert.common.artifacts.Ingested``).
+            the stage's metrics (layout: ``twhin_bert.common.artifacts.Ingested``).
         metrics: Rows in / out / quarantined by reason.
     """
     from twhin_bert.common.kfp_utils import log_kfp_metrics

@@ -29,7 +29,8 @@ def mine_pairs(
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run).
         parallel_tweets: Parallel-tweets JSONL (local path or gs:// URI); empty = none.
         truth: Planted-truth Parquet ``(tweet_id, topic)`` of demo data; empty = none.
-        pairs: Folder with the pairs Parquet (schema ``pairs``) and ``metrics.json``.
+        pairs: Folder with the pairs Parquet (schema ``pairs``) and the stage's metrics
+            (layout: ``twhin_bert.common.artifacts.Pairs``).
         metrics: Pairs per source, index used, recall@k against exact search, truth precision.
     """
     from twhin_bert.common.kfp_utils import log_kfp_metrics

@@ -29,7 +29,7 @@ def register_model(
     Args:
         config: The register_model section of the pipeline config, as JSON.
         model: The exported Hugging Face model folder (weights, config, tokenizer).
-        evaluation: The evaluate stage's folder; its metrics.json `primary` feeds the gate.
+        evaluation: The evaluate stage's folder; its primary metrics feed the gate.
         pipeline_run_id: The pipeline run's id (groups the stage's MLflow run, tags the version).
         pipeline_config: The whole resolved pipeline config, as JSON (logged with the model).
         data_window: The engagement window the model was trained on.

@@ -16,7 +16,7 @@ class GateMetric(StrictModel):
     name: str = Field(
         ...,
         min_length=1,
-        description="Key in the evaluate stage's metrics.json `primary` mapping, e.g. "
+        description="Name of one of the evaluate stage's primary metrics, e.g. "
         f"'{ENGAGEMENT_HITS}' ('engagement_hits@<evaluate.engagement.k>'), "
         f"'{HASHTAG_MACRO_F1}', '<benchmark>_<metric>'; checked when the pipeline config loads.",
     )
