@@ -55,16 +55,19 @@ class EmbedGraphConfig(StrictModel):
         0.0, ge=0.0, description="Seconds PBG delays the extra workers in the first epoch."
     )
     pbg_eval_fraction: float = Field(
-        0.0, ge=0.0, lt=1.0, description="Share of each bucket PBG holds out for its own stats."
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of each bucket PBG keeps from training for its own stats.",
     )
     eval_candidates: int = Field(
-        100, ge=1, description="Random candidate tweets ranked against each held-out edge."
+        100, ge=1, description="Random candidate tweets ranked against each evaluated edge."
     )
     eval_max_edges: int = Field(
-        5000, ge=1, description="At most this many test edges are evaluated (sampled)."
+        5000, ge=1, description="At most this many edges of eval_split are evaluated (sampled)."
     )
     eval_split: Literal["test", "valid"] = Field(
-        "test", description="Which held-out split link prediction is measured on."
+        "test", description="The split of the graph's edges link prediction is measured on."
     )
     keep_checkpoint: bool = Field(
         True, description="Keep PBG's checkpoint/ in the output (the trained model)."
