@@ -28,6 +28,7 @@ batches an uninterrupted run would have seen, at a cost that does not grow with 
 
 from __future__ import annotations
 
+import abc
 import functools
 import logging
 from collections import Counter
@@ -445,26 +446,29 @@ class RowCursor:
         return self.buffer.pop() if self.buffer else None
 
 
-class _Stream:
+class _Stream(abc.ABC):
     """What both streams share: the epoch loop, the position, resuming from it."""
 
     path: Path
     epoch: int
     index: int
 
+    @abc.abstractmethod
     def _start(self, epoch: int, state: dict[str, Any] | None) -> None:
-        raise NotImplementedError
+        """Implemented by each stream."""
 
+    @abc.abstractmethod
     def _next(self, build: bool) -> Batch | bool | None:
         """The epoch's next batch (``build`` False: only its position is advanced, True
         returned); None when the epoch has no further full batch."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Implemented by each stream."""
 
+    @abc.abstractmethod
     def _too_few(self) -> DataError:
-        raise NotImplementedError
+        """Implemented by each stream."""
 
     def position(self) -> dict[str, Any]:
         """The data position after the last batch handed out, for a checkpoint: resuming from
