@@ -40,12 +40,12 @@ test-all: $(STAMP)  ## every test, the slow ones included (GPU tests need a GPU)
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check components pipelines tests
-	$(BIN)/ruff format --check components pipelines tests
+	$(BIN)/ruff check components pipelines tests scripts
+	$(BIN)/ruff format --check components pipelines tests scripts
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix components pipelines tests
-	$(BIN)/ruff format components pipelines tests
+	$(BIN)/ruff check --fix components pipelines tests scripts
+	$(BIN)/ruff format components pipelines tests scripts
 
 compile: $(STAMP)  ## compile both pipelines with the prod config
 	$(BIN)/twhin-bert compile --config prod --pipeline pretrain --out build/twhin-bert-pretrain.yaml
@@ -55,7 +55,7 @@ compile: $(STAMP)  ## compile both pipelines with the prod config
 BENCH_DATA ?= $(wildcard $(abspath ../shared/data))
 
 bench-quick: $(STAMP)  ## every benchmark in quick mode
-	for b in ingest embed-graph mine pretrain embed; do \
+	for b in ingest embed-graph mine pretrain embed resume; do \
 	  TWHIN_BERT_BENCH_DATA="$(BENCH_DATA)" $(BIN)/twhin-bert bench $$b --quick || true; done
 
 clean:

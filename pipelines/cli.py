@@ -496,7 +496,9 @@ def compile_cmd(
     from twhin_bert_pipelines.submit import compile_pipeline
 
     cfg = load_pipeline_config(config)
-    path = compile_pipeline(cfg, out or Path(f"{cfg.name}-{pipeline}.yaml"), pipeline, strict=strict)  # type: ignore[arg-type]
+    path = compile_pipeline(  # type: ignore[arg-type]  # typer passes a checked str
+        cfg, out or Path(f"{cfg.name}-{pipeline}.yaml"), pipeline, strict=strict
+    )
     out_console.print(f"[green]compiled[/] {pipeline} pipeline -> {path}")
 
 

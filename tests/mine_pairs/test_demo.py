@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
 from twhin_bert.common.stage import read_metrics
-
-_UPSTREAM = (
-    "twhin_bert.ingest.ingest",
-    "twhin_bert.build_graph.graph",
-    "twhin_bert.embed_graph.pbg",
-)
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in _UPSTREAM),
-    reason="upstream stages of the demo chain are not there yet",
-)
 
 
 def test_demo_social_pairs_precision(pairs_dir: Path) -> None:

@@ -19,7 +19,6 @@ disjoint slices of the tweets so that a load change on a shared machine falls on
 from __future__ import annotations
 
 import logging
-import os
 import random
 import tempfile
 import time
@@ -170,14 +169,14 @@ def main(
     import torch
 
     from twhin_bert.common.bench import tweets_dir
+    from twhin_bert.common.compute import use_threads
 
     if quick:
         n, layers, hidden, vocab = min(n, 200), 2, 128, 1000
         rounds = min(rounds, 2)
         model = "built" if model == "auto" else model
     old_threads = torch.get_num_threads()
-    threads = threads or os.cpu_count() or 1
-    torch.set_num_threads(threads)
+    threads = use_threads(threads)
     try:
         with tempfile.TemporaryDirectory(prefix="bench-embed-") as tmp:
             texts, source = load_tweets(n, tweets_dir(data), seed)

@@ -195,8 +195,9 @@ def _baseline(
     tweet per row; the sampler sees every tweet in ``rows``, the trainer runs ``steps``."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
+    from twhin_bert.common.compute import use_threads
+
+    use_threads(threads)
     from transformers import (
         AutoTokenizer,
         DataCollatorForLanguageModeling,
@@ -302,6 +303,7 @@ def main(
     import torch
 
     from twhin_bert.common.bench import report
+    from twhin_bert.common.compute import use_threads
     from twhin_bert.pretrain.config import BASE_ARCH, ArchConfig, ObjectiveTraining, PretrainConfig
     from twhin_bert.pretrain.inputs import PretrainInputs
     from twhin_bert.pretrain.train import train
@@ -309,8 +311,7 @@ def main(
     steps = steps or (3 if quick else 12)
     vocab_size = vocab_size or (4000 if quick else 32000)
     n_tweets = tweets or (4000 if quick else 60000)
-    if threads:
-        torch.set_num_threads(threads)
+    use_threads(threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     rows = real_tweets(n_tweets, seed, data)
     arch_cfg = BASE_ARCH if arch == "base" else ArchConfig()

@@ -1,6 +1,6 @@
 """``python -m twhin_bert.embed_graph --out DIR --graph DIR [--config FILE]``.
 
-A minimal process entry (besides the ``twhin-bert embed-graph`` CLI command) used to run the
+A minimal process entry (besides the ``twhin-bert embed_graph`` CLI command) used to run the
 stage in its own process, e.g. by the kill -9 / resume test.
 """
 
