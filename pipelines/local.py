@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from twhin_bert.common import tracking
+from twhin_bert.common.errors import RunFailed
 from twhin_bert_pipelines.config import PipelineConfig
 from twhin_bert_pipelines.submit import PipelineName, build
 
@@ -163,7 +164,8 @@ def run_local(
     except RuntimeError as e:
         new = sorted(p for p in root.iterdir() if p.name not in before)
         where = new[-1] if new else root
-        raise RuntimeError(f"pipeline failed; task outputs and logs under {where}: {e}") from e
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(e))  # kfp colours task names
+        raise RunFailed(f"pipeline failed; task outputs and logs under {where}: {plain}") from e
     finally:
         if before_id is None:
             os.environ.pop(tracking.PIPELINE_RUN_ENV, None)

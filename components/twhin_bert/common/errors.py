@@ -38,6 +38,11 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
+class RunFailed(RuntimeError):
+    """A pipeline run that ended without success; the message names the failed task and where
+    its logs are (exit code ``RUN_FAILED``)."""
+
+
 # Failures caused by what the user gave us (files, configs, options). Our own input errors
 # (ConfigError, SchemaError, ingest's InputError, ...) all derive from ValueError.
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
@@ -91,6 +96,8 @@ def exit_code_for(exc: BaseException) -> ExitCode | None:
     """
     if isinstance(exc, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
+    if isinstance(exc, RunFailed):
+        return ExitCode.RUN_FAILED
     if is_unreachable(exc) or _is_mlflow_error(exc):
         return ExitCode.REMOTE
     if isinstance(exc, BAD_INPUT_ERRORS):
