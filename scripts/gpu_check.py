@@ -37,7 +37,7 @@ STEPS: dict[str, dict[str, Any]] = {
     "pretrain": {"arch": "base", "steps": 300, "batch_size": 64, "threads": 0},
     "mine": {"n": 1_000_000, "dim": 256, "queries": 5000, "gpu": True, "train_threads": 0},
     "embed": {"n": 20_000, "layers": 12, "hidden": 768, "vocab": 32_000, "batch_size": 256,
-              "device": "cuda", "default_n": 200},
+              "device": "cuda"},
 }  # fmt: skip
 
 

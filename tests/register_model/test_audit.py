@@ -26,6 +26,9 @@ def _make_versions(name: str, metrics: list[dict[str, float]], window: str = WIN
     """Registers one version per metrics mapping, gated against no champion (as register_model
     tags them), from one small logged run."""
     client = registry.connect()
+    # this server's own experiment: a run's experiment id cached by an earlier test (another
+    # store) does not exist here
+    mlflow.set_experiment("twhin-bert-audit-tests")
     with mlflow.start_run() as run:
         mlflow.log_text("tiny", "m/README.md")
     client.create_registered_model(name)
