@@ -10,17 +10,7 @@ from pathlib import Path
 import twhin_bert
 
 PACKAGE = Path(twhin_bert.__file__).parent
-STAGES = (
-    "ingest",
-    "build_graph",
-    "embed_graph",
-    "mine_pairs",
-    "train_tokenizer",
-    "pretrain",
-    "embed",
-    "evaluate",
-    "register_model",
-)
+STAGES = twhin_bert.STAGES
 #: Imports still to be moved to twhin_bert.common: (file, stage imported). Keep it empty.
 PENDING: set[tuple[str, str]] = set()
 
