@@ -7,8 +7,7 @@ import os
 import pytest
 import torch
 from pydantic import BaseModel
-from twhin_bert.common.compute import resolve_threads, use_threads
-from twhin_bert.common.parallel import available_cpus
+from twhin_bert.common.compute import available_cpus, resolve_cpus, use_threads
 from twhin_bert_pipelines.config import PipelineConfig
 
 
@@ -26,13 +25,13 @@ def _fields(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[type, o
 def test_zero_is_every_available_cpu() -> None:
     before = torch.get_num_threads()
     try:
-        assert resolve_threads(0) == available_cpus() <= len(os.sched_getaffinity(0))
+        assert resolve_cpus(0) == available_cpus() <= len(os.sched_getaffinity(0))
         assert use_threads(0) == available_cpus() == torch.get_num_threads()
         assert use_threads(1) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be 0"):
-        resolve_threads(-1)
+        resolve_cpus(-1)
 
 
 def test_every_stage_names_its_cpus_threads_or_workers_and_accepts_zero() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from twhin_bert.common.parallel import available_cpus, ordered_map, resolve_workers
+from twhin_bert.common.compute import available_cpus, resolve_cpus
+from twhin_bert.common.parallel import ordered_map
 from twhin_bert.ingest.config import IngestConfig
 from twhin_bert.ingest.ingest import run_ingest
 from twhin_bert.ingest.readers import FileReader, iter_lines
@@ -252,9 +253,9 @@ def test_workers_hash_strings_as_their_parent() -> None:
 
 
 def test_workers_setting() -> None:
-    assert resolve_workers(0) == available_cpus() >= 1
-    assert resolve_workers(3) == 3
+    assert resolve_cpus(0, "workers") == available_cpus() >= 1
+    assert resolve_cpus(3, "workers") == 3
     with pytest.raises(ValueError, match="workers"):
-        resolve_workers(-1)
+        resolve_cpus(-1, "workers")
     with pytest.raises(ValueError, match="workers"):
         IngestConfig(workers=-1)

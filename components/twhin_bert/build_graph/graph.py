@@ -45,7 +45,8 @@ import pyarrow.parquet as pq
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.common import holdout, splits
 from twhin_bert.common.artifacts import Graph, Ingested
-from twhin_bert.common.parallel import ordered_map, resolve_workers
+from twhin_bert.common.compute import resolve_cpus
+from twhin_bert.common.parallel import ordered_map
 from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check
 from twhin_bert.common.stage import stage
 
@@ -156,7 +157,7 @@ def read_edges(
     users: list[pa.DictionaryArray] = []
     tweets: list[pa.DictionaryArray] = []
     rels: list[np.ndarray] = []
-    workers = min(resolve_workers(cfg.workers), len(pieces))
+    workers = min(resolve_cpus(cfg.workers, "workers"), len(pieces))
     for part in ordered_map(_read_piece, pieces, workers):
         users += part.users
         tweets += part.tweets

@@ -47,8 +47,8 @@ import pyarrow.compute as pc
 from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, ranking, splits, tracking
 from twhin_bert.common.artifacts import Graph, GraphEmbeddings
+from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.common.metrics import LINK_PREDICTION, METRICS_FILE
-from twhin_bert.common.parallel import resolve_workers
 from twhin_bert.common.stage import stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
 
@@ -150,7 +150,7 @@ def pbg_config_dict(
         "batch_size": cfg.batch_size,
         "num_batch_negs": cfg.num_batch_negs,
         "num_uniform_negs": cfg.num_uniform_negs,
-        "workers": resolve_workers(cfg.workers),
+        "workers": resolve_cpus(cfg.workers, "workers"),
         "eval_fraction": cfg.pbg_eval_fraction,
         "hogwild_delay": cfg.hogwild_delay,
     }

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from twhin_bert.common.compute import resolve_threads
+from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.evaluate.classify import (
     Splits,
     feature_classifier,
@@ -221,7 +221,7 @@ def score_splits(
         "c_grid": cfg.lr_c_grid,
         "max_iter": cfg.lr_max_iter,
         "seed": cfg.seed,
-        "threads": resolve_threads(cfg.threads),
+        "threads": resolve_cpus(cfg.threads),
     }
     per_model: dict[str, Score] = {}
     preds: dict[str, np.ndarray] = {}
@@ -260,7 +260,7 @@ def score_splits(
                 from sklearn.linear_model import LogisticRegression
 
                 clf = LogisticRegression(C=1.0, max_iter=cfg.lr_max_iter, random_state=s)
-                with limit_threads(resolve_threads(cfg.threads)):
+                with limit_threads(resolve_cpus(cfg.threads)):
                     clf.fit(ztr[idx], ytr[idx])
                 return classification_score(yte, clf.predict(zte), metric)
 
@@ -285,7 +285,7 @@ def score_splits(
             clf = LogisticRegression(
                 C=cfg.tfidf_c_grid[0], max_iter=cfg.lr_max_iter, random_state=s
             )
-            with limit_threads(resolve_threads(cfg.threads)):
+            with limit_threads(resolve_cpus(cfg.threads)):
                 clf.fit(vec.transform(texts), ytr[idx])
             return classification_score(yte, clf.predict(vec.transform(splits.test_texts)), metric)
 

@@ -23,7 +23,7 @@ start of the run plus ``max_future_skew_s``, and engagements dated before their 
 ``created_at`` (``engaged_before_tweet``; engagements of tweets without a creation time,
 such as those of text files, are not checked).
 
-Every core (``workers``, 0 = all the pod may use; :mod:`twhin_bert.common.parallel`): each
+Every core (``workers``, 0 = all the pod may use; :mod:`twhin_bert.common.compute`): each
 input file is cut into pieces of about ``piece_bytes`` (uncompressed JSONL at line starts,
 Parquet by row groups; CSV, gzip and text files are one piece each) and the pieces are read,
 parsed, validated, normalised and language-identified in worker processes — the CPU-heavy,
@@ -63,8 +63,9 @@ import pyarrow as pa
 
 from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import Ingested
+from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.common.io import expand_uris, is_gcs
-from twhin_bert.common.parallel import ordered_map, resolve_workers
+from twhin_bert.common.parallel import ordered_map
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.common.text import extract_hashtags, normalise_text
@@ -413,7 +414,7 @@ def _ingest(
     engagement_keys = HashSet()
     # Nothing happens later than now: a later timestamp is a broken clock or a unit mix-up.
     max_ts = round((time.time() + cfg.max_future_skew_s) * 1000)
-    workers = resolve_workers(cfg.workers)
+    workers = resolve_cpus(cfg.workers, "workers")
     # The row-local checks' settings, set before the workers fork so that they inherit them
     # (the language model included) instead of receiving them with every piece.
     global _WORK

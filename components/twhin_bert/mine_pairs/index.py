@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from twhin_bert.common.compute import resolve_threads
+from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.common.progress import progress
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def set_threads(threads: int) -> int:
     """Sets FAISS's OpenMP threads (0 = every CPU this process may use); returns the count."""
     import faiss
 
-    n = resolve_threads(threads)
+    n = resolve_cpus(threads)
     faiss.omp_set_num_threads(n)
     return n
 
