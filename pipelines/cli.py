@@ -1169,6 +1169,10 @@ BENCHES = {
     "pretrain": ("twhin_bert.bench.pretrain", "Our trainer's tokens/s against HF Trainer."),
     "embed": ("twhin_bert.bench.embed", "Batch embedding tweets/s against transformers.pipeline."),
     "resume": ("twhin_bert.bench.resume", "Pretrain's time to first batch resumed early vs late."),
+    "scale": (
+        "twhin_bert.bench.scale",
+        "Every stage at 1x and 100x the demo TwHIN: wall time and peak RSS against memory models.",
+    ),
 }
 
 

@@ -1,0 +1,83 @@
+"""``bench scale``'s accounting: the memory of a known process tree, and the verdict logic.
+
+Not a timed test: the children allocate known amounts and the assertions are on bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from twhin_bert.bench.scale import (
+    MB,
+    MODELS,
+    Counts,
+    Usage,
+    judge,
+    measure,
+    rows_and_verdicts,
+)
+
+#: A parent that holds 120 MB and starts a child holding 200 MB; both stay alive together.
+_TREE = r"""
+import subprocess, sys, time
+held = bytearray(120 * 2**20)  # bytearray zero-fills: every page is touched
+child = subprocess.Popen([sys.executable, "-c",
+    "import time; b = bytearray(200 * 2**20); time.sleep(1.5)"])
+child.wait()
+print(len(held))
+"""
+
+
+def test_measure_counts_a_spawned_child(tmp_path: Path) -> None:
+    log = tmp_path / "tree.log"
+    usage = measure([sys.executable, "-c", _TREE], log, poll_s=0.05)
+    assert usage.returncode == 0
+    assert log.read_text().strip() == str(120 * MB)
+    # The poll sums parent and child: at least both buffers, and no more than both plus two
+    # interpreters (~20 MB each here; 100 MB allows for any Python build).
+    assert 320 * MB <= usage.anon_peak <= 420 * MB
+    assert usage.rss_peak >= usage.anon_peak
+    assert usage.max_procs == 2
+    # ru_maxrss is per process: the child's 200 MB, not the sum.
+    assert 200 * MB <= usage.maxrss_single < 320 * MB
+    assert usage.wall_s >= 1.5
+
+
+def test_measure_reports_a_failing_command(tmp_path: Path) -> None:
+    usage = measure([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "x.log")
+    assert usage.returncode == 3
+
+
+def test_judge_prediction_and_margin() -> None:
+    # 1x: 500 MB measured, model 10 MB; Fx model 110 MB -> predicted 600 MB.
+    predicted, within = judge(500 * MB, 740 * MB, 10 * MB, 110 * MB, margin=1.25)
+    assert predicted == 600 * MB
+    assert within  # 740 <= 750
+    assert not judge(500 * MB, 760 * MB, 10 * MB, 110 * MB, margin=1.25)[1]
+    # A model that shrinks never predicts less than the 1x peak.
+    assert judge(500 * MB, 500 * MB, 10 * MB, 0.0)[0] == 500 * MB
+
+
+def _usage(anon_mb: float, wall_s: float = 1.0) -> Usage:
+    return Usage(0, wall_s, int(anon_mb * MB), int(anon_mb * MB), int(anon_mb * MB), 1)
+
+
+def test_rows_flag_only_the_stage_that_outgrows_its_model() -> None:
+    c1 = Counts(users=2_000, tweets=10_000, engagements=100_000)
+    cf = Counts(users=200_000, tweets=1_000_000, engagements=10_000_000)
+    small = {s: _usage(300, 2.0) for s in MODELS}
+    # Every stage at exactly its prediction, except embed, which holds 1 GB more than at 1x
+    # although its model (one chunk, memory-mapped outputs) does not grow.
+    large = {s: _usage(300 + (m.bytes(cf) - m.bytes(c1)) / MB, 20.0) for s, m in MODELS.items()}
+    large["embed"] = _usage(1324, 20.0)
+    rows, broken = rows_and_verdicts(small, large, c1, cf)
+    assert broken == ["embed"]
+    by_stage = {r["stage"]: r for r in rows}
+    assert list(by_stage) == list(MODELS)
+    assert by_stage["embed"]["mem_growth"] == pytest.approx(1324 / 300, abs=0.01)
+    assert by_stage["ingest"]["wall_growth"] == 10.0
+    # ingest's model: 16 B per tweet + 8 B per engagement key.
+    grow = 16 * (cf.tweets - c1.tweets) + 8 * (cf.engagements - c1.engagements)
+    assert by_stage["ingest"]["model_MB"] == round((300 * MB + grow) / MB)
