@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all test-gpu lint format compile clean bench-quick lock
+.PHONY: install demo test test-all test-gpu lint format compile clean bench-quick results lock
 
 # requirements.lock: the exact versions of every dependency but torch, shared with both images.
 LOCK := requirements.lock
@@ -57,6 +57,12 @@ BENCH_DATA ?= $(wildcard $(abspath ../shared/data))
 bench-quick: $(STAMP)  ## every benchmark in quick mode
 	for b in ingest embed-graph mine pretrain embed resume; do \
 	  TWHIN_BERT_BENCH_DATA="$(BENCH_DATA)" $(BIN)/twhin-bert bench $$b --quick || true; done
+
+# RESULTS_ARGS, e.g. "--only ingest,mine --quick" or "--pipeline-run DIR --name tiny".
+RESULTS_ARGS ?=
+
+results: $(STAMP)  ## run the benchmarks, record each, regenerate docs/RESULTS.md
+	TWHIN_BERT_BENCH_DATA="$(BENCH_DATA)" $(BIN)/twhin-bert results run $(RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build twhin-bert-runs .pytest_cache

@@ -1198,5 +1198,71 @@ for _name, (_module, _doc) in BENCHES.items():
     bench_app.command(_name)(friendly_errors(_bench_command(_module, _doc)))
 
 
+# ----------------------------------------------------------------------------- results
+results_app = typer.Typer(
+    help="Measured results: run the benchmarks, record each, render docs/RESULTS.md.",
+    no_args_is_help=True,
+)
+app.add_typer(results_app, name="results")
+DocsOpt = Annotated[
+    Path, typer.Option("--docs", help="Folder of RESULTS.md and of its records (results/*.json).")
+]
+
+
+@results_app.command("run")
+@friendly_errors
+def results_run(
+    only: Annotated[
+        str | None, typer.Option("--only", help="Comma-separated benchmarks (default: all).")
+    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Each benchmark's --quick.")] = False,
+    pipeline_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--pipeline-run",
+            help="Record this finished `twhin-bert run` (the folder of its summary.json) "
+            "instead of running the benchmarks (with --only, those as well).",
+        ),
+    ] = None,
+    name: Annotated[
+        str, typer.Option("--name", help="Record name of the --pipeline-run (e.g. its config).")
+    ] = "pipeline",
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds each benchmark may take.")
+    ] = None,
+    docs: DocsOpt = Path("docs"),
+) -> None:
+    """Run each benchmark (`twhin-bert bench NAME`) as a subprocess, store its dated record
+    (command, commit, machine, load, table, goal, met) and render docs/RESULTS.md; the other
+    benchmarks' records are kept. Exits 1 when a benchmark failed or timed out (a goal not met
+    is recorded, not a failure)."""
+    from twhin_bert.bench import results
+
+    names = list(BENCHES) if only is None and pipeline_run is None else []
+    if only is not None:
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in BENCHES]
+        if unknown or not names:
+            raise ValueError(f"--only {only!r}: expected benchmarks among {', '.join(BENCHES)}")
+    if pipeline_run is not None:
+        path = results.write_record(docs, results.pipeline_record(pipeline_run, name))
+        out_console.print(f"recorded {pipeline_run} -> {path}")
+    records = results.run(names, docs, quick=quick, order=list(BENCHES), timeout=timeout)
+    for r in records:
+        out_console.print(f"{r['name']}: {r['status']} ({r['wall_s']} s)", highlight=False)
+    out_console.print(f"[green]wrote[/] {docs / results.RESULTS_MD}")
+    if any(r["status"] in ("failed", "timed out") for r in records):
+        raise typer.Exit(1)
+
+
+@results_app.command("render")
+@friendly_errors
+def results_render(docs: DocsOpt = Path("docs")) -> None:
+    """Write docs/RESULTS.md from the stored records (docs/results/*.json)."""
+    from twhin_bert.bench import results
+
+    out_console.print(f"[green]wrote[/] {results.render(docs, order=list(BENCHES))}")
+
+
 if __name__ == "__main__":
     app()

@@ -22,6 +22,10 @@ PRIMARY = "primary"
 #: retraining) and for the untouched base encoder; the gate compares with them.
 BASELINE = "baseline"
 BASE = "base"
+#: evaluate's ``metrics.json`` sections of every model's and every floor's results per task
+#: (``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``).
+MODELS = "models"
+FLOORS = "floors"
 #: The engagement-prediction cutoff evaluate reports by default (the paper's HITS@10).
 DEFAULT_K = 10
 

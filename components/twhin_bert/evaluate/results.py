@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from twhin_bert.common.metrics import (
     BASE,
     BASELINE,
+    FLOORS,
     HASHTAG_MACRO_F1,
+    MODELS,
     PRIMARY,
     benchmark_key,
     engagement_hits_key,
@@ -166,8 +168,8 @@ class EvaluationResult:
     def metrics(self) -> dict[str, Any]:
         """The stage's ``metrics.json``."""
         out: dict[str, Any] = {
-            "models": {n: {t.name: t.model_metrics(n) for t in self.tasks} for n in self.models},
-            "floors": {t.name: t.floor_metrics() for t in self.tasks},
+            MODELS: {n: {t.name: t.model_metrics(n) for t in self.tasks} for n in self.models},
+            FLOORS: {t.name: t.floor_metrics() for t in self.tasks},
             "info": self.info(),
             PRIMARY: self.primary(self.candidate),
         }
