@@ -128,7 +128,7 @@ def read_edges(
     workers: a parallel read returns exactly the arrays of a serial one. (Only which bad
     row an error names first may depend on the pieces, when a batch holds several.) A file
     of one piece is read in this process: shipping a piece's ids back from a worker costs
-    about what encoding them does (~0.4 CPU-s per million rows), so only large inputs gain.
+    about what encoding them does, so only large inputs gain.
 
     Args:
         path: An engagements Parquet (schema ``engagements``).

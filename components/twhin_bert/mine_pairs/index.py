@@ -54,10 +54,10 @@ def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
     ``IVF{nlist},PQ{d/2}x4fs,RFlat`` with nlist ~ sqrt(n) -- 4-bit fast-scan PQ codes of two
     dimensions each (SIMD in-register lookups) shortlist ``k_factor_rf x k`` candidates that
     are re-ranked exactly. Codes of 2 dimensions rank well enough that a 16 x k shortlist
-    keeps recall (``twhin-bert bench mine`` on 1M x 256, 2 cores shared at load ~10: recall@10
-    0.995 at 55-116x exact search, where ``PQ{d/4}x4fs`` with 32 x k gave 0.998 at 29x under
-    the same load, 57.6x quiet; IVF4096,Flat at nprobe 256 manages 2.3x). On GPUs (fast-scan and re-ranking are
-    CPU-only) ``IVF{nlist},Flat`` with nlist ~ 4·sqrt(n). From 2M vectors on, everywhere,
+    keeps recall, and the whole is faster than ``PQ{d/4}x4fs`` with a 32 x k shortlist or
+    ``IVF,Flat`` at equal recall (``twhin-bert bench mine`` on 1M x 256 compares them; its
+    figures are in docs/RESULTS.md). On GPUs (fast-scan and re-ranking are CPU-only)
+    ``IVF{nlist},Flat`` with nlist ~ 4·sqrt(n). From 2M vectors on, everywhere,
     ``OPQ{m},IVF{nlist},PQ{m}`` with m dividing d (64 for 256-d, the paper's layout
     ``OPQ64,IVF65536,PQ64`` at a billion vectors).
 
