@@ -142,6 +142,13 @@ def test_pretrained_path_mode_copies_the_given_tokenizer(
             tmp_path / "tok2",
             ingested=umsab_ingested,
         )
+    slow = tmp_path / "slow"  # a folder without tokenizer.json: not a fast tokenizer
+    slow.mkdir()
+    (slow / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"slow: not a fast-tokenizer folder \(no tokenizer.json"):
+        run_train_tokenizer(
+            TrainTokenizerConfig(pretrained=str(slow)), tmp_path / "tok3", ingested=umsab_ingested
+        )
 
 
 def test_pretrained_gcs_mode(

@@ -263,9 +263,21 @@ class TokenizerFolder(Artifact):
     FILE = "tokenizer.json"
 
     def check(self) -> Path:
-        """The folder, after checking it holds ``tokenizer.json``."""
-        self._required(self.FILE)
+        """The folder, after checking it holds ``tokenizer.json`` (a fast tokenizer's)."""
+        if not (self.path / self.FILE).is_file():
+            raise ArtifactError(f"{self.path}: not a fast-tokenizer folder (no {self.FILE})")
         return self.path
+
+    def load(self) -> Any:
+        """The tokenizer (``AutoTokenizer``, offline), after :meth:`check`."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.check()), local_files_only=True)
+
+    def save(self, tokenizer: Any) -> Path:
+        """Saves a fast ``tokenizer`` here; returns the folder, checked."""
+        tokenizer.save_pretrained(str(self.path))
+        return self.check()
 
 
 class ModelFolder(Artifact):

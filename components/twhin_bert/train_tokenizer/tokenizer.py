@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from twhin_bert.common import io
-from twhin_bert.common.artifacts import Ingested
+from twhin_bert.common.artifacts import Ingested, TokenizerFolder
 from twhin_bert.common.lang import UNKNOWN, copy_rates, count_languages
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
@@ -177,12 +177,10 @@ def load_pretrained(uri: str, model_max_length: int) -> Any:
     Raises:
         ValueError: The tokenizer is not a fast one or lacks a CLS/SEP/PAD/MASK/UNK token.
     """
-    from transformers import AutoTokenizer
-
     with io.local_path(uri) as local:
         if not Path(local).is_dir():
             raise FileNotFoundError(f"{uri}: pretrained tokenizer must be a folder")
-        tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
+        tok = TokenizerFolder(local).load()
     if not getattr(tok, "is_fast", False):
         raise ValueError(
             f"{uri}: expected a fast (tokenizer.json) tokenizer, got {type(tok).__name__}"
@@ -244,7 +242,7 @@ def run_train_tokenizer(cfg: TrainTokenizerConfig, out_dir: Path, *, ingested: P
             log.warning(
                 "train_tokenizer: corpus too small for %d pieces, got %d", cfg.vocab_size, len(hf)
             )
-    hf.save_pretrained(str(out_dir))
+    TokenizerFolder(out_dir).save(hf)
     metrics: dict[str, Any] = {
         "vocab_size": len(hf),
         "pretrained": bool(cfg.pretrained),
