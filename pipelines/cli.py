@@ -515,6 +515,9 @@ def _params(param: list[str] | None) -> dict[str, Any]:
     return out
 
 
+# Every KFP command (submit, runs, schedule) declares these four options in its own signature:
+# typer reads a command's options from its parameters, and a shared group callback would move
+# them before the sub-command (`runs --host H status ID`), unlike every other option.
 HostOpt = Annotated[
     str,
     typer.Option(
@@ -963,6 +966,10 @@ def ui_cmd(
 
 # ----------------------------------------------------------------------------- registry
 ModelNameOpt = Annotated[str, typer.Option("--name", help="Registered model name.")]
+#: The registered model's default name: register_model's ``model_name`` default (a test keeps
+#: them equal; importing the config here would slow every command's start).
+MODEL_NAME = "twhin-bert"
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (required, recorded).")]
 ActorOpt = Annotated[
     str | None,
     typer.Option(
@@ -1012,7 +1019,7 @@ def _print_decision(res: dict[str, Any], as_json: bool) -> None:
 
 @registry_app.command("list")
 @friendly_errors
-def registry_list(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False) -> None:
+def registry_list(name: ModelNameOpt = MODEL_NAME, as_json: JsonOpt = False) -> None:
     """List the versions: aliases, gate verdict, key metrics beside the champion's, data window,
     who approved or rejected and when."""
     registry = _registry_setup()
@@ -1057,7 +1064,7 @@ def registry_list(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False) -
 @registry_app.command("show")
 @friendly_errors
 def registry_show(
-    version: VersionArg, name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False
+    version: VersionArg, name: ModelNameOpt = MODEL_NAME, as_json: JsonOpt = False
 ) -> None:
     """Show one version: gate verdict and reasons, metrics beside the champion's, decisions."""
     registry = _registry_setup()
@@ -1089,7 +1096,7 @@ def registry_show(
 
 @registry_app.command("history")
 @friendly_errors
-def registry_history(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False) -> None:
+def registry_history(name: ModelNameOpt = MODEL_NAME, as_json: JsonOpt = False) -> None:
     """Every recorded decision (register, gate, approve, reject, rollback): who, when, why."""
     registry = _registry_setup()
     records = registry.history(name)
@@ -1108,54 +1115,57 @@ def registry_history(name: ModelNameOpt = "twhin-bert", as_json: JsonOpt = False
     out_console.print(table)
 
 
+def _decide(
+    action: str, name: str, *args: str, actor: str | None, as_json: bool, **kw: Any
+) -> None:
+    """Records one registry decision (``approve``, ``reject``, ``rollback``) by ``actor``
+    and prints it."""
+    registry = _registry_setup()
+    _print_decision(getattr(registry, action)(name, *args, actor=_actor(actor), **kw), as_json)
+
+
 @registry_app.command("approve")
 @friendly_errors
 def registry_approve(
     version: VersionArg,
-    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")] = "",
+    reason: ReasonOpt = "",
     force: Annotated[
         bool, typer.Option("--force", help="Promote even if its gate fails or it was rejected.")
     ] = False,
-    name: ModelNameOpt = "twhin-bert",
+    name: ModelNameOpt = MODEL_NAME,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a version: it becomes `champion` (gate re-checked against the champion now)."""
-    registry = _registry_setup()
-    res = registry.approve(name, version, actor=_actor(actor), reason=reason, force=force)
-    _print_decision(res, as_json)
+    _decide("approve", name, version, actor=actor, as_json=as_json, reason=reason, force=force)
 
 
 @registry_app.command("reject")
 @friendly_errors
 def registry_reject(
     version: VersionArg,
-    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")],
-    name: ModelNameOpt = "twhin-bert",
+    reason: ReasonOpt,
+    name: ModelNameOpt = MODEL_NAME,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reject a version (recorded; it loses the `challenger` alias)."""
-    registry = _registry_setup()
-    res = registry.reject(name, version, actor=_actor(actor), reason=reason)
-    _print_decision(res, as_json)
+    _decide("reject", name, version, actor=actor, as_json=as_json, reason=reason)
 
 
 @registry_app.command("rollback")
 @friendly_errors
 def registry_rollback(
-    reason: Annotated[str, typer.Option("--reason", help="Why (required, recorded).")],
+    reason: ReasonOpt,
     force: Annotated[
         bool, typer.Option("--force", help="Restore the previous champion even if rejected.")
     ] = False,
-    name: ModelNameOpt = "twhin-bert",
+    name: ModelNameOpt = MODEL_NAME,
     actor: ActorOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Restore the previous champion (a rejected one only with --force)."""
-    registry = _registry_setup()
-    res = registry.rollback(name, actor=_actor(actor), reason=reason, force=force)
-    _print_decision(res, as_json)
+    _decide("rollback", name, actor=actor, as_json=as_json, reason=reason, force=force)
 
 
 # ----------------------------------------------------------------------------- benchmarks

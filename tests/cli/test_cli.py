@@ -51,3 +51,10 @@ def test_compile_writes_pipeline_yaml(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     spec = next(yaml.safe_load_all(out.read_text()))
     assert spec["pipelineInfo"]["name"].endswith("retrain")
+
+
+def test_registry_commands_default_to_the_registered_model_name() -> None:
+    from twhin_bert.register_model.config import RegisterModelConfig
+    from twhin_bert_pipelines.cli import MODEL_NAME
+
+    assert RegisterModelConfig().model_name == MODEL_NAME
