@@ -6,6 +6,7 @@ Not a timed test: the children allocate known amounts and the assertions are on 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,25 @@ def test_rows_flag_only_the_stage_that_outgrows_its_model() -> None:
     # ingest's model: 16 B per tweet + 8 B per engagement key.
     grow = 16 * (cf.tweets - c1.tweets) + 8 * (cf.engagements - c1.engagements)
     assert by_stage["ingest"]["model_MB"] == round((300 * MB + grow) / MB)
+
+
+def test_measure_kills_the_whole_tree_past_its_timeout(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(c.pid))\n"
+        "time.sleep(60)\n"
+    )
+    usage = measure([sys.executable, "-c", code], tmp_path / "t.log", poll_s=0.05, timeout_s=2)
+    assert usage.timed_out and usage.returncode == -9
+    assert usage.wall_s < 30
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{grandchild}").exists() and time.monotonic() < deadline:
+        state = Path(f"/proc/{grandchild}/stat").read_text().split()[2]
+        if state == "Z":  # killed, waiting for init to reap it
+            break
+        time.sleep(0.05)
+    else:
+        assert not Path(f"/proc/{grandchild}").exists()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ class Usage:
     rss_peak: int  # peak over polls of the tree's summed VmRSS (file-backed pages included)
     maxrss_single: int  # largest ru_maxrss of the command or any descendant it waited for
     max_procs: int  # most processes seen in the tree at one poll
+    timed_out: bool = False
 
 
 def _proc_memory(pid: int) -> tuple[int, int]:
@@ -93,6 +95,7 @@ def measure(
     log: Path,
     env: Mapping[str, str] | None = None,
     poll_s: float = 0.2,
+    timeout_s: float | None = None,
 ) -> Usage:
     """Runs ``argv`` to its end, polling the memory of its process tree.
 
@@ -101,19 +104,28 @@ def measure(
         log: File that receives its stdout and stderr.
         env: Its environment (default: this process's).
         poll_s: Seconds between polls of ``/proc``.
+        timeout_s: Past this many seconds the command's process group is killed (SIGKILL)
+            and the usage says ``timed_out`` (its peaks are then those seen so far).
 
     Returns:
         Its :class:`Usage`. The ``ru_maxrss`` of ``os.wait4`` covers the command and the
         descendants it waited for, each on its own (not summed); the polls sum the tree.
     """
     anon_peak = rss_peak = max_procs = 0
+    timed_out = False
     t0 = time.perf_counter()
     with open(log, "w") as out:
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            list(argv), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         while True:
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            if timeout_s is not None and time.perf_counter() - t0 > timeout_s and not timed_out:
+                timed_out = True
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: the command's tree
+                continue
             pids = _tree(proc.pid)
             sums = [_proc_memory(p) for p in pids]
             anon_peak = max(anon_peak, sum(a for a, _ in sums))
@@ -130,6 +142,7 @@ def measure(
         rss_peak=max(rss_peak, maxrss),
         maxrss_single=maxrss,
         max_procs=max_procs,
+        timed_out=timed_out,
     )
 
 
@@ -335,9 +348,17 @@ def _counts(data: Path, d: Path, dim: int) -> Counts:
 
 
 def run_scale(
-    root: Path, factor: int, config: Path, seed: int, poll_s: float
+    root: Path,
+    factor: int,
+    config: Path,
+    seed: int,
+    poll_s: float,
+    timeout_s: float | None = None,
 ) -> tuple[dict[str, Usage], Usage | None, Path]:
     """Generates the demo at ``factor`` x under ``root/x{factor}`` and runs every stage on it.
+
+    A stage that fails or runs past ``timeout_s`` is recorded as such and the next stages
+    still run (those that need its output fail at once, naming the missing file).
 
     Returns:
         The usage of each stage (in :data:`MODELS` order), that of the generation (None when
@@ -350,18 +371,19 @@ def run_scale(
     usages: dict[str, Usage] = {}
     for stage in MODELS:
         log = d / f"{stage}.log"
-        print(f"[x{factor}] {stage} ...", file=sys.stderr, flush=True)
-        usage = measure(_stage_argv(stage, d, data, config), log, env, poll_s)
-        if usage.returncode != 0:
-            tail = log.read_text()[-3000:]
-            raise RuntimeError(f"x{factor} {stage} failed ({usage.returncode}); {log}:\n{tail}")
+        usage = measure(_stage_argv(stage, d, data, config), log, env, poll_s, timeout_s)
         usages[stage] = usage
         print(
-            f"[x{factor}] {stage}: {usage.wall_s:.1f} s, anon {usage.anon_peak / MB:.0f} MB",
+            f"[x{factor}] {stage}: {_status(usage)}, {usage.wall_s:.1f} s, "
+            f"anon {usage.anon_peak / MB:.0f} MB, rss {usage.rss_peak / MB:.0f} MB ({log})",
             file=sys.stderr,
             flush=True,
         )
     return usages, gen, data
+
+
+def _status(u: Usage) -> str:
+    return "timed out" if u.timed_out else "ok" if u.returncode == 0 else f"exit {u.returncode}"
 
 
 def rows_and_verdicts(
@@ -372,7 +394,8 @@ def rows_and_verdicts(
     margin: float = MARGIN,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One table row per stage (wall, memory at both sizes, growth, model, prediction) and
-    the stages whose peak exceeds ``margin`` times their model's prediction."""
+    the stages that did not keep to it: over ``margin`` times their model's prediction, or
+    failed, or timed out at either size (their peak is then only a lower bound)."""
     rows: list[dict[str, Any]] = []
     broken: list[str] = []
     for stage, model in MODELS.items():
@@ -380,11 +403,13 @@ def rows_and_verdicts(
         predicted, within = judge(
             a.anon_peak, b.anon_peak, model.bytes(c1), model.bytes(cf), margin
         )
-        if not within:
+        status = _status(b) if _status(a) == "ok" else f"1x {_status(a)}"
+        if not within or status != "ok":
             broken.append(stage)
         rows.append(
             {
                 "stage": stage,
+                "status": status,
                 "wall_1x_s": round(a.wall_s, 1),
                 "wall_Fx_s": round(b.wall_s, 1),
                 "wall_growth": round(b.wall_s / max(a.wall_s, 1e-9), 2),
@@ -407,7 +432,11 @@ def main(
     workdir: str | None = None,
     seed: int = 0,
     pretrain_steps: int | None = None,
+    graph_epochs: int | None = None,
+    evaluate_max_tweets: int | None = BASE_TWEETS,
+    evaluate_seeds: int | None = None,
     poll_s: float = 0.2,
+    timeout_s: float | None = None,
 ) -> dict[str, Any]:
     """Runs every stage on the demo TwHIN and on ``factor`` times it; judges memory growth.
 
@@ -418,7 +447,15 @@ def main(
             Default: a temporary folder, removed.
         seed: Seed of the generated TwHINs.
         pretrain_steps: Steps of each pretrain objective (default: the tiny config's).
+        graph_epochs: ``embed_graph.num_epochs`` (default: the tiny config's). Epochs cost
+            time, not memory: PBG holds the same tables and bucket whatever their number.
+        evaluate_max_tweets: ``evaluate.max_tweets``: the tweets evaluate reads, a seeded
+            sample (default: the demo's 10,000 tweets, so 1x reads them all and Fx a sample
+            of the same size; None: every tweet).
+        evaluate_seeds: ``evaluate.engagement.seeds`` (default: the tiny config's).
         poll_s: Seconds between polls of the process tree's memory.
+        timeout_s: Seconds each stage may run (None: no limit); a stage past it is killed
+            and fails the goal (its peak so far is only a lower bound).
 
     Returns:
         The JSON summary (also printed as the last line): per stage wall seconds and peak
@@ -429,15 +466,19 @@ def main(
     if quick:
         factor = 10
         pretrain_steps = 50 if pretrain_steps is None else pretrain_steps
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = {"evaluate.max_tweets": evaluate_max_tweets}
+    if graph_epochs is not None:
+        overrides["embed_graph.num_epochs"] = graph_epochs
+    if evaluate_seeds is not None:
+        overrides["evaluate.engagement.seeds"] = evaluate_seeds
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="twhin-bench-scale-") as tmp:
         root = Path(workdir) if workdir else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         config = root / "scale-config.yaml"
         dim = _write_config(config, pretrain_steps, overrides)
-        small, gen1, data1 = run_scale(root, 1, config, seed, poll_s)
-        large, genf, dataf = run_scale(root, factor, config, seed, poll_s)
+        small, gen1, data1 = run_scale(root, 1, config, seed, poll_s, timeout_s)
+        large, genf, dataf = run_scale(root, factor, config, seed, poll_s, timeout_s)
         c1 = _counts(data1, root / "x1", dim)
         cf = _counts(dataf, root / f"x{factor}", dim)
     load_after = os.getloadavg()
@@ -455,6 +496,7 @@ def main(
         "counts_1x": vars(c1),
         "counts_Fx": vars(cf),
         "pretrain_steps": pretrain_steps or "tiny config",
+        "config_overrides": overrides,
         "margin": MARGIN,
         "stages": {
             r["stage"]: {k: v for k, v in r.items() if k not in ("stage", "memory model")}

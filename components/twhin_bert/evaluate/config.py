@@ -162,6 +162,15 @@ class EvaluateConfig(StrictModel):
     device: str = Field("cpu", description="torch device ('cpu', 'cuda', or 'auto').")
     threads: Threads = 2
     embed_batch_size: int = Field(64, ge=1, description="Batch size of frozen-encoder embedding.")
+    max_tweets: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on the ingested tweets the engagement and hashtag tasks read: the "
+        "max_tweets tweets with the smallest seeded hash of their id, with their engagements "
+        "(read in one streaming pass), so that memory and time stay flat however large the "
+        "input; the metrics are then those of this sample, and metrics.json says so "
+        "(tweets_sampled). null = every tweet.",
+    )
     max_length: int = Field(64, ge=8, description="Max tokens per tweet (paper: 128).")
     pooling: Pooling = Field(
         "combined",

@@ -45,6 +45,7 @@ from twhin_bert.common.splits import TEST, TRAIN, VALID
 from twhin_bert.evaluate.config import EngagementConfig
 from twhin_bert.evaluate.features import zscore
 from twhin_bert.evaluate.results import Score, TaskResult
+from twhin_bert.evaluate.sample import read_engagements, read_tweets
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +86,30 @@ def split_by_tweet(n_tweets: int, fractions: tuple[float, float, float], seed: i
 
 
 def load_engagement_data(
-    ingested: Path, graph_embeddings: Path, cfg: EngagementConfig, seed: int
+    ingested: Path,
+    graph_embeddings: Path,
+    cfg: EngagementConfig,
+    seed: int,
+    max_tweets: int | None = None,
 ) -> EngagementData:
-    """Reads the ingest and embed_graph folders and splits the engaged tweets by tweet."""
+    """Reads the ingest and embed_graph folders and splits the engaged tweets by tweet.
+
+    ``max_tweets`` caps the tweets read (evaluate's ``max_tweets``: a seeded sample by hash
+    of the id, with only their engagements, in bounded memory; :mod:`.sample`).
+    """
     ingest, graph = Ingested(ingested), GraphEmbeddings(graph_embeddings)
-    tweets = ingest.tweets(["tweet_id", "text", "lang"]).to_pandas()
-    eng = ingest.engagements(["user_id", "tweet_id"]).to_pandas()
+    tweet_table = read_tweets(ingest, ["tweet_id", "text", "lang"], max_tweets, seed)
+    sampled = tweet_table.column("tweet_id").combine_chunks() if max_tweets else None
+    tweets = tweet_table.to_pandas()
+    eng = read_engagements(ingest, ["user_id", "tweet_id"], sampled).to_pandas()
     ids, vectors = graph.users(mmap=False)
     user_emb = vectors.astype(np.float32, copy=False)
     user_ids = ids.to_numpy(zero_copy_only=False)
     n_raw = len(eng)
     eng = eng.drop_duplicates(["user_id", "tweet_id"])
-    counts = {"engagements": n_raw, "engaged_pairs": len(eng)}
+    counts: dict[str, Any] = {"engagements": n_raw, "engaged_pairs": len(eng)}
+    if max_tweets is not None:
+        counts["tweets_sampled"] = len(tweets)
     tweet_index = {t: i for i, t in enumerate(tweets["tweet_id"])}
     user_index = {u: i for i, u in enumerate(user_ids)}
     t_idx = eng["tweet_id"].map(tweet_index)

@@ -138,7 +138,9 @@ def _engagement(
     model's training curves go to MLflow per epoch."""
     from twhin_bert.evaluate.engagement import load_engagement_data, run_engagement
 
-    data = load_engagement_data(ingested, graph_embeddings, cfg.engagement, cfg.seed)
+    data = load_engagement_data(
+        ingested, graph_embeddings, cfg.engagement, cfg.seed, max_tweets=cfg.max_tweets
+    )
     feats = {n: enc.embed(data.texts, "combined") for n, enc in encoders.items()}
     task = run_engagement(data, feats, cfg.engagement, cfg.seed)
     for n, score in task.models.items():
@@ -162,8 +164,10 @@ def _hashtag(
 ) -> TaskResult:
     """Hashtag prediction on the ingested tweets, split by build_graph's holdout."""
     from twhin_bert.evaluate.hashtag import run_hashtag
+    from twhin_bert.evaluate.sample import read_tweets
 
-    tweets = Ingested(ingested).tweets(["tweet_id", "text", "lang", "hashtags"]).to_pandas()
+    columns = ["tweet_id", "text", "lang", "hashtags"]
+    tweets = read_tweets(Ingested(ingested), columns, cfg.max_tweets, cfg.seed).to_pandas()
     return run_hashtag(
         tweets,
         encoders=encoders,
