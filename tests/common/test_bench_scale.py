@@ -104,3 +104,22 @@ def test_measure_kills_the_whole_tree_past_its_timeout(tmp_path: Path) -> None:
         time.sleep(0.05)
     else:
         assert not Path(f"/proc/{grandchild}").exists()
+
+
+#: A parent that holds 200 MB and forks a child that shares those pages (copy-on-write).
+_FORK = r"""
+import os, time
+held = bytearray(200 * 2**20)
+pid = os.fork()
+if pid == 0:
+    time.sleep(1.5)
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_measure_counts_pages_shared_by_a_fork_once(tmp_path: Path) -> None:
+    usage = measure([sys.executable, "-c", _FORK], tmp_path / "fork.log", poll_s=0.05)
+    assert usage.returncode == 0 and usage.max_procs == 2
+    # Summing each process's resident anonymous pages would say ~400 MB.
+    assert 200 * MB <= usage.anon_peak <= 260 * MB

@@ -10,10 +10,11 @@ would run (``twhin-bert ingest``, ``build_graph``, ``embed_graph``, ``mine_pairs
 Per stage it records the wall time and the peak memory of the whole process tree (the
 command and every process it starts: pool workers, launchers), polled from ``/proc`` every
 ``poll_s`` seconds, and also the largest single process's ``ru_maxrss`` (``os.wait4``, which
-a poll cannot miss). The figure the goal judges is the tree's peak *anonymous* resident
-memory (``RssAnon + RssShmem``: what the kernel cannot drop). File-backed pages (a
-memory-mapped output, the mapped libraries) are reclaimable page cache, reported beside it as
-the total RSS.
+a poll cannot miss). The figure the goal judges is the tree's peak *anonymous* memory, summed
+as proportional set sizes (``Pss_Anon + Pss_Shmem`` of ``/proc/PID/smaps_rollup``: what the
+kernel cannot drop, a page shared by forked workers counted once). File-backed pages (a
+memory-mapped output, the mapped libraries) are reclaimable page cache; the total (``Pss``,
+or the largest single ``ru_maxrss`` when higher) is reported beside it as ``rss``.
 
 Each stage has a memory model: what must be in memory, in bytes, as a function of the counts
 (users U, tweets T, engagements E, mined pairs P, the graph dimension d). The model predicts
@@ -57,27 +58,32 @@ class Usage:
 
     returncode: int
     wall_s: float
-    anon_peak: int  # peak over polls of the tree's summed RssAnon + RssShmem
-    rss_peak: int  # peak over polls of the tree's summed VmRSS (file-backed pages included)
+    anon_peak: int  # peak over polls of the tree's summed Pss_Anon + Pss_Shmem
+    rss_peak: int  # peak over polls of the tree's summed Pss (file-backed pages included)
     maxrss_single: int  # largest ru_maxrss of the command or any descendant it waited for
     max_procs: int  # most processes seen in the tree at one poll
     timed_out: bool = False
 
 
 def _proc_memory(pid: int) -> tuple[int, int]:
-    """(RssAnon + RssShmem, VmRSS) of ``pid`` in bytes; (0, 0) once it has gone."""
-    anon = rss = 0
+    """(Pss_Anon + Pss_Shmem, Pss) of ``pid`` in bytes; (0, 0) once it has gone.
+
+    Proportional set sizes: a page shared by n processes (a forked worker's copy-on-write
+    pages, a shared-memory tensor that Hogwild workers all map) counts 1/n in each, so the
+    tree's sum counts it once.
+    """
+    anon = pss = 0
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key in ("RssAnon", "RssShmem"):
+                if key in ("Pss_Anon", "Pss_Shmem"):
                     anon += int(value.split()[0]) * 1024
-                elif key == "VmRSS":
-                    rss = int(value.split()[0]) * 1024
-    except (FileNotFoundError, ProcessLookupError):
+                elif key == "Pss":
+                    pss = int(value.split()[0]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
         return 0, 0
-    return anon, rss
+    return anon, pss
 
 
 def _tree(pid: int) -> list[int]:
