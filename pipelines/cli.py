@@ -1256,7 +1256,7 @@ def results_run(
             raise ValueError(f"--only {only!r}: expected benchmarks among {', '.join(BENCHES)}")
     if pipeline_run is not None:
         path = results.write_record(docs, results.pipeline_record(pipeline_run, name))
-        out_console.print(f"recorded {pipeline_run} -> {path}")
+        out_console.print(f"recorded {pipeline_run} -> {path}", soft_wrap=True)
     records = results.run(names, docs, quick=quick, order=list(BENCHES), timeout=timeout)
     for r in records:
         out_console.print(f"{r['name']}: {r['status']} ({r['wall_s']} s)", highlight=False)

@@ -291,7 +291,8 @@ def pipeline_record(run_dir: str | Path, name: str = PIPELINE) -> dict[str, Any]
         "name": name,
         "kind": "pipeline",
         "date": datetime.fromtimestamp(finished, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "git": git_state(),
+        # The run's own commit is in its MLflow runs, not in its artifacts: not claimed here.
+        "git": {"commit": None, "dirty": None},
         "command": f"twhin-bert results run --pipeline-run {shlex.quote(str(run_dir))}",
         "source": str(run_dir),
         "machine": machine(),
@@ -375,7 +376,7 @@ def _machine(record: Mapping[str, Any]) -> str:
 def _git(record: Mapping[str, Any]) -> str:
     g = record.get("git") or {}
     if not g.get("commit"):
-        return "not a git checkout"
+        return "not recorded"
     return g["commit"][:10] + (" (with uncommitted changes)" if g.get("dirty") else "")
 
 
