@@ -353,6 +353,10 @@ def _counts(data: Path, d: Path, dim: int) -> Counts:
     return Counts(counts["users"], counts["tweets"], counts["engagements"], pairs, dim)
 
 
+#: Per scale folder: the usage of each stage measured there (kept with the outputs).
+USAGE_FILE = "usage.json"
+
+
 def run_scale(
     root: Path,
     factor: int,
@@ -360,11 +364,17 @@ def run_scale(
     seed: int,
     poll_s: float,
     timeout_s: float | None = None,
+    stages: Sequence[str] | None = None,
 ) -> tuple[dict[str, Usage], Usage | None, Path]:
     """Generates the demo at ``factor`` x under ``root/x{factor}`` and runs every stage on it.
 
     A stage that fails or runs past ``timeout_s`` is recorded as such and the next stages
-    still run (those that need its output fail at once, naming the missing file).
+    still run (those that need its output fail at once, naming the missing file). Each
+    stage's usage is saved in ``root/x{factor}/usage.json`` as it ends.
+
+    Args:
+        stages: Run only these and take the others' usage (and outputs) from an earlier run
+            in the same folder (None: run all).
 
     Returns:
         The usage of each stage (in :data:`MODELS` order), that of the generation (None when
@@ -374,11 +384,20 @@ def run_scale(
     d.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TWHIN_BERT_TRACKING="0", TWHIN_BERT_PROGRESS="0")
     gen, data = _generate(d, factor, seed, env)
+    saved_path = d / USAGE_FILE
+    saved = json.loads(saved_path.read_text()) if saved_path.exists() else {}
     usages: dict[str, Usage] = {}
     for stage in MODELS:
+        if stages is not None and stage not in stages:
+            if stage not in saved:
+                raise ValueError(f"{saved_path}: no usage of {stage}; run it (stages=...)")
+            usages[stage] = Usage(**{k: v for k, v in saved[stage].items() if k in _FIELDS})
+            continue
         log = d / f"{stage}.log"
         usage = measure(_stage_argv(stage, d, data, config), log, env, poll_s, timeout_s)
         usages[stage] = usage
+        saved[stage] = {**vars(usage), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        saved_path.write_text(json.dumps(saved, indent=1) + "\n")
         print(
             f"[x{factor}] {stage}: {_status(usage)}, {usage.wall_s:.1f} s, "
             f"anon {usage.anon_peak / MB:.0f} MB, rss {usage.rss_peak / MB:.0f} MB ({log})",
@@ -386,6 +405,9 @@ def run_scale(
             flush=True,
         )
     return usages, gen, data
+
+
+_FIELDS = set(Usage.__dataclass_fields__)
 
 
 def _status(u: Usage) -> str:
@@ -443,6 +465,7 @@ def main(
     evaluate_seeds: int | None = None,
     poll_s: float = 0.2,
     timeout_s: float | None = None,
+    stages: str | None = None,
 ) -> dict[str, Any]:
     """Runs every stage on the demo TwHIN and on ``factor`` times it; judges memory growth.
 
@@ -462,6 +485,8 @@ def main(
         poll_s: Seconds between polls of the process tree's memory.
         timeout_s: Seconds each stage may run (None: no limit); a stage past it is killed
             and fails the goal (its peak so far is only a lower bound).
+        stages: Comma-separated stages to (re)run at both sizes in a kept ``workdir``; the
+            others' figures are those saved there by an earlier run (default: all).
 
     Returns:
         The JSON summary (also printed as the last line): per stage wall seconds and peak
@@ -483,8 +508,11 @@ def main(
         root.mkdir(parents=True, exist_ok=True)
         config = root / "scale-config.yaml"
         dim = _write_config(config, pretrain_steps, overrides)
-        small, gen1, data1 = run_scale(root, 1, config, seed, poll_s, timeout_s)
-        large, genf, dataf = run_scale(root, factor, config, seed, poll_s, timeout_s)
+        only = None if stages is None else [x.strip() for x in stages.split(",") if x.strip()]
+        if only is not None and (not only or set(only) - set(MODELS)):
+            raise ValueError(f"stages={stages!r}: expected some of {', '.join(MODELS)}")
+        small, gen1, data1 = run_scale(root, 1, config, seed, poll_s, timeout_s, only)
+        large, genf, dataf = run_scale(root, factor, config, seed, poll_s, timeout_s, only)
         c1 = _counts(data1, root / "x1", dim)
         cf = _counts(dataf, root / f"x{factor}", dim)
     load_after = os.getloadavg()
@@ -503,6 +531,7 @@ def main(
         "counts_Fx": vars(cf),
         "pretrain_steps": pretrain_steps or "tiny config",
         "config_overrides": overrides,
+        "stages_rerun": only or "all",
         "margin": MARGIN,
         "stages": {
             r["stage"]: {k: v for k, v in r.items() if k not in ("stage", "memory model")}
