@@ -432,7 +432,8 @@ def render_markdown(records: Iterable[Mapping[str, Any]], order: Sequence[str] =
         if r.get("source"):
             lines.append(f"- source: `{r['source']}`")
         if r.get("table"):
-            lines += ["", "```text", r["table"], "```"]
+            table = "\n".join(line.rstrip() for line in r["table"].splitlines())
+            lines += ["", "```text", table, "```"]
         if r.get("summary"):
             lines += ["", "```json", json.dumps(r["summary"], sort_keys=True), "```"]
         if r.get("stderr_tail"):
