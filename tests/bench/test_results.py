@@ -122,6 +122,13 @@ def test_render_from_hand_written_records(tmp_path: Path) -> None:
         tmp_path, _record("ingest", "2026-12-01T09:30:00Z", "failed", stderr_tail="boom")
     )
     results.write_record(tmp_path, _record("zeta", "2026-11-01T00:00:00Z", "not met"))
+    res = CliRunner().invoke(app, ["results", "render", "--docs", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert list(_sections((tmp_path / results.RESULTS_MD).read_text())) == [
+        "ingest",
+        "mine",
+        "zeta",
+    ]
     page = results.render(tmp_path, order=["ingest", "mine"]).read_text()
     assert "Newest record: 2026-12-01T09:30:00Z." in page
     sections = _sections(page)
