@@ -17,7 +17,7 @@ are removed first: no source pairs them, so stage 2 never trains on a test tweet
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,72 @@ from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, hashtag_pai
 log = logging.getLogger(__name__)
 
 SOURCES = ("social", "hashtag", "translation")
+#: Pairs gathered and written at a time (one row group of pairs.parquet each).
+PAIR_CHUNK = 65536
+
+
+class _Column(Sequence):
+    """Row access to an Arrow array without a Python object per row (hashtag_pairs reads a
+    few rows' texts and walks the hashtags once)."""
+
+    def __init__(self, values: pa.Array) -> None:
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> Any:  # type: ignore[override]
+        return self.values[i].as_py()
+
+    def __iter__(self) -> Iterator[Any]:
+        for lo in range(0, len(self.values), PAIR_CHUNK):
+            yield from self.values.slice(lo, PAIR_CHUNK).to_pylist()
+
+
+def _pair_chunk(
+    parts: dict[str, dict[str, Any]],
+    source: np.ndarray,
+    within: np.ndarray,
+    tweet_ids: pa.Array,
+    texts: pa.Array,
+) -> pa.Table:
+    """The pairs of one chunk: row ``r`` is pair ``within[r]`` of source ``source[r]``."""
+    pieces, positions = [], []
+    for code, name in enumerate(parts):
+        at = np.flatnonzero(source == code)
+        if not at.size:
+            continue
+        cols, idx = parts[name], pa.array(within[at], pa.int64())
+        if "row_a" in cols:  # social: tweet rows, texts from the tweets
+            ra, rb = pa.array(cols["row_a"][within[at]]), pa.array(cols["row_b"][within[at]])
+            a_ids, b_ids = tweet_ids.take(ra), tweet_ids.take(rb)
+            a_text, b_text = texts.take(ra), texts.take(rb)
+        else:
+            a_ids = pa.array(cols["tweet_a"], pa.string()).take(idx)
+            b_ids = pa.array(cols["tweet_b"], pa.string()).take(idx)
+            a_text = pa.array(cols["text_a"], pa.string()).take(idx)
+            b_text = pa.array(cols["text_b"], pa.string()).take(idx)
+        pieces.append(
+            pa.table(
+                {
+                    "tweet_a": a_ids,
+                    "tweet_b": b_ids,
+                    "score": pa.array(np.asarray(cols["score"], np.float32)).take(idx),
+                    "source": pa.array([name] * at.size, pa.string()),
+                    "text_a": a_text,
+                    "text_b": b_text,
+                }
+            )
+        )
+        positions.append(at)
+    chunk = pa.concat_tables(pieces)
+    inverse = np.empty(len(source), np.int64)
+    inverse[np.concatenate(positions)] = np.arange(len(source))
+    return (
+        chunk.take(pa.array(inverse))
+        .select(schemas.schema("pairs").names)
+        .cast(schemas.schema("pairs"))
+    )
 
 
 @stage("mine_pairs")
@@ -73,7 +139,8 @@ def run_mine_pairs(
         tweets = tweets.filter(pa.array(~held))
         metrics["tweets_eval_holdout"] = int(held.sum())
     tweet_ids = tweets.column("tweet_id").combine_chunks()
-    texts: list[str] = tweets.column("text").to_pylist()
+    # The texts stay in Arrow: a pair's texts are taken by row when its chunk is written.
+    texts = tweets.column("text").combine_chunks()
 
     parts: dict[str, dict[str, Any]] = {}  # source -> columns of its candidate pairs
 
@@ -90,13 +157,15 @@ def run_mine_pairs(
             "tweet_a": tweet_ids.take(pa.array(a)),
             "tweet_b": tweet_ids.take(pa.array(b)),
             "score": scores,
-            "text_a": [texts[i] for i in a.tolist()],
-            "text_b": [texts[i] for i in b.tolist()],
+            "row_a": a,
+            "row_b": b,
         }
 
     # 2. hashtag (HICL)
     if cfg.hashtag.enabled and cfg.weights.hashtag > 0:
-        hp = hashtag_pairs(texts, tweets.column("hashtags").to_pylist(), cfg.hashtag, rng)
+        hp = hashtag_pairs(
+            _Column(texts), _Column(tweets.column("hashtags").combine_chunks()), cfg.hashtag, rng
+        )
         metrics["hashtag"] = {**hp.stats, "pairs": len(hp.rows_a)}
         parts["hashtag"] = {
             "tweet_a": tweet_ids.take(pa.array(hp.rows_a)),
@@ -119,44 +188,35 @@ def run_mine_pairs(
             "text_b": tp.text_b,
         }
 
-    # 4. mix and write
+    # 4. mix and write: the order is a seeded permutation of all chosen pairs; rows are
+    # gathered and written PAIR_CHUNK at a time, so only indices are held for every pair.
     available = {s: len(parts[s]["score"]) for s in parts}
     weights = cfg.weights.model_dump()
     take = allocate(available, weights, cfg.total_pairs)
-    tables = []
     chosen: dict[str, np.ndarray] = {}
     for s in parts:
         n_avail = available[s]
-        pick = (
+        chosen[s] = (
             np.sort(rng.choice(n_avail, size=take[s], replace=False))
             if take[s] < n_avail
             else np.arange(n_avail)
         )
-        chosen[s] = pick
-        cols = parts[s]
-        idx = pa.array(pick, pa.int64())
-        tables.append(
-            pa.table(
-                {
-                    "tweet_a": pa.array(cols["tweet_a"], pa.string()).take(idx),
-                    "tweet_b": pa.array(cols["tweet_b"], pa.string()).take(idx),
-                    "score": pa.array(np.asarray(cols["score"], np.float32)).take(idx),
-                    "source": pa.array([s] * len(pick), pa.string()),
-                    "text_a": pa.array(cols["text_a"], pa.string()).take(idx),
-                    "text_b": pa.array(cols["text_b"], pa.string()).take(idx),
-                }
-            )
-        )
-    if tables:
-        table = pa.concat_tables(tables)
-        table = table.take(pa.array(rng.permutation(table.num_rows)))
-    else:
-        table = schemas.schema("pairs").empty_table()
-    if table.num_rows == 0:
-        log.warning("mine_pairs: no pair mined from any source (check thresholds and inputs)")
-    Pairs(out_dir).write(table)
+    source = np.concatenate(
+        [np.full(len(chosen[s]), i, np.int8) for i, s in enumerate(parts)] or [np.zeros(0, np.int8)]
+    )
+    within = np.concatenate([chosen[s] for s in parts] or [np.zeros(0, np.int64)])
+    total = len(source)
+    order = rng.permutation(total) if parts else np.zeros(0, np.int64)
+    out_path = out_dir / Pairs.PAIRS
+    with schemas.writer(out_path, "pairs") as w:
+        for lo in range(0, total, PAIR_CHUNK):
+            rows = order[lo : lo + PAIR_CHUNK]
+            w.write_table(_pair_chunk(parts, source[rows], within[rows], tweet_ids, texts))
+        if total == 0:
+            w.write_table(schemas.schema("pairs").empty_table())
+            log.warning("mine_pairs: no pair mined from any source (check thresholds and inputs)")
     metrics["available"] = {s: available.get(s, 0) for s in SOURCES}
-    metrics["pairs"] = {"total": table.num_rows, **{s: len(chosen.get(s, ())) for s in SOURCES}}
+    metrics["pairs"] = {"total": total, **{s: len(chosen.get(s, ())) for s in SOURCES}}
     metrics["weights"] = weights
 
     # 5. planted truth (demo data)
@@ -170,12 +230,15 @@ def run_mine_pairs(
 
 
 def _engagement_counts(ingested: Path, ids: pa.Array) -> np.ndarray:
-    """Engagements of each tweet in ``ids`` (from the ingest folder's engagements)."""
-    table = Ingested(ingested).engagements(columns=["tweet_id"])
-    counts = pc.value_counts(table.column("tweet_id").combine_chunks())
-    pos = pc.fill_null(pc.index_in(ids, value_set=counts.field("values")), -1).to_numpy()
-    per = counts.field("counts").to_numpy()
-    return np.where(pos >= 0, per[np.maximum(pos, 0)], 0)
+    """Engagements of each tweet in ``ids`` (from the ingest folder's engagements), counted
+    in one streaming pass: one counter per id is held, not the engagements."""
+    f = schemas.check(Ingested(ingested).engagements_path(), "engagements")
+    counts = np.zeros(len(ids), np.int64)
+    lookup = pc.SetLookupOptions(value_set=ids)
+    for rb in f.iter_batches(columns=["tweet_id"], batch_size=1 << 18):
+        pos = pc.index_in(rb.column(0), options=lookup).drop_null().to_numpy()
+        counts += np.bincount(pos, minlength=len(ids))
+    return counts
 
 
 def _social_pairs(

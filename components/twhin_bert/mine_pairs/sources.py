@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -154,13 +154,17 @@ def _sample_pairs(m: int, cap: int, rng: np.random.Generator) -> tuple[np.ndarra
 
 
 def hashtag_pairs(
-    texts: list[str], hashtags: list[list[str]], cfg: HashtagSourceConfig, rng: np.random.Generator
+    texts: Sequence[str],
+    hashtags: Sequence[list[str] | None],
+    cfg: HashtagSourceConfig,
+    rng: np.random.Generator,
 ) -> HashtagPairs:
     """Pairs of tweets sharing a frequent hashtag, with the shared hashtags taken out.
 
     Args:
-        texts: Tweet texts (row order).
-        hashtags: Each tweet's hashtags (lower-case, no '#').
+        texts: Tweet texts (row order); only the paired rows are read.
+        hashtags: Each tweet's hashtags (lower-case, no '#'); walked once, then only the
+            paired rows are read.
         cfg: Hashtag source settings.
         rng: The stage's seeded generator.
 
@@ -173,7 +177,6 @@ def hashtag_pairs(
         for t in set(tags or ()):
             by_tag.setdefault(t, []).append(row)
     frequent = sorted(t for t, rows in by_tag.items() if len(rows) >= cfg.min_hashtag_count)
-    tag_sets = [set(t or ()) for t in hashtags]
     n = len(texts)
     seen: set[int] = set()
     rows_a: list[int] = []
@@ -196,7 +199,8 @@ def hashtag_pairs(
     keep: list[int] = []
     empty = 0
     for idx, (a, b) in enumerate(zip(rows_a, rows_b, strict=True)):
-        shared = sorted(tag_sets[a] & tag_sets[b] & freq_set)
+        # The two rows' tags, read for this pair only: no set per tweet is kept.
+        shared = sorted(set(hashtags[a] or ()) & set(hashtags[b] or ()) & freq_set)
         ta = alter_hashtags(texts[a], shared, cfg, rng, frequent)
         tb = alter_hashtags(texts[b], shared, cfg, rng, frequent)
         if not ta or not tb:
