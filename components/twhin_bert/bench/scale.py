@@ -164,6 +164,8 @@ class Counts:
     engagements: int
     pairs: int = 0
     dim: int = 32
+    #: Arrow bytes of the tweets' ids, texts and hashtags (uncompressed Parquet column sizes).
+    tweet_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -196,8 +198,9 @@ MODELS: dict[str, MemoryModel] = {
         lambda c: (c.users + c.tweets) * (4 * c.dim + 4) + 24 * c.engagements,
     ),
     "mine_pairs": MemoryModel(
-        "tweet vectors T x 4d B + the FAISS index (<= T x 4d B); one query batch",
-        lambda c: 2 * c.tweets * 4 * c.dim,
+        "tweet vectors + FAISS index (2 x T x 4d B) + the tweets' ids, texts, hashtags in "
+        "Arrow + pair indices P x 24 B; one chunk of pairs",
+        lambda c: 2 * c.tweets * 4 * c.dim + c.tweet_bytes + 24 * c.pairs,
     ),
     "train_tokenizer": MemoryModel(
         "one batch of texts + the trainer's word counts (bounded by the vocabulary)",
@@ -344,13 +347,26 @@ def _generate(d: Path, factor: int, seed: int, env: Mapping[str, str]) -> tuple[
 
 
 def _counts(data: Path, d: Path, dim: int) -> Counts:
+    """The counts of the scale folder ``d``: the generated TwHIN's, the mined pairs and the
+    Arrow size of the ingested tweets' ids, texts and hashtags."""
+    import pyarrow.parquet as pq
+
     counts = json.loads((data / "demo.json").read_text())["counts"]
     pairs = 0
     metrics = d / "mine_pairs" / "metrics.json"
     if metrics.exists():
-        m = json.loads(metrics.read_text())
-        pairs = int(m.get("pairs", m.get("total_pairs", 0)) or 0)
-    return Counts(counts["users"], counts["tweets"], counts["engagements"], pairs, dim)
+        pairs = int(json.loads(metrics.read_text())["pairs"]["total"])
+    tweet_bytes = 0
+    tweets = d / "ingest" / "tweets.parquet"
+    if tweets.exists():
+        meta = pq.ParquetFile(tweets).metadata
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            for c in range(group.num_columns):
+                col = group.column(c)
+                if col.path_in_schema.split(".")[0] in ("tweet_id", "text", "hashtags"):
+                    tweet_bytes += col.total_uncompressed_size
+    return Counts(counts["users"], counts["tweets"], counts["engagements"], pairs, dim, tweet_bytes)
 
 
 #: Per scale folder: the usage of each stage measured there (kept with the outputs).
@@ -486,7 +502,8 @@ def main(
         timeout_s: Seconds each stage may run (None: no limit); a stage past it is killed
             and fails the goal (its peak so far is only a lower bound).
         stages: Comma-separated stages to (re)run at both sizes in a kept ``workdir``; the
-            others' figures are those saved there by an earlier run (default: all).
+            others' figures are those saved there by an earlier run (default: all;
+            ``none``: judge the saved figures only).
 
     Returns:
         The JSON summary (also printed as the last line): per stage wall seconds and peak
@@ -509,7 +526,9 @@ def main(
         config = root / "scale-config.yaml"
         dim = _write_config(config, pretrain_steps, overrides)
         only = None if stages is None else [x.strip() for x in stages.split(",") if x.strip()]
-        if only is not None and (not only or set(only) - set(MODELS)):
+        if only == ["none"]:
+            only = []  # no stage re-run: the saved usage judged again (e.g. a new model)
+        elif only is not None and (not only or set(only) - set(MODELS)):
             raise ValueError(f"stages={stages!r}: expected some of {', '.join(MODELS)}")
         small, gen1, data1 = run_scale(root, 1, config, seed, poll_s, timeout_s, only)
         large, genf, dataf = run_scale(root, factor, config, seed, poll_s, timeout_s, only)
@@ -531,7 +550,7 @@ def main(
         "counts_Fx": vars(cf),
         "pretrain_steps": pretrain_steps or "tiny config",
         "config_overrides": overrides,
-        "stages_rerun": only or "all",
+        "stages_rerun": "all" if only is None else only,
         "margin": MARGIN,
         "stages": {
             r["stage"]: {k: v for k, v in r.items() if k not in ("stage", "memory model")}
