@@ -112,3 +112,25 @@ def test_capped_read_holds_the_sample_not_the_input(tmp_path: Path) -> None:
     # Arrow's peak with the cap: the sample + one batch of each file being decoded
     # (measured 14 MB here, against 79 MB for the whole read).
     assert capped["peak"] < 24 * 2**20, capped
+
+
+def test_engagement_data_with_a_cap_reads_the_sample_and_says_so(tmp_path: Path) -> None:
+    from twhin_bert.common.artifacts import GraphEmbeddings
+    from twhin_bert.evaluate.config import EngagementConfig
+    from twhin_bert.evaluate.engagement import load_engagement_data
+
+    _write(tmp_path / "ingested", 3000, 20, group_rows=500)
+    graph = tmp_path / "graph"
+    graph.mkdir()
+    users = pa.array([f"u{i}" for i in range(97)])
+    GraphEmbeddings(graph).table(GraphEmbeddings.USERS).write(
+        users, np.random.default_rng(0).standard_normal((97, 8)).astype(np.float32)
+    )
+    cfg = EngagementConfig()
+    capped = load_engagement_data(tmp_path / "ingested", graph, cfg, seed=0, max_tweets=100)
+    whole = load_engagement_data(tmp_path / "ingested", graph, cfg, seed=0)
+    assert capped.counts["tweets_sampled"] == 100 and "tweets_sampled" not in whole.counts
+    assert capped.counts["engagements"] == 300 and whole.counts["engagements"] == 9000
+    sample = read_tweets(Ingested(tmp_path / "ingested"), [], 100, seed=0)
+    assert sorted(capped.tweet_ids.tolist()) == sorted(sample.column("tweet_id").to_pylist())
+    assert capped.pairs.shape == (300, 2)
