@@ -102,7 +102,7 @@ def _record(name: str, date: str, status: str, **extra: object) -> dict[str, obj
         "date": date,
         "git": {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True},
         "command": f"twhin-bert bench {name} --quick",
-        "machine": {"cpu_model": "Test CPU", "cpus_online": 4, "cpus_available": 2, "ram_gib": 7.5},
+        "machine": {"cpu_model": "Test CPU", "cpus": 4, "cpus_available": 2, "ram_gib": 7.5},
         "load_before": [3.5, 2.0, 1.0],
         "load_after": [5.25, 3.0, 1.5],
         "wall_s": 12.5,

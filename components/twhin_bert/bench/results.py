@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -31,8 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twhin_bert.common.artifacts import ArtifactError, Evaluation, Registration, read_json_object
-from twhin_bert.common.bench import BENCH_DATA_ENV
-from twhin_bert.common.compute import available_cpus
+from twhin_bert.common.bench import BENCH_DATA_ENV, machine
 from twhin_bert.common.metrics import BASE, BASELINE, FLOORS, MODELS, PRIMARY, flat_numeric
 
 #: The page ``render`` writes, and the folder of records beside it (both under ``docs``).
@@ -78,31 +76,6 @@ def load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
-
-
-def machine() -> dict[str, Any]:
-    """What a figure was measured on: CPU model, CPUs (online, and available to this process:
-    affinity and cgroup quota), RAM and Python."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass  # not Linux: platform.processor() above
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        ram = None
-    return {
-        "cpu_model": model,
-        "cpus_online": os.cpu_count(),
-        "cpus_available": available_cpus(),
-        "ram_gib": None if ram is None else round(ram, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-    }
 
 
 def git_state(where: Path | None = None) -> dict[str, Any]:
@@ -369,7 +342,7 @@ def _machine(record: Mapping[str, Any]) -> str:
     m = record.get("machine") or {}
     return (
         f"{m.get('cpu_model', '?')}; {m.get('cpus_available', '?')} of "
-        f"{m.get('cpus_online', '?')} CPUs available; {m.get('ram_gib', '?')} GiB RAM"
+        f"{m.get('cpus', '?')} CPUs available; {m.get('ram_gib', '?')} GiB RAM"
     )
 
 

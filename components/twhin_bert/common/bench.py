@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from twhin_bert.common.compute import available_cpus
+
 #: Folder of real tweets in the TweetEval/UMSAB layout that benchmarks read when no ``data``
 #: option is given (``make bench-quick`` points it at the project's sample data).
 BENCH_DATA_ENV = "TWHIN_BERT_BENCH_DATA"
@@ -29,13 +31,36 @@ def tweets_dir(given: str | Path | None = None) -> Path | None:
     return Path(where) if where and Path(where).is_dir() else None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: platform's answer below
+    return platform.processor() or platform.machine()
+
+
+def ram_gib() -> float | None:
+    """The machine's physical memory in GiB (None where the platform does not say)."""
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
+    """What the numbers were measured on: CPU model, CPUs online and available to this
+    process (affinity and cgroup quota), RAM, Python, platform, torch and any GPU."""
     import torch
 
     info: dict[str, Any] = {
-        "python": platform.python_version(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
+        "cpus_available": available_cpus(),
+        "ram_gib": ram_gib(),
+        "python": platform.python_version(),
         "platform": platform.platform(terse=True),
         "torch": torch.__version__,
     }
