@@ -186,8 +186,9 @@ TWEET_INDEX_BYTES = 100
 
 MODELS: dict[str, MemoryModel] = {
     "ingest": MemoryModel(
-        "dedup keys: 16 B per tweet id + 8 B per engagement key; pieces in flight",
-        lambda c: 16 * c.tweets + 8 * c.engagements,
+        "dedup keys: 16 B per tweet + 8 B per engagement key, twice that while the last "
+        "runs merge; pieces in flight (fixed)",
+        lambda c: 2 * (16 * c.tweets + 8 * c.engagements),
     ),
     "build_graph": MemoryModel(
         f"the whole edge list as numpy: {GRAPH_BYTES_PER_EDGE} B per engagement",
@@ -439,7 +440,11 @@ def rows_and_verdicts(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """One table row per stage (wall, memory at both sizes, growth, model, prediction) and
     the stages that did not keep to it: over ``margin`` times their model's prediction, or
-    failed, or timed out at either size (their peak is then only a lower bound)."""
+    failed, or timed out at either size (their peak is then only a lower bound).
+
+    ``max1_*`` is the largest single process's ``ru_maxrss`` (resident, file pages
+    included): beside the tree's sum it shows whether growth is in the command or in the
+    workers it starts."""
     rows: list[dict[str, Any]] = []
     broken: list[str] = []
     for stage, model in MODELS.items():
@@ -461,6 +466,8 @@ def rows_and_verdicts(
                 "mem_Fx_MB": round(b.anon_peak / MB),
                 "mem_growth": round(b.anon_peak / max(a.anon_peak, 1), 2),
                 "rss_Fx_MB": round(b.rss_peak / MB),
+                "max1_1x_MB": round(a.maxrss_single / MB),
+                "max1_Fx_MB": round(b.maxrss_single / MB),
                 "procs": b.max_procs,
                 "model_MB": round(predicted / MB),
                 "within": within,
