@@ -299,12 +299,17 @@ def _evaluate_inputs(
     model: Path,
     baseline_model: Path | None,
     baseline_name: str | None,
+    base_model: str | None,
     benchmark: list[str] | None,
     **inputs: Any,
 ) -> dict[str, Any]:
     models = {cfg.candidate: model}  # the model names come from evaluate's config
     if baseline_model is not None:
         models[baseline_name or cfg.baseline] = baseline_model
+    if base_model:
+        from twhin_bert.common.base_model import fetch
+
+        models[cfg.base] = fetch(base_model)
     return {"models": models, "benchmarks": benchmark or [], **inputs}
 
 
@@ -426,6 +431,13 @@ STAGE_COMMANDS = [
                 "baseline_name",
                 str | None,
                 "Name of the second model in the report (default: evaluate.baseline).",
+                None,
+            ),
+            StageInput(
+                "base_model",
+                str | None,
+                "The released encoder the candidate continued (folder, gs:// or pkg:), "
+                "scored untouched as a third model (evaluate.base).",
                 None,
             ),
             StageInput(

