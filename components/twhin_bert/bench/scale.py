@@ -195,8 +195,9 @@ MODELS: dict[str, MemoryModel] = {
         lambda c: GRAPH_BYTES_PER_EDGE * c.engagements,
     ),
     "embed_graph": MemoryModel(
-        "embedding tables (users + tweets) x (4d + 4) B + one bucket's edges x 24 B",
-        lambda c: (c.users + c.tweets) * (4 * c.dim + 4) + 24 * c.engagements,
+        "embedding tables (users + tweets) x (4d + 4) B + one bucket's edges x 32 B (PBG: "
+        "int64 lhs, rhs, relation + its shuffle permutation)",
+        lambda c: (c.users + c.tweets) * (4 * c.dim + 4) + 32 * c.engagements,
     ),
     "mine_pairs": MemoryModel(
         "tweet vectors + FAISS index (2 x T x 4d B) + the tweets' ids, texts, hashtags in "
