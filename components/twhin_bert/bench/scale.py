@@ -22,9 +22,10 @@ the stage's memory at ``factor`` x from its 1x measurement: ``rss_1x + model(Fx)
 (the interpreter, torch and the model weights are in both and cancel). The goal: no stage's
 peak exceeds ``MARGIN`` times its prediction, i.e. memory grows only with what has to be in
 memory, never with the raw input. Work that must scale with the input is fixed by config:
-pretrain runs the tiny config's steps (or ``pretrain_steps``) at both sizes, so its time does
-not grow; the other stages do work proportional to the input, and their time growth is shown,
-not judged.
+pretrain runs ``pretrain_steps`` (100) at both sizes, so its time does not grow, and evaluate
+reads a seeded sample of ``evaluate_max_tweets`` tweets; the other stages do work
+proportional to the input, and their time growth is shown, not judged. Defaults keep the
+run to about an hour on 2 shared cores: 2 PBG epochs, one evaluate seed, 900 s per stage.
 """
 
 from __future__ import annotations
@@ -483,32 +484,34 @@ def main(
     factor: int = 100,
     workdir: str | None = None,
     seed: int = 0,
-    pretrain_steps: int | None = None,
-    graph_epochs: int | None = None,
+    pretrain_steps: int | None = 100,
+    graph_epochs: int | None = 2,
     evaluate_max_tweets: int | None = BASE_TWEETS,
-    evaluate_seeds: int | None = None,
+    evaluate_seeds: int | None = 1,
     poll_s: float = 0.2,
-    timeout_s: float | None = None,
+    timeout_s: float | None = 900,
     stages: str | None = None,
 ) -> dict[str, Any]:
     """Runs every stage on the demo TwHIN and on ``factor`` times it; judges memory growth.
 
     Args:
-        quick: ``factor`` 10 and 50 pretrain steps per objective (a few minutes).
+        quick: ``factor`` 10 and 50 pretrain steps per objective.
         factor: How much larger the second TwHIN is (users, tweets and engagements).
         workdir: Where the data and outputs go (kept; generated data is reused from it).
             Default: a temporary folder, removed.
         seed: Seed of the generated TwHINs.
-        pretrain_steps: Steps of each pretrain objective (default: the tiny config's).
-        graph_epochs: ``embed_graph.num_epochs`` (default: the tiny config's). Epochs cost
+        pretrain_steps: Steps of each pretrain objective (None: the tiny config's 600 and
+            1,200). Steps cost time, not memory, and are the same at both sizes.
+        graph_epochs: ``embed_graph.num_epochs`` (None: the tiny config's 10). Epochs cost
             time, not memory: PBG holds the same tables and bucket whatever their number.
         evaluate_max_tweets: ``evaluate.max_tweets``: the tweets evaluate reads, a seeded
             sample (default: the demo's 10,000 tweets, so 1x reads them all and Fx a sample
             of the same size; None: every tweet).
-        evaluate_seeds: ``evaluate.engagement.seeds`` (default: the tiny config's).
+        evaluate_seeds: ``evaluate.engagement.seeds`` (None: the tiny config's 3).
         poll_s: Seconds between polls of the process tree's memory.
         timeout_s: Seconds each stage may run (None: no limit); a stage past it is killed
-            and fails the goal (its peak so far is only a lower bound).
+            and fails the goal (its peak so far is only a lower bound). On 2 shared cores
+            ``embed`` of 1M tweets takes longer than the default 900 s.
         stages: Comma-separated stages to (re)run at both sizes in a kept ``workdir``; the
             others' figures are those saved there by an earlier run (default: all;
             ``none``: judge the saved figures only).
@@ -521,7 +524,7 @@ def main(
 
     if quick:
         factor = 10
-        pretrain_steps = 50 if pretrain_steps is None else pretrain_steps
+        pretrain_steps = 50
     overrides: dict[str, Any] = {"evaluate.max_tweets": evaluate_max_tweets}
     if graph_epochs is not None:
         overrides["embed_graph.num_epochs"] = graph_epochs
