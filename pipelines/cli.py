@@ -1196,6 +1196,8 @@ BENCHES = {
         "Every stage at 1x and 100x the demo TwHIN: wall time and peak RSS against memory models.",
     ),
 }
+#: Left out of a plain `twhin-bert results run` (about an hour on 2 cores): `--only scale`.
+SLOW_BENCHES = ("scale",)
 
 
 def _bench_command(module: str, doc: str) -> Callable[..., None]:
@@ -1235,7 +1237,15 @@ DocsOpt = Annotated[
 @friendly_errors
 def results_run(
     only: Annotated[
-        str | None, typer.Option("--only", help="Comma-separated benchmarks (default: all).")
+        str | None,
+        typer.Option(
+            "--only",
+            help="Comma-separated benchmarks (default: all but scale, which takes about an hour).",
+        ),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Passed to each benchmark as --set KEY=VALUE (repeat)."),
     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Each benchmark's --quick.")] = False,
     pipeline_run: Annotated[
@@ -1260,7 +1270,9 @@ def results_run(
     is recorded, not a failure)."""
     from twhin_bert.bench import results
 
-    names = list(BENCHES) if only is None and pipeline_run is None else []
+    names: list[str] = []
+    if only is None and pipeline_run is None:
+        names = [n for n in BENCHES if n not in SLOW_BENCHES]
     if only is not None:
         names = [n.strip() for n in only.split(",") if n.strip()]
         unknown = [n for n in names if n not in BENCHES]
@@ -1269,7 +1281,14 @@ def results_run(
     if pipeline_run is not None:
         path = results.write_record(docs, results.pipeline_record(pipeline_run, name))
         out_console.print(f"recorded {pipeline_run} -> {path}", soft_wrap=True)
-    records = results.run(names, docs, quick=quick, order=list(BENCHES), timeout=timeout)
+    records = results.run(
+        names,
+        docs,
+        quick=quick,
+        order=list(BENCHES),
+        timeout=timeout,
+        argv_for=lambda n, q: results.bench_argv(n, q, sets or ()),
+    )
     for r in records:
         out_console.print(f"{r['name']}: {r['status']} ({r['wall_s']} s)", highlight=False)
     out_console.print(f"[green]wrote[/] {docs / results.RESULTS_MD}")

@@ -236,3 +236,26 @@ def test_only_rejects_an_unknown_bench(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "expected benchmarks among ingest" in res.output
     assert not (tmp_path / results.RECORDS_DIR).exists()
+
+
+def test_plain_run_leaves_out_the_hour_long_scale_and_passes_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from twhin_bert_pipelines.cli import BENCHES, SLOW_BENCHES
+
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def fake_run(names, docs, *, argv_for, **kw):  # records what would run, runs nothing
+        seen.append((list(names), [w for n in names for w in argv_for(n, False)]))
+        return []
+
+    monkeypatch.setattr(results, "run", fake_run)
+    res = CliRunner().invoke(app, ["results", "run", "--docs", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert seen[-1][0] == [n for n in BENCHES if n not in SLOW_BENCHES] and "scale" in BENCHES
+    res = CliRunner().invoke(
+        app, ["results", "run", "--docs", str(tmp_path), "--only", "scale", "--set", "stages=none"]
+    )
+    assert res.exit_code == 0, res.output
+    names, argv = seen[-1]
+    assert names == ["scale"] and argv[-4:] == ["bench", "scale", "--set", "stages=none"]

@@ -49,11 +49,13 @@ STDERR_TAIL = 20
 ArgvFor = Callable[[str, bool], list[str]]
 
 
-def bench_argv(name: str, quick: bool) -> list[str]:
-    """The argv of ``twhin-bert bench <name> [--quick]``, with this environment's command."""
+def bench_argv(name: str, quick: bool, sets: Sequence[str] = ()) -> list[str]:
+    """The argv of ``twhin-bert bench <name> [--quick] [--set K=V ...]``, with this
+    environment's command."""
     beside = Path(sys.executable).parent / "twhin-bert"
     exe = str(beside) if beside.is_file() else shutil.which("twhin-bert") or "twhin-bert"
-    return [exe, "bench", name, *(["--quick"] if quick else [])]
+    extra = [w for kv in sets for w in ("--set", kv)]
+    return [exe, "bench", name, *(["--quick"] if quick else []), *extra]
 
 
 def shown_command(argv: Sequence[str]) -> str:

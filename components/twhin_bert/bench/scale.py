@@ -308,9 +308,13 @@ def _stage_argv(stage: str, d: Path, data: Path, config: Path) -> list[str]:
 def _write_config(path: Path, pretrain_steps: int | None, overrides: Mapping[str, Any]) -> int:
     """Writes the tiny pipeline config (resolved) with the bench's overrides; returns d."""
     import yaml
-    from twhin_bert_pipelines.config import load_pipeline_config
 
-    cfg = load_pipeline_config("tiny").model_dump(mode="json")
+    # The resolved tiny config as a user gets it (`twhin-bert config --config tiny`): through
+    # the CLI, since the library never imports the pipelines layer above it.
+    shown = subprocess.run(
+        [*_cli(), "config", "--config", "tiny"], capture_output=True, text=True, check=True
+    )
+    cfg = yaml.safe_load(shown.stdout)
     if pretrain_steps is not None:
         for objective in ("mlm", "mlm_social"):
             section = cfg["pretrain"][objective]
