@@ -5,6 +5,8 @@ Not a timed test: the children allocate known amounts and the assertions are on 
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,9 +33,23 @@ print(len(held))
 """
 
 
+def _measure_from_a_fresh_interpreter(log: Path) -> Usage:
+    """``measure`` of ``_TREE`` run by a small new interpreter: Linux carries a process's peak
+    RSS across fork and exec into ``ru_maxrss``, so measured from this (by now large) test
+    process the child would report pytest's own RSS."""
+    code = (
+        "import dataclasses, json, sys; from pathlib import Path; "
+        "from twhin_bert.bench.scale import measure; "
+        f"u = measure([sys.executable, '-c', {_TREE!r}], Path({str(log)!r}), poll_s=0.05); "
+        "print(json.dumps(dataclasses.asdict(u)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return Usage(**json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def test_measure_counts_a_spawned_child(tmp_path: Path) -> None:
     log = tmp_path / "tree.log"
-    usage = measure([sys.executable, "-c", _TREE], log, poll_s=0.05)
+    usage = _measure_from_a_fresh_interpreter(log)
     assert usage.returncode == 0
     assert log.read_text().strip() == str(120 * MB)
     # The poll sums parent and child: at least both buffers, and no more than both plus two
