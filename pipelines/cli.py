@@ -303,13 +303,11 @@ def _evaluate_inputs(
     benchmark: list[str] | None,
     **inputs: Any,
 ) -> dict[str, Any]:
-    models = {cfg.candidate: model}  # the model names come from evaluate's config
-    if baseline_model is not None:
-        models[baseline_name or cfg.baseline] = baseline_model
-    if base_model:
-        from twhin_bert.common.base_model import fetch
+    from twhin_bert.evaluate.evaluate import models_to_score
 
-        models[cfg.base] = fetch(base_model)
+    models = models_to_score(
+        cfg, model, baseline=baseline_model, base_model=base_model, baseline_name=baseline_name
+    )
     return {"models": models, "benchmarks": benchmark or [], **inputs}
 
 

@@ -36,7 +36,7 @@ def test_bench_mine_quick_json(capsys: pytest.CaptureFixture[str]) -> None:
         assert key in summary, key
     # the index and settings mine_pairs itself derives for 20K vectors on the CPU
     assert summary["n"] == 20_000 and summary["index"] == "IVF128,PQ128x4fs,RFlat"
-    assert summary["settings"] == "nprobe=8,k_factor_rf=16"
+    assert summary["settings"] == "nprobe=26,k_factor_rf=10"
     assert summary["recall@10"] >= 0.9
     assert summary["speedup"] == pytest.approx(summary["qps"] / summary["exact_qps"], rel=1e-3)
     assert summary["met"] == (summary["recall@10"] >= 0.95 and summary["speedup"] >= 100)

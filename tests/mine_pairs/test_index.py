@@ -35,8 +35,9 @@ def test_gpu_layout_and_derived_search_settings() -> None:
     # fast-scan codes and RFlat re-ranking are CPU-only: on GPUs, IVF-Flat below 2M
     assert fi.derive_index_string(1_000_000, 256, gpu=True) == "IVF4096,Flat"
     assert fi.derive_index_string(10_000_000, 256, gpu=True) == "OPQ64,IVF16384,PQ64"
-    assert fi.derive_nprobe("IVF1024,PQ128x4fs,RFlat", 10**6) == 8
-    assert fi.derive_search_params("IVF1024,PQ128x4fs,RFlat") == "k_factor_rf=16"
+    assert fi.derive_nprobe("IVF1024,PQ128x4fs,RFlat", 10**6) == 4
+    assert fi.derive_nprobe("IVF128,PQ128x4fs,RFlat", 20_000) == 26  # smaller lists, more probed
+    assert fi.derive_search_params("IVF1024,PQ128x4fs,RFlat") == "k_factor_rf=10"
     assert fi.derive_search_params("IVF4096,Flat") == ""
 
 

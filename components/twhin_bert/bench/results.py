@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twhin_bert.common.artifacts import ArtifactError, Evaluation, Registration, read_json_object
-from twhin_bert.common.bench import BENCH_DATA_ENV, machine
+from twhin_bert.common.bench import BENCH_DATA_ENV, cli_argv, machine
 from twhin_bert.common.metrics import BASE, BASELINE, FLOORS, MODELS, PRIMARY, flat_numeric
 
 #: The page ``render`` writes, and the folder of records beside it (both under ``docs``).
@@ -52,16 +51,16 @@ ArgvFor = Callable[[str, bool], list[str]]
 def bench_argv(name: str, quick: bool, sets: Sequence[str] = ()) -> list[str]:
     """The argv of ``twhin-bert bench <name> [--quick] [--set K=V ...]``, with this
     environment's command."""
-    beside = Path(sys.executable).parent / "twhin-bert"
-    exe = str(beside) if beside.is_file() else shutil.which("twhin-bert") or "twhin-bert"
     extra = [w for kv in sets for w in ("--set", kv)]
-    return [exe, "bench", name, *(["--quick"] if quick else []), *extra]
+    return [*cli_argv(), "bench", name, *(["--quick"] if quick else []), *extra]
 
 
 def shown_command(argv: Sequence[str]) -> str:
     """The command as a user types it: the program's base name, and the benchmark data folder
     when ``$TWHIN_BERT_BENCH_DATA`` names one (the benchmarks read it)."""
-    words = [Path(argv[0]).name, *argv[1:]]
+    exe = cli_argv()
+    rest = argv[len(exe) :] if list(argv[: len(exe)]) == exe else argv[1:]
+    words = ["twhin-bert", *rest]
     data = os.environ.get(BENCH_DATA_ENV)
     prefix = f"{BENCH_DATA_ENV}={shlex.quote(data)} " if data else ""
     return prefix + shlex.join(words)

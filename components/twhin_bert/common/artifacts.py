@@ -285,6 +285,8 @@ class ModelFolder(Artifact):
 
     stage = "pretrain"
     CONFIG = "config.json"
+    #: pretrain's per-step losses beside the model (the evaluate report plots them).
+    TRAINING_LOG = "training_log.json"
 
     def check(self) -> Path:
         """The folder, after checking it holds ``config.json``."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from twhin_bert.common import io
+from twhin_bert.common.artifacts import ModelFolder
 
 #: model_type -> family name, for every family the continued path supports.
 FAMILIES: dict[str, str] = {"xlm-roberta": "XLM-R", "roberta": "RoBERTa", "bert": "BERT"}
@@ -71,7 +72,7 @@ def model_type(folder: str | Path) -> str:
     Raises:
         BaseModelError: No readable ``config.json``, or a family the path does not support.
     """
-    f = Path(folder) / "config.json"
+    f = Path(folder) / ModelFolder.CONFIG
     try:
         kind = json.loads(f.read_text()).get("model_type")
     except (OSError, json.JSONDecodeError) as e:

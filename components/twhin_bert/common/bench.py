@@ -24,6 +24,15 @@ from twhin_bert.common.compute import available_cpus
 BENCH_DATA_ENV = "TWHIN_BERT_BENCH_DATA"
 
 
+def cli_argv() -> list[str]:
+    """The ``twhin-bert`` command of this interpreter's environment: the console script beside
+    the interpreter (a virtual environment's ``bin``), else ``python -m`` of its module."""
+    beside = Path(sys.executable).parent / "twhin-bert"
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-m", "twhin_bert_pipelines.cli"]
+
+
 def tweets_dir(given: str | Path | None = None) -> Path | None:
     """The real-tweets folder a benchmark reads: ``given``, else ``$TWHIN_BERT_BENCH_DATA``;
     None (the benchmark generates text) when neither names an existing folder."""

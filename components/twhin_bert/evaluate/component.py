@@ -46,18 +46,18 @@ def evaluate(
     import shutil
     from pathlib import Path
 
+    from twhin_bert.common.artifacts import Evaluation
     from twhin_bert.common.kfp_utils import log_kfp_metrics
     from twhin_bert.evaluate.config import EvaluateConfig
-    from twhin_bert.evaluate.evaluate import CONFUSION_FILE, run_evaluate
+    from twhin_bert.evaluate.evaluate import CONFUSION_FILE, models_to_score, run_evaluate
 
     cfg = EvaluateConfig.model_validate_json(config)
-    models = {cfg.candidate: Path(model.path)}
-    if baseline_model is not None:
-        models[cfg.baseline] = Path(baseline_model.path)
-    if base_model:
-        from twhin_bert.common.base_model import fetch
-
-        models[cfg.base] = fetch(base_model)
+    models = models_to_score(
+        cfg,
+        Path(model.path),
+        baseline=Path(baseline_model.path) if baseline_model is not None else None,
+        base_model=base_model,
+    )
     result = run_evaluate(
         cfg,
         evaluation.path,
@@ -75,4 +75,4 @@ def evaluate(
         c = json.loads(conf.read_text())
         classification.log_confusion_matrix(c["categories"], c["matrix"])
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / "report.html", report.path)
+    shutil.copyfile(out / Evaluation.REPORT_HTML, report.path)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from twhin_bert.common import holdout, tracking
-from twhin_bert.common.artifacts import Ingested
+from twhin_bert.common.artifacts import Ingested, ModelFolder
 from twhin_bert.common.compute import use_threads
 from twhin_bert.common.metrics import PRIMARY
 from twhin_bert.common.stage import stage
@@ -38,7 +38,7 @@ def _check_models(models: dict[str, Path], cfg: EvaluateConfig) -> dict[str, Pat
     out = {}
     for name, p in models.items():
         p = Path(p)
-        if not (p / "config.json").is_file():
+        if not (p / ModelFolder.CONFIG).is_file():
             raise FileNotFoundError(
                 f"{p}: model {name!r} is not a Hugging Face model folder (no config.json)"
             )
@@ -51,6 +51,35 @@ def _check_models(models: dict[str, Path], cfg: EvaluateConfig) -> dict[str, Pat
 
 
 @stage("evaluate")
+def models_to_score(
+    cfg: EvaluateConfig,
+    candidate: Path,
+    *,
+    baseline: Path | None = None,
+    base_model: str | None = None,
+    baseline_name: str | None = None,
+) -> dict[str, Path]:
+    """The models ``run_evaluate`` scores, under the names the evaluate config gives them.
+
+    Args:
+        cfg: Evaluate config (``candidate``, ``baseline`` and ``base`` name the models).
+        candidate: The candidate's model folder.
+        baseline: The MLM-only ablation twin's folder, when it ran.
+        base_model: The released encoder the candidate continued (``pretrain.base_model``: a
+            folder, ``gs://`` URI or ``pkg:`` reference), scored untouched; ''/None = trained
+            from scratch.
+        baseline_name: Another name for the twin (the CLI's ``--baseline-name``).
+    """
+    models = {cfg.candidate: Path(candidate)}
+    if baseline is not None:
+        models[baseline_name or cfg.baseline] = Path(baseline)
+    if base_model:
+        from twhin_bert.common.base_model import fetch
+
+        models[cfg.base] = fetch(base_model)
+    return models
+
+
 def run_evaluate(
     cfg: EvaluateConfig,
     out_dir: Path,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from twhin_bert.common.artifacts import Evaluation, ModelFolder
+
 if TYPE_CHECKING:
     from twhin_bert.evaluate.config import EvaluateConfig
     from twhin_bert.evaluate.results import EvaluationResult, Score, TaskResult
@@ -129,7 +131,7 @@ def plot_projection_training(
 def read_training_log(model_dir: Path) -> list[dict[str, Any]]:
     """The ``training_log.json`` of a model folder (pretrain writes one): entries with ``step``
     and loss keys; a dict holding such a list under any key is accepted too. Empty if absent."""
-    p = Path(model_dir) / "training_log.json"
+    p = Path(model_dir) / ModelFolder.TRAINING_LOG
     if not p.exists():
         return []
     try:
@@ -230,9 +232,9 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 
 def write_report(out_dir: Path, blocks: Sequence[Block], title: str) -> tuple[Path, Path]:
     """Writes ``report.md`` and ``report.html`` into ``out_dir``."""
-    md = out_dir / "report.md"
+    md = out_dir / Evaluation.REPORT_MD
     md.write_text(render_markdown(blocks), encoding="utf-8")
-    page = out_dir / "report.html"
+    page = out_dir / Evaluation.REPORT_HTML
     page.write_text(render_html(blocks, title), encoding="utf-8")
     return md, page
 

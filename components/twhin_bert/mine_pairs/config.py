@@ -28,7 +28,7 @@ class SocialSourceConfig(StrictModel):
     search_params: str = Field(
         "",
         description="Extra FAISS ParameterSpace settings, e.g. 'k_factor_rf=4,quantizer_efSearch=64'; "
-        "'' = derived ('k_factor_rf=16' behind an RFlat re-ranker).",
+        "'' = derived ('k_factor_rf=10' behind an RFlat re-ranker).",
     )
     min_engagements: int = Field(
         3,

@@ -53,7 +53,7 @@ def derive_index_string(n: int, d: int, gpu: bool = False) -> str:
     ``Flat`` (exact) below 20K vectors. On the CPU up to 2M vectors (``d`` a multiple of 4):
     ``IVF{nlist},PQ{d/2}x4fs,RFlat`` with nlist ~ sqrt(n) -- 4-bit fast-scan PQ codes of two
     dimensions each (SIMD in-register lookups) shortlist ``k_factor_rf x k`` candidates that
-    are re-ranked exactly. Codes of 2 dimensions rank well enough that a 16 x k shortlist
+    are re-ranked exactly. Codes of 2 dimensions rank well enough that a 10 x k shortlist
     keeps recall, and the whole is faster than ``PQ{d/4}x4fs`` with a 32 x k shortlist or
     ``IVF,Flat`` at equal recall (``twhin-bert bench mine`` on 1M x 256 compares them; its
     figures are in docs/RESULTS.md). On GPUs (fast-scan and re-ranking are CPU-only)
@@ -86,22 +86,33 @@ def fast_scan_nlist_for(n: int) -> int:
     return nlist_for(n, scale=1.0)
 
 
+#: Vectors a query scans in the re-ranked fast-scan layout (sets its default nprobe).
+FAST_SCAN_PROBED = 4096
+
+
 def derive_nprobe(index_string: str, n: int) -> int | None:
-    """Default nprobe of an IVF index string (None: not IVF): 1/128 of the lists for the
-    re-ranked fast-scan layout, 1/16 otherwise; at least 8, at most every list."""
+    """Default nprobe of an IVF index string for ``n`` vectors (None: not IVF), at most every
+    list. The re-ranked fast-scan layout probes the lists that hold about
+    ``FAST_SCAN_PROBED`` vectors (at least 4 lists): with nlist ~ sqrt(n) that is 4 of 1,024
+    lists at 1M vectors and more, smaller lists at small n, where few lists miss neighbours.
+    Other IVF layouts probe 1/16 of the lists, at least 8."""
     import re
 
     m = re.search(r"IVF(\d+)", index_string)
     if not m:
         return None
     nlist = int(m.group(1))
-    share = 128 if "fs" in index_string and "RFlat" in index_string else 16
-    return int(min(nlist, max(8, nlist // share)))
+    if "fs" in index_string and "RFlat" in index_string:
+        probe = max(4, round(FAST_SCAN_PROBED * nlist / max(n, 1)))
+    else:
+        probe = max(8, nlist // 16)
+    return int(min(nlist, probe))
 
 
 def derive_search_params(index_string: str) -> str:
-    """Default extra search settings: re-rank 16 x k candidates behind an ``RFlat``."""
-    return "k_factor_rf=16" if "RFlat" in index_string else ""
+    """Default extra search settings: re-rank 10 x k candidates behind an ``RFlat``, the knee
+    of ``twhin-bert bench mine``'s sweep on 1M x 256 (its figures: docs/RESULTS.md)."""
+    return "k_factor_rf=10" if "RFlat" in index_string else ""
 
 
 def set_threads(threads: int) -> int:

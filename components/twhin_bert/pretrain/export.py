@@ -19,10 +19,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from twhin_bert import __version__
+from twhin_bert.common.artifacts import ModelFolder
 
 MLM_HEAD_FILE = "mlm_head.safetensors"
 SOCIAL_HEAD_FILE = "social_head.safetensors"
-TRAINING_LOG_FILE = "training_log.json"
+TRAINING_LOG_FILE = ModelFolder.TRAINING_LOG
 
 
 def _float_state(

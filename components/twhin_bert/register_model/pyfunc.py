@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
+from twhin_bert.common.artifacts import ModelFolder
 from twhin_bert.common.encoder import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_LENGTH,
@@ -179,7 +180,7 @@ def encoder_folder(downloaded: Path) -> Path:
     flavor = (yaml.safe_load(mlmodel.read_text()).get("flavors") or {}).get("python_function")
     artifact = ((flavor or {}).get("artifacts") or {}).get(ENCODER_ARTIFACT) or {}
     folder = Path(downloaded) / str(artifact.get("path", ""))
-    if not artifact or not (folder / "config.json").is_file():
+    if not artifact or not (folder / ModelFolder.CONFIG).is_file():
         raise ValueError(
             f"{mlmodel}: no {ENCODER_ARTIFACT!r} artifact with a config.json; expected a model "
             "logged by twhin_bert.register_model.pyfunc.log_model"

@@ -21,7 +21,7 @@ import yaml
 
 from twhin_bert import __version__
 from twhin_bert.common import roles, tracking
-from twhin_bert.common.artifacts import Evaluation, Registration
+from twhin_bert.common.artifacts import Evaluation, ModelFolder, Registration
 from twhin_bert.common.metrics import BASE, BASELINE, METRICS_FILE, PRIMARY, flatten, mlflow_key
 from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
@@ -137,7 +137,7 @@ def _check_model_folder(model: Path) -> None:
     """Fails fast, naming the folder, when it is not an exported HF folder with a tokenizer."""
     from transformers import AutoTokenizer
 
-    if not (model / "config.json").is_file():
+    if not (model / ModelFolder.CONFIG).is_file():
         raise ValueError(f"{model}: no config.json; expected an exported Hugging Face model folder")
     try:
         AutoTokenizer.from_pretrained(str(model), local_files_only=True)

@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from twhin_bert.common import tracking
+from twhin_bert.common.artifacts import ModelFolder
 from twhin_bert.common.redact import redact_uri
 from twhin_bert.register_model.config import GateConfig
 from twhin_bert.register_model.gate import GateVerdict, evaluate_gate, metrics_from_tags
@@ -834,7 +835,7 @@ def _model_folders(local: Path, uri: str) -> list[Path]:
     tok_dir = local / "components" / "tokenizer"
     if "tokenizer" not in (flavor.get("components") or []) or not tok_dir.is_dir():
         raise RegistryError(f"{uri}: the logged model has no tokenizer component")
-    if not (model_dir / "config.json").is_file():
+    if not (model_dir / ModelFolder.CONFIG).is_file():
         raise RegistryError(f"{uri}: no config.json under {flavor.get('model_binary')}/")
     return [model_dir, tok_dir, local / "extra"]  # extra: heads, model card, training log
 
