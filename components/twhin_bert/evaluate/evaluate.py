@@ -50,7 +50,6 @@ def _check_models(models: dict[str, Path], cfg: EvaluateConfig) -> dict[str, Pat
     }
 
 
-@stage("evaluate")
 def models_to_score(
     cfg: EvaluateConfig,
     candidate: Path,
@@ -80,6 +79,7 @@ def models_to_score(
     return models
 
 
+@stage("evaluate")
 def run_evaluate(
     cfg: EvaluateConfig,
     out_dir: Path,
