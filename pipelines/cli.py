@@ -926,16 +926,18 @@ def run_cmd(
         cfg.inputs.tweets = list(tweets)
         cfg.inputs.engagements = list(engagements or [])
     elif not cfg.inputs.tweets:
+        from twhin_bert.demo_data.folder import DemoFolder
         from twhin_bert.demo_data.generate import generate_demo
 
         demo = workdir / f"demo-data-u{demo_users}-t{demo_tweets}-s{cfg.seed}"
-        if not (demo / "demo.json").exists():
+        if not DemoFolder(demo).complete():
             console.print(f"generating demo data in {demo} ...")
             generate_demo(demo, users=demo_users, tweets=demo_tweets, seed=cfg.seed)
-        cfg.inputs.tweets = [str(demo / "tweets.jsonl")]
-        cfg.inputs.engagements = [str(demo / "engagements.jsonl")]
-        cfg.inputs.parallel_tweets = str(demo / "parallel.jsonl")
-        cfg.inputs.truth = str(demo / "truth" / "tweet_topics.parquet")
+        files = DemoFolder(demo)
+        cfg.inputs.tweets = [str(files.tweets)]
+        cfg.inputs.engagements = [str(files.engagements)]
+        cfg.inputs.parallel_tweets = str(files.parallel)
+        cfg.inputs.truth = str(files.tweet_topics)
     if benchmark:
         cfg.inputs.benchmarks = list(benchmark)
     # --verbose keeps KFP's executor boilerplate (the executor-input JSON of every task).
@@ -1194,7 +1196,8 @@ BENCHES = {
         "Every stage at 1x and 100x the demo TwHIN: wall time and peak RSS against memory models.",
     ),
 }
-#: Left out of a plain `twhin-bert results run` (about an hour on 2 cores): `--only scale`.
+#: Left out of a plain `twhin-bert results run` (the slowest; its time is in docs/RESULTS.md):
+#: `--only scale`.
 SLOW_BENCHES = ("scale",)
 
 
@@ -1238,7 +1241,7 @@ def results_run(
         str | None,
         typer.Option(
             "--only",
-            help="Comma-separated benchmarks (default: all but scale, which takes about an hour).",
+            help="Comma-separated benchmarks (default: all but scale, the slowest).",
         ),
     ] = None,
     sets: Annotated[

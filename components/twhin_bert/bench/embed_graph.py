@@ -109,7 +109,9 @@ def _tsv_importer_baseline(ingest: Path, work: Path, edges: int, relations: list
     from torchbiggraph.config import EntitySchema, RelationSchema
     from torchbiggraph.converters.import_from_tsv import convert_input_data
 
-    table = pq.ParquetFile(ingest / "engagements.parquet").iter_batches(
+    from twhin_bert.common.artifacts import Ingested
+
+    table = pq.ParquetFile(ingest / Ingested.ENGAGEMENTS).iter_batches(
         batch_size=edges, columns=["tweet_id", "engagement_type", "user_id"]
     )
     first = next(table)

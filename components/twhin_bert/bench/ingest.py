@@ -32,6 +32,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from twhin_bert.common.artifacts import Ingested
+from twhin_bert.demo_data.folder import DemoFolder
+
 #: Runs in the child: ingest once, print one JSON line with time, CPU and peak RSS.
 _CHILD = r"""
 import json, resource, sys, time
@@ -161,8 +164,8 @@ def _ingest_in_child(demo: Path, out: Path, config_json: str) -> dict[str, Any]:
             _CHILD,
             config_json,
             str(out),
-            str(demo / "tweets.jsonl"),
-            str(demo / "engagements.jsonl"),
+            str(DemoFolder(demo).tweets),
+            str(DemoFolder(demo).engagements),
         ],
         capture_output=True,
         text=True,
@@ -175,7 +178,7 @@ def _ingest_in_child(demo: Path, out: Path, config_json: str) -> dict[str, Any]:
 
 
 #: Outputs that must be byte-identical whatever ``workers`` is.
-_OUTPUTS = ("tweets.parquet", "engagements.parquet", "quarantine.parquet")
+_OUTPUTS = (Ingested.TWEETS, Ingested.ENGAGEMENTS, Ingested.QUARANTINE)
 SPEEDUP_GOAL = 1.6
 
 
@@ -236,7 +239,7 @@ def main(
         results = []
         for n in sizes:
             demo = root / f"demo-{n}"
-            if not (demo / "engagements.jsonl").exists():  # reuse a kept workdir's inputs
+            if not DemoFolder(demo).complete():  # reuse a kept workdir's inputs
                 _generate(demo, n, seed)
             res = _ingest_in_child(demo, root / f"ingested-{n}-w1", configs[1])
             results.append(_row(res, demo, 1))

@@ -33,6 +33,7 @@ def generate(folder: Path, n_tweets: int, n_pairs: int, group_rows: int, seed: i
     """Writes ``tweets.parquet`` and ``pairs.parquet`` (row groups of ``group_rows``, as the
     upstream stages stream them) of Zipf-worded tweets in :data:`LANGS` into ``folder``."""
     from twhin_bert.common import schemas
+    from twhin_bert.common.artifacts import Ingested, Pairs
 
     rng = random.Random(seed)
     words = {la: [f"{la}{i}" for i in range(3000)] for la in LANGS}
@@ -61,8 +62,8 @@ def generate(folder: Path, n_tweets: int, n_pairs: int, group_rows: int, seed: i
             "text_b": [texts[i] for i in b],
         }
     )
-    for table, name in ((tweets, "tweets"), (pairs, "pairs")):
-        with schemas.writer(folder / f"{name}.parquet", name) as w:
+    for table, name, file in ((tweets, "tweets", Ingested.TWEETS), (pairs, "pairs", Pairs.PAIRS)):
+        with schemas.writer(folder / file, name) as w:
             w.write_table(table.cast(schemas.schema(name)), row_group_size=group_rows)
     return folder
 
@@ -174,6 +175,7 @@ def main(
         The JSON summary.
     """
     from twhin_bert.bench.pretrain import train_tokenizer
+    from twhin_bert.common.artifacts import Ingested
     from twhin_bert.common.bench import report
     from twhin_bert.pretrain import data as D
 
@@ -181,7 +183,7 @@ def main(
         tweets, pairs, group_rows, late = 30_000, 30_000, 5_000, 300
     with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
         folder = generate(Path(tmp), tweets, pairs, group_rows, seed)
-        sample = pa.parquet.read_table(folder / "tweets.parquet", columns=["text"])
+        sample = pa.parquet.read_table(folder / Ingested.TWEETS, columns=["text"])
         tok_dir = train_tokenizer(
             sample.column("text").to_pylist()[:20_000], vocab_size, Path(tmp) / "tok"
         )
@@ -190,7 +192,7 @@ def main(
 
         def stage1() -> D.TweetStream:
             return D.TweetStream(
-                folder / "tweets.parquet", tok, sp, rows_per_batch=rows_per_batch,
+                folder / Ingested.TWEETS, tok, sp, rows_per_batch=rows_per_batch,
                 max_seq_len=max_seq_len, shuffle_buffer=shuffle_buffer, read_rows=read_rows,
                 **common,
             )  # fmt: skip

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from twhin_bert.demo_data import vocab
 from twhin_bert.demo_data.config import DemoDataConfig
+from twhin_bert.demo_data.folder import DemoFolder
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def generate(cfg: DemoDataConfig, out_dir: Path) -> dict[str, int]:
     """
     vocab.check_vocab()
     out_dir = Path(out_dir)
-    (out_dir / "truth").mkdir(parents=True, exist_ok=True)
+    folder = DemoFolder(out_dir)
+    folder.truth.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
     start_ms = _parse_start(cfg.start)
 
@@ -184,14 +186,14 @@ def generate(cfg: DemoDataConfig, out_dir: Path) -> dict[str, int]:
 
     user_ids = _user_ids(cfg.users, rng)
     tweet_ids = tw.ids
-    _write_tweets(out_dir / "tweets.jsonl", tweet_ids, user_ids[tw.author], texts, tw)
+    _write_tweets(folder.tweets, tweet_ids, user_ids[tw.author], texts, tw)
     _write_engagements(
-        out_dir / "engagements.jsonl", user_ids[eng_user], tweet_ids[eng_tweet], eng_type, eng_ms
+        folder.engagements, user_ids[eng_user], tweet_ids[eng_tweet], eng_type, eng_ms
     )
-    with (out_dir / "parallel.jsonl").open("w", encoding="utf-8") as f:
+    with folder.parallel.open("w", encoding="utf-8") as f:
         for row in pairs:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    _write_truth(out_dir / "truth", tweet_ids, tw, user_ids, world)
+    _write_truth(folder.truth, tweet_ids, tw, user_ids, world)
 
     counts = {
         "users": cfg.users,
@@ -215,16 +217,9 @@ def generate(cfg: DemoDataConfig, out_dir: Path) -> dict[str, int]:
             t: int(c)
             for t, c in zip(ENGAGEMENT_TYPES, np.bincount(eng_type, minlength=4), strict=True)
         },
-        "files": [
-            "tweets.jsonl",
-            "engagements.jsonl",
-            "parallel.jsonl",
-            "truth/tweet_topics.parquet",
-            "truth/user_interests.parquet",
-            "truth/topics.json",
-        ],
+        "files": DemoFolder.files(),
     }
-    (out_dir / "demo.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    folder.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     log.info("demo TwHIN in %s: %s", out_dir, counts)
     return counts
 
@@ -713,7 +708,7 @@ def _write_truth(
                 "topic": pa.array(tw.topic, pa.int32()),
             }
         ),
-        str(truth / "tweet_topics.parquet"),
+        str(truth / DemoFolder.TWEET_TOPICS),
         compression="zstd",
     )
     pq.write_table(
@@ -724,11 +719,11 @@ def _write_truth(
                 "weight": pa.array(world.int_weight, pa.float32()),
             }
         ),
-        str(truth / "user_interests.parquet"),
+        str(truth / DemoFolder.USER_INTERESTS),
         compression="zstd",
     )
     topics = [
         {"topic": i, "name": t.name, "group": t.group, "hashtags": list(t.hashtags)}
         for i, t in enumerate(vocab.TOPICS)
     ]
-    (truth / "topics.json").write_text(json.dumps(topics, indent=2) + "\n", encoding="utf-8")
+    (truth / DemoFolder.TOPICS).write_text(json.dumps(topics, indent=2) + "\n", encoding="utf-8")

@@ -520,7 +520,7 @@ def deepspeed_config(
 
     On GPUs AdamW is DeepSpeed's FusedAdam. On the CPU it is ``torch.optim.AdamW`` (``torch_adam``,
     multi-tensor ``foreach``): DeepSpeed's CPU FusedAdam is a C++ extension JIT-compiled on first
-    use (~75 s on 2 cores), which a small CPU run never earns back.
+    use (a minute or more on a small CPU), which a small CPU run never earns back.
     """
     tc = cfg.training(objective)
     cpu_adam = {} if on_gpu else {"torch_adam": True, "foreach": True}
@@ -614,7 +614,7 @@ def _skip_shm_comm_op() -> None:
     """Tells DeepSpeed not to build its shared-memory all-reduce op for a world of one.
 
     On the CPU accelerator DeepSpeed's communication backend JIT-compiles a C++ extension
-    (``deepspeed_shm_comm``) the first time it starts, ~2 minutes on 2 cores, to speed up
+    (``deepspeed_shm_comm``) the first time it starts (minutes on a small CPU), to speed up
     all-reduce between processes of one machine. One process never all-reduces, so the op is
     marked unavailable (the same switch DeepSpeed itself flips on platforms without it) and
     gloo serves; multi-process CPU runs under a launcher keep it.
