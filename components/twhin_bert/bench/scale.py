@@ -477,7 +477,6 @@ def rows_and_verdicts(
                 "procs": b.max_procs,
                 "model_MB": round(predicted / MB),
                 "within": within,
-                "memory model": model.phrase,
             }
         )
     return rows, broken
@@ -559,6 +558,10 @@ def main(
             if g is not None
         ],
     )
+    print_table(
+        "memory models (model_MB: the 1x peak + the model's growth to the larger size)",
+        [{"stage": stage, "holds in memory": m.phrase} for stage, m in MODELS.items()],
+    )
     figures: dict[str, Any] = {
         "factor": factor,
         "counts_1x": vars(c1),
@@ -567,10 +570,7 @@ def main(
         "config_overrides": overrides,
         "stages_rerun": "all" if only is None else only,
         "margin": MARGIN,
-        "stages": {
-            r["stage"]: {k: v for k, v in r.items() if k not in ("stage", "memory model")}
-            for r in rows
-        },
+        "stages": {r["stage"]: {k: v for k, v in r.items() if k != "stage"} for r in rows},
         "over_model": broken,
         "wall_s_1x": round(sum(u.wall_s for u in small.values()), 1),
         "wall_s_Fx": round(sum(u.wall_s for u in large.values()), 1),

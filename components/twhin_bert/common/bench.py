@@ -116,11 +116,14 @@ def print_table(title: str, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return
     table = Table(title=title)
-    for col in rows[0]:
-        table.add_column(str(col), justify="right")
+    for col, first in rows[0].items():
+        table.add_column(str(col), justify="left" if isinstance(first, str) else "right")
     for r in rows:
         table.add_row(*(_fmt(v) for v in r.values()))
-    Console(file=sys.stdout, width=120).print(table)
+    # As wide as the table's natural width (a record in docs/RESULTS.md must not wrap its
+    # numbers), up to a limit past which long text cells wrap instead.
+    natural = Console(width=1000).measure(table).maximum
+    Console(file=sys.stdout, width=max(80, min(natural, 200))).print(table)
 
 
 def _round(v: Any) -> Any:
