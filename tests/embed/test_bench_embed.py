@@ -53,10 +53,17 @@ def test_quantize_int8_replaces_every_linear(tmp_path: Path) -> None:
 
     texts, _ = load_tweets(300, None, seed=0)
     make_model(texts, tmp_path, layers=1, hidden=64, vocab=300, seed=0)
+    from transformers import AutoTokenizer
+
     model = AutoModel.from_pretrained(str(tmp_path)).eval()
-    q = quantize_int8(model)
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    q = quantize_int8(model, tokenizer, texts[:64])
     assert any(isinstance(m, torch.nn.Linear) for m in model.modules())  # original untouched
+    assert not any(m._forward_pre_hooks for m in model.modules())
     assert not any(type(m) is torch.nn.Linear for m in q.modules())
+    quantised = [m for m in q.modules() if type(m).__name__ == "Linear" and hasattr(m, "scale")]
+    # every layer the calibration reached keeps its smoothing (input divided by its scales)
+    assert quantised and all(len(m._forward_pre_hooks) == 1 for m in quantised[:-1])
     ids = torch.randint(5, model.config.vocab_size, (4, 12))
     with torch.inference_mode():
         a = model(input_ids=ids).last_hidden_state[:, 0].numpy()

@@ -9,8 +9,9 @@ folder with a CLS pooling module, at the same batch size; its vectors must equal
 ``cls`` vectors (allclose). Ours computes CLS, mean and Combined in the same pass.
 
 An optional int8 path is measured beside it: the same encoder with its ``nn.Linear`` layers
-dynamically quantised (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
-quantised per batch), its Combined vectors compared by cosine with the float32 ones.
+smoothed on the first tweets and dynamically quantised (``common.encoder.quantize_int8``: int8
+weights, activations quantised per batch), its Combined vectors compared by cosine with the
+float32 ones.
 
 Measured in one run, one thread setting, after a warm-up; the sides take turns over
 disjoint slices of the tweets so that a load change on a shared machine falls on all.
@@ -236,7 +237,12 @@ def _run(
 ) -> dict[str, Any]:
     """The measurement itself (``main`` resolves sizes, the model and torch's threads)."""
     from twhin_bert.common.bench import report
-    from twhin_bert.common.encoder import embed_texts, load_encoder, quantize_int8
+    from twhin_bert.common.encoder import (
+        INT8_CALIBRATION_TEXTS,
+        embed_texts,
+        load_encoder,
+        quantize_int8,
+    )
 
     model, tok = load_encoder(folder, device)
     st = sentence_transformer_cls(folder, device, max_length)
@@ -252,7 +258,7 @@ def _run(
 
     sides = {"embed_texts (ours)": ours, "sentence-transformers encode": baseline}
     if int8:
-        qmodel = quantize_int8(model)
+        qmodel = quantize_int8(model, tok, texts[:INT8_CALIBRATION_TEXTS], max_length=max_length)
         sides["embed_texts int8 (ours)"] = lambda part: ours(part, qmodel)
     warm = texts[:16]
     for fn in sides.values():

@@ -34,9 +34,9 @@ class EmbedConfig(StrictModel):
     )
     quantize: Literal["none", "int8"] = Field(
         "none",
-        description="int8: the encoder's Linear layers dynamically quantised to int8 (CPU "
-        "only; faster, vectors close to but not equal to float32 -- `twhin-bert bench embed` "
-        "reports both).",
+        description="int8: the encoder's Linear layers dynamically quantised to int8 after "
+        "SmoothQuant smoothing calibrated on the first tweets (CPU only; faster, vectors close "
+        "to but not equal to float32 -- `twhin-bert bench embed` reports both).",
     )
     device: Device = "auto"
     threads: Threads = 0

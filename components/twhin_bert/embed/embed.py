@@ -22,6 +22,7 @@ from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import Embeddings, Ingested
 from twhin_bert.common.compute import use_threads
 from twhin_bert.common.encoder import (
+    INT8_CALIBRATION_TEXTS,
     KINDS,
     PadStats,
     embed_ids,
@@ -122,7 +123,9 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     if cfg.quantize == "int8":
         if next(encoder_of(enc_model).parameters()).device.type != "cpu":
             raise ValueError("embed: quantize=int8 runs on the CPU only; set device: cpu")
-        enc_model = quantize_int8(enc_model)
+        first = next(f.iter_batches(batch_size=INT8_CALIBRATION_TEXTS, columns=["text"]), None)
+        calibration = first.column("text").to_pylist() if first is not None else []
+        enc_model = quantize_int8(enc_model, tokenizer, calibration, max_length=cfg.max_length)
     dim = encoder_of(enc_model).config.hidden_size
     # The resume key: the contents of tweets and model (never their paths: a retried pod
     # mounts them elsewhere; another model copied to the same path must not be resumed) and
