@@ -170,10 +170,14 @@ def make_evaluation(tmp_path: Path) -> Callable[..., Path]:
     """Writes an evaluate-like folder whose metrics.json holds the given ``primary`` metrics."""
     counter = iter(range(1000))
 
-    def make(**primary: float | None) -> Path:
+    def make(base: dict[str, float] | None = None, **primary: float | None) -> Path:
+        """``base``: the untouched base encoder's ``primary`` metrics, as evaluate writes them
+        beside the candidate's when ``pretrain.base_model`` is set."""
         folder = tmp_path / f"evaluation-{next(counter)}"
         folder.mkdir()
-        metrics = {"primary": {k.replace("_at_", "@"): v for k, v in primary.items()}}
+        metrics: dict = {"primary": {k.replace("_at_", "@"): v for k, v in primary.items()}}
+        if base is not None:
+            metrics["base"] = {"primary": {k.replace("_at_", "@"): v for k, v in base.items()}}
         (folder / "metrics.json").write_text(json.dumps(metrics))
         return folder
 

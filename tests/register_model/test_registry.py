@@ -23,8 +23,11 @@ def _register(
     *,
     run: str,
     auto_promote: bool = False,
+    require_beat_base: bool = False,
 ) -> dict:
-    cfg = RegisterModelConfig(model_name=name, auto_promote=auto_promote)
+    cfg = RegisterModelConfig(
+        model_name=name, auto_promote=auto_promote, gate={"require_beat_base": require_beat_base}
+    )
     metrics = run_register_model(
         cfg,
         out,
@@ -216,3 +219,30 @@ def test_auto_promote_reject_and_resolve_champion(
     ]
     assert _version_tags(name, "3")["approved_by"] == "admin"
     assert ("reject", "admin", None) in actions
+
+
+def test_gate_requires_beating_the_base_encoder(
+    tracking_uri: str, tiny_model_dir: Path, make_evaluation: Callable[..., Path], tmp_path: Path
+) -> None:
+    """``gate.require_beat_base``: register_model reads the base's metrics from evaluate's
+    ``metrics.json``; a challenger that does not beat them, or an evaluation without a base,
+    fails the gate even with no champion to beat."""
+    name = "tw-base-gate"
+    base = {"engagement_hits_at_10": 0.20, "hashtag_macro_f1": 0.50}
+
+    no_base = make_evaluation(engagement_hits_at_10=0.25, hashtag_macro_f1=0.55)
+    reg = _register(
+        name, tiny_model_dir, no_base, tmp_path / "r1", run="b1", require_beat_base=True
+    )
+    assert not reg["passed"]
+    assert any("evaluate scored no base model" in r for r in reg["reasons"])
+
+    worse = make_evaluation(base=base, engagement_hits_at_10=0.19, hashtag_macro_f1=0.55)
+    reg = _register(name, tiny_model_dir, worse, tmp_path / "r2", run="b2", require_beat_base=True)
+    assert not reg["passed"]
+    assert any(r.startswith("engagement_hits@10: FAIL vs base") for r in reg["reasons"])
+
+    better = make_evaluation(base=base, engagement_hits_at_10=0.25, hashtag_macro_f1=0.55)
+    reg = _register(name, tiny_model_dir, better, tmp_path / "r3", run="b3", require_beat_base=True)
+    assert reg["passed"], reg["reasons"]
+    assert any(r.startswith("hashtag_macro_f1: pass vs base") for r in reg["reasons"])
