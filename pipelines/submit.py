@@ -112,12 +112,37 @@ def compile_pipeline(
         raise ConfigError(f"not ready for a cluster: {'; '.join(problems)}")
     for problem in problems:
         log.warning("not ready for a cluster: %s", problem)
+    if strict:
+        check_base_model(cfg)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(
         build(cfg, which), str(out), pipeline_parameters=None, type_check=True
     )
     return out
+
+
+def check_base_model(cfg: PipelineConfig) -> None:
+    """Reads a gs:// ``pretrain.base_model``'s ``config.json`` before a run is sent, so that a
+    wrong URI or an unsupported family fails now rather than after hours of ingest and graph
+    training (a local or ``pkg:`` base was checked when the config loaded).
+
+    Raises:
+        ConfigError: The model is missing or of an unsupported family (one line).
+    """
+    from twhin_bert.common import base_model, io
+
+    ref = cfg.pretrain.base_model
+    if not ref or not io.is_gcs(ref):
+        return
+    try:
+        kind = base_model.check_remote(ref)
+    except base_model.BaseModelError as e:
+        raise ConfigError(str(e)) from e
+    except Exception as e:  # no credentials or no network here: the pipeline's account may read it
+        log.warning("pretrain.base_model %s: not checked before submitting (%s)", ref, e)
+        return
+    log.info("pretrain.base_model %s: %s (%s)", ref, kind, base_model.FAMILIES[kind])
 
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-?LW#A-Za-z]+$")

@@ -7,6 +7,8 @@ test uses it). ``full_data`` is a larger folder in the TweetEval/UMSAB layout, t
 benchmarks read (``$TWHIN_BERT_BENCH_DATA``, else ``../shared/data`` beside the checkout);
 tests that use it are skipped when it is absent, so a bare clone passes.
 
+``gcs_emulator`` is a real GCS emulator on 127.0.0.1 for tests of gs:// paths.
+
 Fixtures of the chain (session scope, built lazily on first use):
 ``demo_dir`` -> ``ingested_dir`` -> ``graph_dir`` -> ``graph_embeddings_dir`` -> ``pairs_dir``;
 ``tokenizer_dir`` from ``ingested_dir``.
@@ -15,7 +17,10 @@ Fixtures of the chain (session scope, built lazily on first use):
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,3 +140,24 @@ def tokenizer_dir(ingested_dir: Path) -> Path:
     out = ingested_dir.parent / "tokenizer"
     run_train_tokenizer(TrainTokenizerConfig(), out, ingested=ingested_dir)
     return out
+
+
+@pytest.fixture()
+def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real GCS emulator (``gcp-storage-emulator``) on 127.0.0.1, in memory; ``io``'s client
+    talks to it while the test runs. Yields that client (create buckets with it)."""
+    from gcp_storage_emulator.server import create_server
+    from twhin_bert.common import io
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    io.gcs_client.cache_clear()
+    try:
+        yield io.gcs_client()
+    finally:
+        io.gcs_client.cache_clear()
+        server.stop()

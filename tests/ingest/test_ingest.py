@@ -7,11 +7,8 @@ import gzip
 import json
 import os
 import shutil
-import socket
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -322,25 +319,6 @@ def test_demo_data_and_tracking(
     )[0]
     assert run.data.metrics["tweets.rows_out"] == m["tweets"]["rows_out"]
     assert "tweets:" in summarise(m)
-
-
-@pytest.fixture()
-def gcs_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from gcp_storage_emulator.server import create_server
-    from twhin_bert.common import io
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    io.gcs_client.cache_clear()
-    try:
-        yield io.gcs_client()
-    finally:
-        io.gcs_client.cache_clear()
-        server.stop()
 
 
 def test_gcs_inputs(tmp_path: Path, fixture_inputs: dict, gcs_emulator, sample_data: Path) -> None:

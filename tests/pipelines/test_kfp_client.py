@@ -383,6 +383,39 @@ def test_submit_and_schedule_refuse_a_config_not_ready_for_a_cluster(
     assert kfp_api.requests == []
 
 
+def test_submit_reads_a_gs_base_model_before_sending(
+    kfp_api: RecordingKfpApi, cluster_config: Path, gcs_emulator: Any
+) -> None:
+    """A gs:// ``pretrain.base_model`` is read (its config.json only) when the run is
+    submitted: a missing folder or an unsupported family fails there with one line and exit
+    2, not hours into the run; a supported one is sent."""
+    bucket = gcs_emulator.create_bucket("acme-models")
+    for name, model_type in (("gpt2", "gpt2"), ("bertweet", "roberta")):
+        bucket.blob(f"{name}/config.json").upload_from_string(
+            json.dumps({"model_type": model_type, "hidden_size": 16})
+        )
+    data = yaml.safe_load(cluster_config.read_text())
+    args = ["submit", "--host", kfp_api.url, "--config", str(cluster_config)]
+    for name, expected in (
+        ("gpt2", "model_type 'gpt2' is not supported as a base model"),
+        ("nothing-here", "nothing-here/config.json does not exist"),
+    ):
+        data.setdefault("pretrain", {})["base_model"] = f"gs://acme-models/{name}"
+        cluster_config.write_text(yaml.safe_dump(data))
+        res = invoke(args)
+        assert res.exit_code == 2, res.output
+        # (the emulator's own request log shares the output)
+        (line,) = [x for x in res.output.splitlines() if x.startswith("error: ")]
+        assert expected in line and "Traceback" not in res.output, res.output
+    assert kfp_api.requests == []
+
+    data["pretrain"]["base_model"] = "gs://acme-models/bertweet"
+    cluster_config.write_text(yaml.safe_dump(data))
+    res = invoke(args)
+    assert res.exit_code == 0, res.output
+    assert kfp_api.calls("POST", "/apis/v2beta1/runs")
+
+
 # ----------------------------------------------------------------------------- schedules
 def _schedule(api: RecordingKfpApi, config: Path | str, *extra: str) -> Any:
     return invoke(["schedule", "create", "--host", api.url, "--config", str(config),

@@ -311,7 +311,8 @@ def test_unsupported_or_missing_base_fails_when_the_config_loads(tmp_path: Path)
         cfg("pkg:no_such_pkg_xyz/model")
     with pytest.raises(ValidationError, match="only a base_model can replace"):
         cfg(None, mlm=ObjectiveTraining(steps=0, warmup_steps=0))
-    # gs:// is checked when the stage downloads it, not at load (no network at compile time).
+    # gs:// is not read when a config loads (no storage access there): submit, schedule and
+    # compile --strict read its config.json (test_kfp_client), the stage again on download.
     assert base_model.check("gs://bucket/models/twhin-bert-base") is None
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -152,30 +152,16 @@ def test_pretrained_path_mode_copies_the_given_tokenizer(
 
 
 def test_pretrained_gcs_mode(
-    trained_tokenizer: tuple[Path, dict],
-    umsab_ingested: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    trained_tokenizer: tuple[Path, dict], umsab_ingested: Path, tmp_path: Path, gcs_emulator: Any
 ) -> None:
-    from gcp_storage_emulator.server import create_server
     from transformers import AutoTokenizer
     from twhin_bert.common import io
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="models")
-    server.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-    io.gcs_client.cache_clear()
-    try:
-        src, _ = trained_tokenizer
-        io.upload(src, "gs://models/tokenizers/ours")
-        cfg = TrainTokenizerConfig(pretrained="gs://models/tokenizers/ours")
-        m = run_train_tokenizer(cfg, tmp_path / "tok", ingested=umsab_ingested)
-    finally:
-        io.gcs_client.cache_clear()
-        server.stop()
+    gcs_emulator.create_bucket("models")
+    src, _ = trained_tokenizer
+    io.upload(src, "gs://models/tokenizers/ours")
+    cfg = TrainTokenizerConfig(pretrained="gs://models/tokenizers/ours")
+    m = run_train_tokenizer(cfg, tmp_path / "tok", ingested=umsab_ingested)
     assert m["pretrained"] is True and m["vocab_size"] == 4000
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"), local_files_only=True)
     assert (

@@ -74,10 +74,21 @@ def model_type(folder: str | Path) -> str:
     """
     f = Path(folder) / ModelFolder.CONFIG
     try:
-        kind = json.loads(f.read_text()).get("model_type")
-    except (OSError, json.JSONDecodeError) as e:
+        text = f.read_text()
+    except OSError as e:
         raise BaseModelError(
             f"{f}: cannot read the model's config.json ({e}); expected a Hugging Face model folder"
+        ) from e
+    return _model_type_of(text, str(f))
+
+
+def _model_type_of(text: str, f: str) -> str:
+    """The supported ``model_type`` in the text of ``config.json`` file ``f``."""
+    try:
+        kind = json.loads(text).get("model_type")
+    except (json.JSONDecodeError, AttributeError) as e:
+        raise BaseModelError(
+            f"{f}: not a model config.json ({e}); expected a Hugging Face model folder"
         ) from e
     if kind not in FAMILIES:
         raise BaseModelError(
@@ -90,8 +101,9 @@ def check(ref: str) -> str | None:
     """Checks a ``base_model`` value when the config loads.
 
     Returns:
-        The model type of a local or ``pkg:`` folder; None for gs:// (checked at the stage
-        start, when it is downloaded).
+        The model type of a local or ``pkg:`` folder; None for gs:// (no storage access when
+        a config loads: :func:`check_remote` reads it when the run is submitted, and the
+        stage checks it again when it downloads it).
     """
     where = locate(ref)
     if io.is_gcs(where):
@@ -99,6 +111,31 @@ def check(ref: str) -> str | None:
     if not Path(where).is_dir():
         raise BaseModelError(f"base_model {ref}: no such folder (expected a Hugging Face model)")
     return model_type(where)
+
+
+def check_remote(ref: str) -> str:
+    """Checks a gs:// ``base_model`` before a run is submitted, reading only its
+    ``config.json`` (the weights are downloaded by the stages that use them).
+
+    Returns:
+        The model type.
+
+    Raises:
+        BaseModelError: No such object, or a family the path does not support.
+        Exception: Whatever the storage client raises when it cannot ask (no credentials, no
+            network); the caller decides whether that blocks a submission.
+    """
+    from google.api_core.exceptions import NotFound
+
+    uri = ref.rstrip("/") + "/" + ModelFolder.CONFIG
+    try:
+        with io.open_uri(uri, "rb") as f:
+            text = f.read().decode("utf-8", errors="replace")
+    except NotFound as e:
+        raise BaseModelError(
+            f"base_model {ref}: {uri} does not exist; expected a Hugging Face model folder there"
+        ) from e
+    return _model_type_of(text, uri)
 
 
 def fetch(ref: str, cache_dir: str | Path | None = None) -> Path:
