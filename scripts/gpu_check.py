@@ -83,13 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     mains = {name: _bench(name) for name in STEPS}
     pytest_cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
     if a.dry_run:
-        markers = subprocess.run(
-            [sys.executable, "-m", "pytest", "--markers"], capture_output=True, text=True
+        collected = subprocess.run(
+            [*pytest_cmd, "--collect-only"], capture_output=True, text=True, check=False
         )
-        if "@pytest.mark.gpu" not in markers.stdout:
-            raise SystemExit("gpu_check: pytest has no 'gpu' marker (pyproject.toml markers)")
+        tests = [t for t in collected.stdout.splitlines() if "::" in t]
+        if collected.returncode != 0 or not tests:
+            raise SystemExit(
+                f"gpu_check: `pytest -m gpu` collects no test (exit {collected.returncode})"
+            )
         plan = {n: {"bench": m.__module__, **STEPS[n]} for n, m in mains.items()}
-        print(json.dumps({"dry_run": True, "pytest": pytest_cmd, "steps": plan}))
+        print(
+            json.dumps({"dry_run": True, "pytest": pytest_cmd, "gpu_tests": tests, "steps": plan})
+        )
         return 0
 
     import torch
@@ -104,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     def run_pytest() -> dict[str, Any]:
         done = subprocess.run(pytest_cmd, capture_output=True, text=True, timeout=150, check=False)
         print(done.stdout[-3000:], flush=True)
-        return {"status": "passed" if done.returncode in (0, 5) else "failed",
+        # exit 5 (nothing collected) fails too: the check promises the GPU tests ran
+        return {"status": "passed" if done.returncode == 0 else "failed",
                 "summary": done.stdout.strip().splitlines()[-1:]}  # fmt: skip
 
     result["pytest_gpu"] = _timed(run_pytest)

@@ -235,3 +235,15 @@ def test_config_validation() -> None:
         EmbedConfig(device="tpu")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         EmbedConfig(batchsize=3)  # type: ignore[call-arg]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_vectors_match_the_cpu(model_dir: Path, embed_tweets: list) -> None:
+    """``make test-gpu``: embedding on the GPU gives the CPU's vectors, in input order."""
+    texts = [t[1] for t in embed_tweets[:64]]
+    cpu = embed_texts(model_dir, texts, device="cpu")
+    gpu = embed_texts(model_dir, texts, device="cuda")
+    for key in ("cls", "mean", "combined"):
+        assert gpu[key].shape == cpu[key].shape
+        np.testing.assert_allclose(gpu[key], cpu[key], atol=2e-3, rtol=1e-3)

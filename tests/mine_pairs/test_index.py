@@ -165,3 +165,22 @@ def test_alter_hashtags_remove_and_noise() -> None:
     noisy = HashtagSourceConfig(text_mode="noise", noise_prob=1.0)
     out = alter_hashtags(text, ["football"], noisy, rng, ["football", "tennis"])
     assert out == "Go #tennis team #football2 and #tennis!"
+
+
+@pytest.mark.gpu
+def test_gpu_index_recall_against_exact_search() -> None:
+    """``make test-gpu``: the index builds on the GPU (faiss-gpu) and finds the neighbours of
+    exact search."""
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() == 0:
+        pytest.skip("faiss-gpu not installed or sees no GPU")
+    x = _clustered(20_000, 64)
+    q = x[::100]
+    _, gt = fi.exact_knn(q, lambda: iter([x]), 64, 10)
+    built = fi.build_index(
+        lambda: iter([x]), len(x), 64, x, index_string="IVF64,Flat", nprobe=16, use_gpu=True
+    )
+    assert built.device.startswith("gpu:")
+    _, ids = built.index.search(q, 10)
+    assert fi.recall_at_k(ids, gt) >= 0.95

@@ -302,3 +302,28 @@ def test_multi_process_launch_on_cpu(
     # the loss starts near ln(15) (a rank alone would sit near ln(7)).
     log = json.loads((social / "training_log.json").read_text())
     assert log[0]["social_loss"] > math.log(7) + 0.3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_training_on_the_gpu(
+    tmp_path: Path, pt_ingested: Path, pt_tokenizer: Path, pt_pairs: Path
+) -> None:
+    """``make test-gpu``: both objectives train in bf16 under DeepSpeed on one GPU, and the
+    export loads back on the CPU in float32."""
+    from transformers import AutoModel
+
+    cfg = tiny_cfg(num_gpus=1)
+    mlm = tmp_path / "mlm"
+    m = run_pretrain(cfg, mlm, objective="mlm", ingested=pt_ingested, tokenizer=pt_tokenizer)
+    assert m["precision"] == "bf16" and m["world_size"] == 1
+    first, last = head_tail(json.loads((mlm / "training_log.json").read_text()), "loss")
+    assert last < first, f"bf16 MLM loss did not decrease on the GPU: {first:.3f} -> {last:.3f}"
+    social = tmp_path / "mlm_social"
+    m2 = run_pretrain(
+        cfg, social, objective="mlm_social", ingested=pt_ingested, tokenizer=pt_tokenizer,
+        pairs=pt_pairs, init_from=mlm,
+    )  # fmt: skip
+    assert m2["precision"] == "bf16" and math.isfinite(m2["final_social_loss"])
+    model = AutoModel.from_pretrained(str(social), local_files_only=True)
+    assert next(model.parameters()).dtype == torch.float32

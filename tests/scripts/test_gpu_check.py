@@ -26,6 +26,12 @@ def test_dry_run_resolves_every_step() -> None:
     assert plan["steps"]["pretrain"]["arch"] == "base"
     assert plan["steps"]["mine"]["n"] == 1_000_000 and plan["steps"]["mine"]["gpu"] is True
     assert plan["steps"]["embed"]["device"] == "cuda"
+    # the GPU-marked tests it runs first: the bf16 recipe, faiss-gpu, CUDA embedding
+    assert {t.split("::")[-1] for t in plan["gpu_tests"]} >= {
+        "test_bf16_training_on_the_gpu",
+        "test_gpu_index_recall_against_exact_search",
+    }
+    assert any("test_cuda_vectors_match_the_cpu" in t for t in plan["gpu_tests"])
 
 
 def test_unknown_bench_option_fails_the_dry_run(monkeypatch: pytest.MonkeyPatch) -> None:
