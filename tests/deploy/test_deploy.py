@@ -325,3 +325,26 @@ def test_prod_checkpoint_volume_is_a_claim_the_gpu_overlay_creates() -> None:
         if d and d["kind"] == "PersistentVolumeClaim"
     }
     assert set(mounts) <= claims
+
+
+def test_server_rules_state_the_registrys_facts() -> None:
+    """The server-side rules (stock MLflow image, no twhin-bert inside) restate the registry's
+    aliases, record fields, audit prefix and approval tags: they must agree."""
+    import importlib.util
+
+    from twhin_bert.register_model import registry
+
+    path = ROOT / "manifests/base/mlflow-auth/twhin_bert_mlflow_auth.py"
+    spec = importlib.util.spec_from_file_location("twhin_bert_mlflow_auth", path)
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    assert rules.ALIASES == set(registry.ALIASES)
+    assert rules.RECORD_FIELDS == registry.RECORD_FIELDS
+    assert rules.AUDIT_PREFIX == registry.AUDIT_PREFIX
+    record = {f: None for f in registry.RECORD_FIELDS}
+    record.update(action="approve", actor="a", reason="r", time="t", forced=False)
+    record.update(to_version="2", from_version="1", version="2", alias="champion")
+    approval = {**record, "action": "approve"}
+    rollback = {**record, "action": "rollback"}
+    tags = {k for r in (approval, rollback) for k in registry._version_tags(r)[1]}
+    assert rules.APPROVAL_TAGS == tags

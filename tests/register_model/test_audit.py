@@ -236,14 +236,51 @@ def test_only_approvers_move_champion_and_the_record_names_them(
     with pytest.raises(RegistryError, match="not the authenticated MLflow user 'mallory'"):
         registry.resolve_actor(None)
     monkeypatch.delenv("TWHIN_BERT_ACTOR")
+    # A forged open record in her own name must not make the next decision move champion:
+    # the server takes only a complete, next-numbered record whose 'before' is the registry's
+    # state (so a settle "restores" nothing but the truth) ...
+    seq = len(registry.history(name)) + 1
+    key = f"twhin_bert.audit.{seq:08d}"
+    forged = {f: None for f in registry.RECORD_FIELDS} | {
+        "seq": seq, "time": "2026-12-01T00:00:00", "action": "approve", "alias": "champion",
+        "actor": "mallory", "reason": "x", "forced": False,
+    }  # fmt: skip
+    lie = {**forged, "before": {"champion": "2"}, "after": {"champion": "2"}}
+    with pytest.raises(MlflowException, match="is not the registry's state"):
+        client.set_registered_model_tag(name, key, json.dumps(lie))
+    with pytest.raises(MlflowException, match="lacks"):
+        client.set_registered_model_tag(name, key, '{"actor": "mallory"}')
+    with pytest.raises(MlflowException, match="not the next record"):
+        client.set_registered_model_tag(name, f"twhin_bert.audit.{seq + 5:08d}", json.dumps(lie))
+    intent = {**forged, "before": {"champion": None}, "after": {"champion": "2"}}
+    client.set_registered_model_tag(name, key, json.dumps(intent))  # an intent, like any
+    # ... and only approvers write a version's approval tags.
+    with pytest.raises(MlflowException, match="approvals are recorded by approvers"):
+        client.set_model_version_tag(name, "2", "approved_by", "alice")
 
     _as(monkeypatch, "alice", users["alice"])
     entry = registry.approve(name, 1, actor=registry.resolve_actor(None), reason="looks good")
     assert entry["actor"] == "alice" and entry["outcome"]["status"] == "done"
     assert client.get_model_version(name, "1").tags["approved_by"] == "alice"
+    assert "approved_by" not in client.get_model_version(name, "2").tags
     hist = _check_consistent(name)
     denied = [h for h in hist if h["actor"] == "mallory"]
-    assert [(h["action"], h["outcome"]["status"]) for h in denied] == [("approve", "aborted")]
+    assert [(h["action"], h["outcome"]["status"]) for h in denied] == [
+        ("approve", "aborted"),  # her approve, denied by the server
+        ("approve", "aborted"),  # her forged intent, settled by alice: champion never moved
+    ]
+
+
+def test_a_record_that_is_not_a_decision_is_never_acted_on() -> None:
+    """Client side, whatever the server: an incomplete record is marked invalid (its fields
+    defaulted so history and the CLI still read it), never settled from."""
+    bad = registry._parse_record(7, '{"actor": "mallory"}')
+    assert bad["action"] == "invalid" and "lacks" in bad["invalid"] and bad["before"] == {}
+    assert registry._parse_record(7, "not json")["invalid"] == "not a JSON object"
+    other = {f: None for f in registry.RECORD_FIELDS} | {"seq": 8, "before": {}, "after": {}}
+    assert "under key #7" in registry._parse_record(7, json.dumps(other))["invalid"]
+    good = {**other, "seq": 7, "before": {"champion": "1"}, "after": {"champion": "2"}}
+    assert "invalid" not in registry._parse_record(7, json.dumps(good))
 
 
 def test_cli_accepts_aliases_and_refuses_garbage(tracking_uri: str) -> None:

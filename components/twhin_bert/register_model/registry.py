@@ -209,15 +209,55 @@ def _aliases_by_version(aliases: dict[str, str]) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------- the audit
+#: The fields of every decision record (the server's rules require them too).
+RECORD_FIELDS = frozenset(
+    {"seq", "time", "action", "version", "alias", "from_version", "to_version", "actor", "via",
+     "reason", "forced", "before", "after"}
+)  # fmt: skip
+
+
+def _parse_record(seq: int, value: str) -> dict[str, Any]:
+    """One stored record; one that is not a complete record comes back as
+    ``{seq, action: "invalid", invalid: why}`` (never acted on, see :func:`_settle`)."""
+    try:
+        record = json.loads(value)
+    except ValueError:
+        record = None
+    why = None
+    if not isinstance(record, dict):
+        why = "not a JSON object"
+    elif missing := sorted(RECORD_FIELDS - set(record)):
+        why = f"lacks {missing}"
+    elif record["seq"] != seq:
+        why = f"numbered {record['seq']!r} under key #{seq}"
+    elif not all(
+        isinstance(record[k], dict) and set(record[k]) <= set(ALIASES) for k in ("before", "after")
+    ) or set(record["before"]) != set(record["after"]):
+        why = "before/after are not states of the same aliases"
+    if why is None:
+        return dict(record)
+    actor = record.get("actor") if isinstance(record, dict) else None
+    time_ = record.get("time") if isinstance(record, dict) else None
+    return {
+        "seq": seq, "time": str(time_ or ""), "action": "invalid", "version": None, "alias": None,
+        "from_version": None, "to_version": None, "actor": str(actor), "via": None,
+        "reason": f"invalid record: {why}", "forced": False, "before": {}, "after": {},
+        "invalid": why,
+    }  # fmt: skip
+
+
 def _audit(tags: dict[str, str]) -> list[dict[str, Any]]:
     """The audit records in the tags, oldest first, each with its ``outcome`` (or None)."""
     records: dict[int, dict[str, Any]] = {}
     outcomes: dict[int, dict[str, Any]] = {}
     for key, value in tags.items():
         if m := _RECORD_KEY.match(key):
-            records[int(m.group(1))] = json.loads(value)
+            records[int(m.group(1))] = _parse_record(int(m.group(1)), value)
         elif m := _OUTCOME_KEY.match(key):
-            outcomes[int(m.group(1))] = json.loads(value)
+            try:
+                outcomes[int(m.group(1))] = json.loads(value)
+            except ValueError:
+                outcomes[int(m.group(1))] = {"status": "invalid", "note": "not JSON"}
     return [{**records[s], "outcome": outcomes.get(s)} for s in sorted(records)]
 
 
@@ -377,17 +417,34 @@ def _version_tags(record: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
 
 def _settle(client: Any, name: str, record: dict[str, Any], lock: _Lock) -> None:
     """An earlier decision without outcome: done if the aliases show its ``after`` state,
-    else its ``before`` state is restored and it is marked aborted."""
+    else its ``before`` state is restored and it is marked aborted.
+
+    A cut-off decision can only have moved aliases from its ``before`` to its ``after``. A
+    record that is incomplete, or whose states the aliases show neither of, was not written by
+    a decision of this registry: it is marked invalid and nothing is moved for it.
+    """
+    from mlflow.exceptions import MlflowException
+
     now = _alias_state(client, name)
-    after = record["after"]
-    if all(now.get(a) == v for a, v in after.items()):
-        version, tags = _version_tags(record)
-        for k, v in tags.items():
-            lock.check()
-            client.set_model_version_tag(name, version, k, v)
+    before, after = record.get("before"), record.get("after")
+    why = record.get("invalid")
+    if why is None and any(now.get(a) not in (before[a], after[a]) for a in after):
+        why = f"the aliases {now} are neither its before {before} nor its after {after} state"
+    if why is not None:
+        status, note = "invalid", f"not a decision of this registry ({why}); nothing moved"
+    elif all(now.get(a) == v for a, v in after.items()):
+        version, tags = _version_tags(record) if before != after else (None, {})
+        try:
+            for k, v in tags.items():
+                lock.check()
+                client.set_model_version_tag(name, version, k, v)
+        except MlflowException as e:  # the approval tags are an approver's to write
+            if not _denied(e):
+                raise
+            log.warning("version tags of audit record %s left to an approver: %s", record["seq"], e)
         status, note = "done", f"completed by {lock.actor}'s next decision"
     else:
-        _set_aliases(client, name, record["before"], lock)
+        _set_aliases(client, name, before, lock)
         status, note = "aborted", f"cut off before its aliases moved; restored by {lock.actor}"
     log.warning("audit record %s of %s (%s): %s", record["seq"], name, record["action"], note)
     outcome = {"status": status, "time": _now(), "actor": lock.actor, "note": note}

@@ -12,6 +12,12 @@ and then adds three rules, for every user including admins:
    that exists, or deleting one, is refused (append-only).
 3. The ``actor`` of an audit record must be the authenticated user: nobody records a decision
    in someone else's name.
+4. A decision record (``twhin_bert.audit.NNNNNNNN``) is complete (every field the registry
+   writes), takes the next number, and its ``before`` is the aliases as they are now: it is
+   written before any alias moves, so a record that describes another state is forged, and
+   the next decision would otherwise "restore" that state.
+5. The approval and rollback tags of a version (``approved_by``, ``rolled_back_by``, ...)
+   are set only by users with MANAGE on the model: they say who promoted it.
 
 It imports only MLflow and Flask, so it runs in the stock MLflow image (mounted from a
 ConfigMap, see ``manifests/base/kustomization.yaml``).
@@ -20,6 +26,7 @@ ConfigMap, see ``manifests/base/kustomization.yaml``).
 from __future__ import annotations
 
 import json
+import re
 
 from flask import Response, g, request
 from mlflow.exceptions import MlflowException
@@ -27,6 +34,18 @@ from mlflow.server import auth as mlflow_auth
 
 PROTECTED_ALIASES = frozenset({"champion", "previous-champion"})
 AUDIT_PREFIX = "twhin_bert.audit."
+# The registry's own facts (twhin_bert.register_model.registry), restated because this module
+# runs in the stock MLflow image without twhin-bert; tests/deploy checks that they agree.
+ALIASES = frozenset({"champion", "challenger", "previous-champion"})
+RECORD_FIELDS = frozenset(
+    {"seq", "time", "action", "version", "alias", "from_version", "to_version", "actor", "via",
+     "reason", "forced", "before", "after"}
+)  # fmt: skip
+APPROVAL_TAGS = frozenset(
+    {"approved_by", "approved_at", "approval_reason", "approval_forced",
+     "rolled_back_by", "rolled_back_at", "rollback_reason"}
+)  # fmt: skip
+_RECORD_KEY = re.compile(r"^twhin_bert\.audit\.(\d{8})$")
 
 
 def _param(name: str) -> str | None:
@@ -82,6 +101,49 @@ def _rule_violation(username: str) -> str | None:
                     f"audit record {key!r} names actor {actor!r}, "
                     f"but the authenticated user is {username!r}"
                 )
+            if m := _RECORD_KEY.match(key):
+                return _record_violation(key, int(m.group(1)), record, model, tags)
+    elif path.endswith("/mlflow/model-versions/set-tag") or path.endswith(
+        "/mlflow/model-versions/delete-tag"
+    ):
+        key, model = _param("key") or "", _param("name")
+        if key in APPROVAL_TAGS and model and not _is_manager(username, model):
+            return (
+                f"user {username!r} may not set {key!r} on a version of {model!r}: "
+                "approvals are recorded by approvers (MANAGE on the model)"
+            )
+    return None
+
+
+def _record_violation(
+    key: str, seq: int, record: dict, model: str, tags: dict[str, str]
+) -> str | None:
+    """Rule 4: a complete record, the next number, ``before`` = the aliases now."""
+    missing = sorted(RECORD_FIELDS - set(record))
+    if missing:
+        return f"audit record {key!r} lacks {missing}"
+    taken = [int(m.group(1)) for k in tags if (m := _RECORD_KEY.match(k))]
+    if record["seq"] != seq or seq != max(taken, default=0) + 1:
+        return f"audit record {key!r} is not the next record (#{max(taken, default=0) + 1})"
+    before, after = record["before"], record["after"]
+    if not (
+        isinstance(before, dict)
+        and isinstance(after, dict)
+        and set(before) == set(after)
+        and set(before) <= ALIASES
+    ):
+        return f"audit record {key!r}: before and after must name the same aliases of {sorted(ALIASES)}"
+    try:
+        aliases = mlflow_auth._get_model_registry_store().get_registered_model(model).aliases
+    except MlflowException:
+        aliases = {}
+    now = {a: str(v) for a, v in (aliases or {}).items()}
+    wrong = {a: v for a, v in before.items() if now.get(a) != (None if v is None else str(v))}
+    if wrong:
+        return (
+            f"audit record {key!r}: its 'before' {wrong} is not the registry's state "
+            f"{ {a: now.get(a) for a in wrong} }"
+        )
     return None
 
 
