@@ -379,6 +379,7 @@ def test_unreachable_mlflow_is_one_line_exit_4_within_30_seconds() -> None:
     assert took < 30, took
     errors = _error_lines(res.stderr)
     assert len(errors) == 1 and "cannot reach the MLflow tracking server" in errors[0]
+    assert [ln for ln in res.stderr.splitlines() if ln.strip()] == errors  # no retry chatter
     assert "s3cret" not in res.stderr + res.stdout
 
 

@@ -52,9 +52,15 @@ HTTP_DEFAULTS = {
 
 
 def apply_http_defaults() -> None:
-    """Bounds MLflow's HTTP timeout and retries (``HTTP_DEFAULTS``); values already set win."""
+    """Bounds MLflow's HTTP timeout and retries (``HTTP_DEFAULTS``); values already set win.
+
+    urllib3 logs each retry as a warning ("Retrying ... after connection broken"); an
+    unreachable server would print one per attempt before our one-line error, so only its
+    errors are shown.
+    """
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
 
 
 def work_home() -> Path:

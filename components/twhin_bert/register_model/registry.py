@@ -70,8 +70,10 @@ MAX_REASON_CHARS = 1000
 #: A lock claim older than this is a crashed holder's and is ignored; a holder checks before
 #: every write that its claim is younger than this (it refuses to write otherwise).
 LOCK_LEASE_S = 120.0
-#: How long a decision waits for another one holding the lock before refusing.
-LOCK_WAIT_S = 60.0
+#: How long a decision waits for another one holding the lock before refusing: longer than
+#: the lease, so that the claim of a holder killed with SIGKILL (never released) expires
+#: while the next decision waits, instead of refusing every decision until then.
+LOCK_WAIT_S = LOCK_LEASE_S + 30.0
 
 _RECORD_KEY = re.compile(r"^twhin_bert\.audit\.(\d{8})$")
 _OUTCOME_KEY = re.compile(r"^twhin_bert\.audit\.(\d{8})\.outcome$")
