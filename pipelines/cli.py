@@ -1040,7 +1040,9 @@ def registry_list(name: ModelNameOpt = MODEL_NAME, as_json: JsonOpt = False) -> 
         out_console.print_json(json.dumps(rows, default=str))
         return
     champ = next((r for r in rows if "champion" in r["aliases"]), None)
-    keys = sorted({k for r in rows for k in r["metrics"]})[:2]
+    # the metrics that decide: the gate's of the newest version (else the first two recorded)
+    keys = next((r["gate_metrics"] for r in reversed(rows) if r["gate_metrics"]), None)
+    keys = keys or sorted({k for r in rows for k in r["metrics"]})[:2]
     table = Table(title=f"{name}" + (f" (champion v{champ['version']})" if champ else ""))
     for col in ("v", "aliases", "gate", *keys, "window", "decided"):
         table.add_column(col, overflow="fold")
@@ -1063,14 +1065,27 @@ def registry_list(name: ModelNameOpt = MODEL_NAME, as_json: JsonOpt = False) -> 
         table.add_row(
             str(r["version"]),
             ",".join(short.get(a, a) for a in r["aliases"]),
-            r["gate"],
+            _gate_cell(r, champ),
             *cells,
             (r["data_window"] or "").replace("/", ".."),
             decided,
         )
     out_console.print(table)
     if keys:
-        out_console.print("metrics rounded; (+/-) = difference from the champion")
+        out_console.print(
+            "metrics rounded; (+/-) = difference from the champion; gate = the verdict at "
+            "registration, against the champion named (approve re-checks against today's)"
+        )
+
+
+def _gate_cell(row: dict[str, Any], champ: dict[str, Any] | None) -> str:
+    """``passed vs v3``, ``passed (first)``: the registration verdict and its reference."""
+    against = row.get("gate_against")
+    if row["gate"] == "not gated":
+        return row["gate"]
+    ref = "first" if against in (None, "none") else f"vs v{against}"
+    stale = champ is not None and str(champ["version"]) != str(against) and row is not champ
+    return f"{row['gate']} ({ref}{', stale' if stale else ''})"
 
 
 @registry_app.command("show")
@@ -1090,10 +1105,15 @@ def registry_show(
         f"git {(rec['git_sha'] or '-')[:10]}  run {rec['pipeline_run_id'] or '-'}"
     )
     gate = rec["gate_verdict"]
-    out_console.print(f"gate: {rec['gate']}")
+    champ = rec["champion"]
+    out_console.print(f"gate at registration: {_gate_cell(rec, champ)}")
+    if champ and str(champ["version"]) != str(rec.get("gate_against")):
+        out_console.print(
+            f"  the champion is now v{champ['version']}: `registry approve` re-checks the gate "
+            "against it"
+        )
     for line in (gate or {}).get("reasons", []):
         out_console.print(f"  {line}")
-    champ = rec["champion"]
     label = f"champion v{champ['version']}" if champ else "champion"
     out_console.print(f"{'metric':<28} {'this':>8} {label:>14}")
     for k, v in sorted(rec["metrics"].items()):

@@ -338,7 +338,7 @@ def test_server_rules_state_the_registrys_facts() -> None:
     spec = importlib.util.spec_from_file_location("twhin_bert_mlflow_auth", path)
     rules = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rules)
-    assert rules.ALIASES == set(registry.ALIASES)
+    assert set(registry.ALIASES) == rules.ALIASES
     assert rules.RECORD_FIELDS == registry.RECORD_FIELDS
     assert rules.AUDIT_PREFIX == registry.AUDIT_PREFIX
     record = {f: None for f in registry.RECORD_FIELDS}
@@ -347,4 +347,4 @@ def test_server_rules_state_the_registrys_facts() -> None:
     approval = {**record, "action": "approve"}
     rollback = {**record, "action": "rollback"}
     tags = {k for r in (approval, rollback) for k in registry._version_tags(r)[1]}
-    assert rules.APPROVAL_TAGS == tags
+    assert tags == rules.APPROVAL_TAGS

@@ -287,7 +287,9 @@ def test_cli_accepts_aliases_and_refuses_garbage(tracking_uri: str) -> None:
     """Issue 9.10 / 9.12: `approve abc` is one line and exit 2; `show champion` works; `list`
     fits 80 columns; --json keeps the full record."""
     name = "tw-cli"
-    _make_versions(name, [_m(0.3123456789), _m(0.35)])
+    # as evaluate records them: the gate's metrics and one per benchmark language beside them
+    langs = {"arabic_macro_f1": 0.41, "english_macro_f1": 0.52}
+    _make_versions(name, [_m(0.3123456789) | langs, _m(0.35) | langs])
     registry.approve(name, 1, actor="admin", reason="base")
     env = {**os.environ, "COLUMNS": "80"}
 
@@ -311,6 +313,13 @@ def test_cli_accepts_aliases_and_refuses_garbage(tracking_uri: str) -> None:
     cells = " ".join(listed.stdout.split())  # rich folds long cells at 80 columns
     assert "0.312" in cells and "0.350" in cells and "approved" in cells and "admin" in cells
     assert "0.3123456789" not in listed.stdout
+    # the columns are the gate's metrics, not the alphabetically first ones
+    assert "hashtag" in cells and "arabic" not in cells
+    # v2's verdict was against no champion; v1 is champion now: shown as stale
+    assert "stale" in cells
+    second = cli("show", "2")
+    assert "gate at registration: passed (first, stale)" in second.stdout, second.stdout
+    assert "the champion is now v1" in second.stdout
     as_json = json.loads(cli("list", "--json").stdout)
     assert as_json[0]["metrics"]["engagement_hits@10"] == 0.3123456789
     hist = cli("history")

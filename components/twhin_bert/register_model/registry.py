@@ -561,6 +561,14 @@ def record_registration(
 
 
 # ----------------------------------------------------------------------------- reading
+def _gate_metric_names(tags: dict[str, str]) -> list[str]:
+    """The metrics of the gate the version was registered under (``gate.config``), in order."""
+    try:
+        return [m.name for m in GateConfig.model_validate_json(tags[TAG_GATE_CONFIG]).metrics]
+    except (KeyError, ValueError):
+        return []
+
+
 def _version_summary(mv: Any, aliases_of: dict[str, list[str]]) -> dict[str, Any]:
     tags = dict(mv.tags)
     verdict = GateVerdict.from_tags(tags)
@@ -573,6 +581,9 @@ def _version_summary(mv: Any, aliases_of: dict[str, list[str]]) -> dict[str, Any
             timespec="seconds"
         ),
         "gate": verdict.verdict if verdict else "not gated",
+        # the champion that verdict was against (approve re-checks against today's)
+        "gate_against": verdict.champion_version if verdict else None,
+        "gate_metrics": _gate_metric_names(tags),
         "metrics": metrics_from_tags(tags) or {},
         "data_window": tags.get("data_window"),
         "git_sha": tags.get("git_sha"),
