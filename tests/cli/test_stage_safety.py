@@ -131,6 +131,24 @@ def test_a_foreign_partial_folder_is_not_reused(raw: Path, tmp_path: Path) -> No
     assert (partial_dir(out) / "notes.txt").read_text() == "not a checkpoint"
 
 
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(
+    raw: Path, tmp_path: Path
+) -> None:
+    """Two stages on one --out: the one that comes second stops with one line (exit 2) and
+    touches nothing; once the first is gone (its lock dies with it) a rerun works."""
+    from twhin_bert.common.lifetime import hold_dir
+
+    out = tmp_path / "ingested"
+    partial_dir(out).mkdir()
+    with hold_dir(partial_dir(out), "ingest"):  # the first run, still writing
+        res = _ingest(raw, out)
+        assert res.exit_code == 2, res.output
+        (line,) = _error_lines(res.output)
+        assert "another ingest run is writing this output now" in line
+        assert list(partial_dir(out).iterdir()) == [] and not out.exists()
+    assert _ingest(raw, out).exit_code == 0
+
+
 def test_rerun_over_its_own_output_and_into_an_empty_kfp_folder_work(
     raw: Path, tmp_path: Path
 ) -> None:

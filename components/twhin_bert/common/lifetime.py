@@ -3,6 +3,7 @@
 * :func:`hold_folder` takes an exclusive ``flock`` on a lock file inside a folder (a checkpoint
   folder) for as long as the run lives: a second writer fails at once with one line naming the
   holder's pid, and the kernel drops the lock when the holder dies, however it dies.
+* :func:`hold_dir` does the same on a folder itself (a stage's staging folder).
 * :func:`die_with_parent` makes a worker process receive SIGKILL when its parent dies (Linux
   ``prctl(PR_SET_PDEATHSIG)``), so ``kill -9`` of a launcher leaves no orphan still training.
 """
@@ -60,6 +61,32 @@ def hold_folder(folder: str | Path, what: str) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)  # releases the lock unless a child still shares it
+
+
+@contextlib.contextmanager
+def hold_dir(folder: str | Path, what: str) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on the folder itself while the block runs (no lock file:
+    the lock goes with the folder's inode, through a rename, and leaves nothing behind).
+
+    A file system without ``flock`` on folders is not locked (nothing else changes).
+
+    Raises:
+        FolderBusyError: Another process holds it.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(
+                f"{folder}: another {what} run is writing this output now; wait for it to end "
+                "or give another output folder"
+            ) from None
+        except OSError:  # no flock on this file system
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def die_with_parent(expected_parent: int | None = None) -> None:

@@ -49,6 +49,7 @@ from twhin_bert import __version__
 from twhin_bert.common import tracking
 from twhin_bert.common.errors import BAD_INPUT_ERRORS
 from twhin_bert.common.io import _has_glob, is_gcs
+from twhin_bert.common.lifetime import hold_dir
 
 # Re-exported: stages and tests import them from here (their home is common/metrics.py).
 from twhin_bert.common.metrics import METRICS_FILE as METRICS_FILE
@@ -265,28 +266,43 @@ def stage(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., 
             check_free_space(staging)
             created = not staging.exists()
             staging.mkdir(parents=True, exist_ok=True)
-            write_marker(staging, name, cfg)
-            t0 = time.perf_counter()
-            with tracking.stage_run(name, cfg, pipeline_run_id, out_dir=out):
-                try:
-                    metrics = dict(fn(cfg, staging, **inputs))
-                except BAD_INPUT_ERRORS:
-                    if created and staging.is_dir():
-                        shutil.rmtree(staging, ignore_errors=True)  # the original error matters
-                    raise
-                except OSError as e:
-                    if e.filename is None:  # e.g. pyarrow's: say where the disk was full
-                        e.filename = str(staging)
-                    raise
-                metrics.setdefault("wall_seconds", round(time.perf_counter() - t0, 3))
-                write_metrics(staging, metrics)
-                tracking.log_metrics(metrics)
-                write_marker(staging, name, cfg, finished=True)
-                _publish(name, staging, out, inputs)
-            log.info("%s: wrote %s", name, out)
-            return metrics
+            with hold_dir(staging, name):  # one writer per output; the kernel frees it on death
+                return _run(fn, name, cfg, out, staging, created, pipeline_run_id, inputs)
 
         wrapper.logic = fn  # type: ignore[attr-defined]  # the unwrapped logic, for tests
         return wrapper
 
     return deco
+
+
+def _run(
+    fn: Callable[..., dict[str, Any]],
+    name: str,
+    cfg: Any,
+    out: Path,
+    staging: Path,
+    created: bool,
+    pipeline_run_id: str | None,
+    inputs: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The stage's logic in its staging folder under its MLflow run; publishes the output."""
+    write_marker(staging, name, cfg)
+    t0 = time.perf_counter()
+    with tracking.stage_run(name, cfg, pipeline_run_id, out_dir=out):
+        try:
+            metrics = dict(fn(cfg, staging, **inputs))
+        except BAD_INPUT_ERRORS:
+            if created and staging.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)  # the original error matters
+            raise
+        except OSError as e:
+            if e.filename is None:  # e.g. pyarrow's: say where the disk was full
+                e.filename = str(staging)
+            raise
+        metrics.setdefault("wall_seconds", round(time.perf_counter() - t0, 3))
+        write_metrics(staging, metrics)
+        tracking.log_metrics(metrics)
+        write_marker(staging, name, cfg, finished=True)
+        _publish(name, staging, out, inputs)
+    log.info("%s: wrote %s", name, out)
+    return metrics
