@@ -246,3 +246,40 @@ def test_gate_requires_beating_the_base_encoder(
     reg = _register(name, tiny_model_dir, better, tmp_path / "r3", run="b3", require_beat_base=True)
     assert reg["passed"], reg["reasons"]
     assert any(r.startswith("hashtag_macro_f1: pass vs base") for r in reg["reasons"])
+
+
+def test_a_retried_registration_completes_the_version_it_created(
+    tracking_uri: str,
+    tiny_model_dir: Path,
+    make_evaluation: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """register_model dies after creating its version, before the audit records it: the
+    retried task (same pipeline run) records that version instead of creating another."""
+    name = "tw-retried"
+    evaluation = make_evaluation(engagement_hits_at_10=0.2, hashtag_macro_f1=0.5)
+
+    def dies(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed before the audit record")
+
+    with monkeypatch.context() as m:
+        m.setattr(registry, "record_registration", dies)
+        with pytest.raises(RuntimeError, match="killed before"):
+            _register(name, tiny_model_dir, evaluation, tmp_path / "a1", run="kfp-run-7")
+    assert [v.version for v in registry.connect().search_model_versions(f"name = '{name}'")] == [
+        "1"
+    ]
+    assert registry.history(name) == []
+    reg = _register(name, tiny_model_dir, evaluation, tmp_path / "a2", run="kfp-run-7")
+    assert reg["version"] == "1" and reg["aliases"] == ["challenger"]
+    assert [v.version for v in registry.connect().search_model_versions(f"name = '{name}'")] == [
+        "1"
+    ]
+    assert [(h["action"], h["version"]) for h in registry.history(name)] == [
+        ("gate", "1"),
+        ("register", "1"),
+    ]
+    # a third attempt of the same run finds it recorded: nothing new
+    again = _register(name, tiny_model_dir, evaluation, tmp_path / "a3", run="kfp-run-7")
+    assert again["version"] == "1" and len(registry.history(name)) == 2

@@ -27,7 +27,12 @@ from twhin_bert.common.redact import redact_mapping
 from twhin_bert.common.stage import stage
 from twhin_bert.register_model import pyfunc, registry
 from twhin_bert.register_model.config import RegisterModelConfig
-from twhin_bert.register_model.gate import beats_base, evaluate_gate, metrics_to_tags
+from twhin_bert.register_model.gate import (
+    GateVerdict,
+    beats_base,
+    evaluate_gate,
+    metrics_to_tags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,11 +196,18 @@ def run_register_model(
         run = mlflow.active_run()
         run_tags = mlflow.MlflowClient().get_run(run.info.run_id).data.tags
         pipeline_run = run_tags.get(tracking.PIPELINE_RUN_TAG) or f"run-{run.info.run_id}"
-
-        _log_pipeline_config(pipeline_config)
-        mlflow.log_param("data_window", data_window)
-        tracking.log_artifact(evaluation / METRICS_FILE, "evaluation")
-        info = pyfunc.log_model(model, MODEL_ARTIFACT, _pip_requirements())
+        # A retried task (same pipeline run) finds the version its earlier attempt created:
+        # it completes that registration instead of creating a second, unaudited version.
+        earlier, audited = (
+            registry.version_of_pipeline_run(cfg.model_name, pipeline_run)
+            if run_tags.get(tracking.PIPELINE_RUN_TAG)
+            else (None, False)
+        )
+        if earlier is None:
+            _log_pipeline_config(pipeline_config)
+            mlflow.log_param("data_window", data_window)
+            tracking.log_artifact(evaluation / METRICS_FILE, "evaluation")
+            logged_uri = pyfunc.log_model(model, MODEL_ARTIFACT, _pip_requirements()).model_uri
     finally:
         if own_run:
             mlflow.end_run()
@@ -230,19 +242,32 @@ def run_register_model(
         **metrics_to_tags(primary),
         **verdict.to_tags(),
     }
-    mv = mlflow.register_model(info.model_uri, cfg.model_name, tags=tags)
+    if earlier is None:
+        mv = mlflow.register_model(logged_uri, cfg.model_name, tags=tags)
+    else:
+        mv, logged_uri = earlier, earlier.source
+        verdict = GateVerdict.from_tags(mv.tags) or verdict  # the verdict its tags carry
+        log.info(
+            "%s v%s was registered by an earlier attempt of this pipeline run: %s",
+            cfg.model_name, mv.version, "already recorded" if audited else "recording it now",
+        )  # fmt: skip
     version = str(mv.version)
     log.info("registered %s v%s: gate %s", cfg.model_name, version, verdict.verdict)
     for line in verdict.reasons:
         log.info("  gate: %s", line)
 
     actor = registry.default_actor()  # the authenticated MLflow user of the pipeline
-    registry.record_registration(
-        cfg.model_name, version, verdict, actor=actor, via=f"register_model:{pipeline_run}"
-    )
+    if not audited:
+        registry.record_registration(
+            cfg.model_name, version, verdict, actor=actor, via=f"register_model:{pipeline_run}"
+        )
 
     promoted = False
-    if cfg.auto_promote and verdict.passed:
+    if (
+        cfg.auto_promote
+        and verdict.passed
+        and registry.get_aliases(client, cfg.model_name).get(registry.CHAMPION) != version
+    ):
         registry.approve(
             cfg.model_name,
             version,
@@ -257,7 +282,7 @@ def run_register_model(
         "name": cfg.model_name,
         "version": version,
         "model_uri": f"models:/{cfg.model_name}/{version}",
-        "logged_model_uri": info.model_uri,
+        "logged_model_uri": logged_uri,
         "run_id": mv.run_id,
         "aliases": sorted(a for a, v in aliases.items() if v == version),
         "champion": aliases.get(registry.CHAMPION),

@@ -64,6 +64,8 @@ OUTCOME_SUFFIX = ".outcome"
 LOCK_PREFIX = "twhin_bert.lock."
 #: Version tag holding the gate's configuration at registration (re-used by ``approve``).
 TAG_GATE_CONFIG = "gate.config"
+#: Version tag naming the pipeline run that registered it.
+TAG_PIPELINE_RUN = "pipeline_run_id"
 #: PostgreSQL stores MLflow tag values as VARCHAR(5000); one record must fit in one tag.
 MAX_TAG_CHARS = 5000
 MAX_REASON_CHARS = 1000
@@ -560,6 +562,29 @@ def record_registration(
     return [gate, register]
 
 
+def version_of_pipeline_run(name: str, pipeline_run: str) -> tuple[Any | None, bool]:
+    """The version an earlier attempt of this pipeline run registered (a retried
+    register_model task), and whether its registration is in the audit.
+
+    Returns:
+        ``(model version or None, audited)``.
+    """
+    client = connect()
+    mine = [
+        mv for mv in _versions_raw(client, name) if mv.tags.get(TAG_PIPELINE_RUN) == pipeline_run
+    ]
+    if not mine:
+        return None, False
+    mv = max(mine, key=lambda m: int(m.version))
+    records = _audit(dict(_registered_model(client, name).tags))
+    audited = any(
+        r["action"] == "register" and r["version"] == str(mv.version)
+        and (r["outcome"] or {}).get("status") == "done"
+        for r in records
+    )  # fmt: skip
+    return mv, audited
+
+
 # ----------------------------------------------------------------------------- reading
 def _gate_metric_names(tags: dict[str, str]) -> list[str]:
     """The metrics of the gate the version was registered under (``gate.config``), in order."""
@@ -587,7 +612,7 @@ def _version_summary(mv: Any, aliases_of: dict[str, list[str]]) -> dict[str, Any
         "metrics": metrics_from_tags(tags) or {},
         "data_window": tags.get("data_window"),
         "git_sha": tags.get("git_sha"),
-        "pipeline_run_id": tags.get("pipeline_run_id"),
+        "pipeline_run_id": tags.get(TAG_PIPELINE_RUN),
         "approved_by": tags.get("approved_by"),
         "approved_at": tags.get("approved_at"),
         "rejected_by": tags.get("rejected_by"),
