@@ -156,14 +156,18 @@ def test_a_mismatch_is_found(tmp_path: Path) -> None:
 
 
 def test_role_is_least_privilege() -> None:
-    """The pods' Role grants what Argo's executor and the KFP launcher need, and no Secrets,
-    no wildcard, no create of pods or workflows."""
+    """The pods' Role grants what Argo's executor and the KFP driver and launcher need: no
+    wildcard, no Secret but KFP's own artifact-store one, by name; no create of pods or
+    workflows."""
     role = next(d for d in render("kfp-standalone") if d["kind"] == "Role")
     rules = {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"]
              for r in rule["resources"]}  # fmt: skip
     assert rules[("argoproj.io", "workflowtaskresults")] == {"create", "patch"}
     assert not any("*" in v or "*" in r for (_, r), v in rules.items())
-    assert ("", "secrets") not in rules and ("argoproj.io", "workflows") not in rules
+    (secret_rule,) = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rule["resourceNames"] == ["mlpipeline-minio-artifact"]
+    assert secret_rule["verbs"] == ["get"]
+    assert ("argoproj.io", "workflows") not in rules
     assert "create" not in rules[("", "pods")]
 
 
