@@ -28,6 +28,7 @@ from twhin_bert_pipelines.multinode import split_pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_SCHEMA = ROOT / "tests/deploy/crds/trainer.kubeflow.org_trainjobs.schema.yaml"
+TORCH_RUNTIME = ROOT / "tests/deploy/crds/torch_distributed.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,37 @@ def test_two_nodes_of_eight_gpus_validate_against_the_crd(schema: dict[str, Any]
     assert {"/mnt/ckpt", "/dev/shm"} <= mounts
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert pod["serviceAccountName"] == "twhin-bert-pipeline"
+
+
+def test_runtime_ref_and_patch_targets_exist_in_the_torch_runtime() -> None:
+    """The TrainJob names things of the ClusterTrainingRuntime it runs on: the runtime itself,
+    the replicated job its patch targets (listMap key ``name``) and that job's container. The
+    copy of upstream's torch-distributed runtime must hold every one of them, and spec.trainer
+    must land on the patched job (the one the runtime marks as the trainer step)."""
+    runtime = yaml.safe_load(TORCH_RUNTIME.read_text())
+    job = _render_2x8()
+    ref = job["spec"]["runtimeRef"]
+    assert runtime["apiVersion"] == f"{ref['apiGroup']}/{tj.VERSION}" == job["apiVersion"]
+    assert (runtime["kind"], runtime["metadata"]["name"]) == (ref["kind"], ref["name"])
+    assert "torch" in runtime["spec"]["mlPolicy"]  # the plugin that sets PET_* (RESERVED_ENV)
+    jobs = {rj["name"]: rj for rj in runtime["spec"]["template"]["spec"]["replicatedJobs"]}
+    step = "trainer.kubeflow.org/trainjob-ancestor-step"
+    labels = {n: rj["template"].get("metadata", {}).get("labels", {}) for n, rj in jobs.items()}
+    trainer_step = [n for n, lab in labels.items() if lab.get(step) == "trainer"]
+    assert trainer_step == [tj.NODE]
+    targeted = 0
+    for patch in job["spec"]["runtimePatches"]:
+        for rj in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]:
+            assert rj["name"] in jobs, f"patch targets replicated job {rj['name']!r}"
+            have = {
+                c["name"]
+                for c in jobs[rj["name"]]["template"]["spec"]["template"]["spec"]["containers"]
+            }
+            pod = rj["template"]["spec"]["template"]["spec"]
+            for c in pod.get("containers", []):
+                assert c["name"] in have, f"patch targets container {c['name']!r} of {have}"
+                targeted += 1
+    assert targeted == 1
 
 
 @pytest.mark.parametrize(
