@@ -1084,7 +1084,11 @@ def _gate_cell(row: dict[str, Any], champ: dict[str, Any] | None) -> str:
     if row["gate"] == "not gated":
         return row["gate"]
     ref = "first" if against in (None, "none") else f"vs v{against}"
-    stale = champ is not None and str(champ["version"]) != str(against) and row is not champ
+    stale = (
+        champ is not None
+        and str(champ["version"]) != str(against)
+        and str(champ["version"]) != str(row["version"])
+    )
     return f"{row['gate']} ({ref}{', stale' if stale else ''})"
 
 
@@ -1107,7 +1111,7 @@ def registry_show(
     gate = rec["gate_verdict"]
     champ = rec["champion"]
     out_console.print(f"gate at registration: {_gate_cell(rec, champ)}")
-    if champ and str(champ["version"]) != str(rec.get("gate_against")):
+    if champ and str(champ["version"]) not in (str(rec.get("gate_against")), str(rec["version"])):
         out_console.print(
             f"  the champion is now v{champ['version']}: `registry approve` re-checks the gate "
             "against it"

@@ -146,19 +146,11 @@ class TaskResources(StrictModel):
     )
     scratch_size: K8sQuantity | None = Field(
         None,
-        description="Size of the scratch volume mounted where the KFP launcher stages the "
-        "task's input and output artifacts (/gcs for a gs:// pipeline root), so large artifacts "
-        "do not land on the image's writable layer. With scratch_class: a generic ephemeral "
-        "volume of that size (a claim created with the pod and deleted with it: the size is "
-        "requested, so scheduling and storage quotas account for it). Without: an emptyDir on "
-        "node disk bounded by this size (a limit, not a request: KFP has no per-task "
-        "ephemeral-storage request; the namespace's LimitRange gives each container a small "
-        "one, manifests/pipeline/limitrange.yaml).",
-    )
-    scratch_class: str | None = Field(
-        None,
-        description="StorageClass of the scratch as a generic ephemeral volume of scratch_size "
-        "(e.g. GKE's premium-rwo, SSD persistent disk). None: node-disk emptyDir.",
+        description="Size limit of a node-disk emptyDir mounted where the KFP launcher stages "
+        "the task's input and output artifacts (/gcs for a gs:// pipeline root): large artifacts "
+        "land on the node's (local SSD) ephemeral storage with a bound, not on the image's "
+        "writable layer. KFP has no per-task ephemeral-storage request: the namespace's "
+        "LimitRange sets one (manifests/pipeline/limitrange.yaml).",
     )
     caching: bool = Field(True, description="Let KFP reuse an identical earlier execution.")
     env: dict[str, str] = Field(

@@ -86,12 +86,7 @@ def apply_runtime(
             size_limit=res.shm_size,
         )
     staging = staging_dir(cfg.cluster.pipeline_root)
-    if res.scratch_size and staging and res.scratch_class:
-        kubernetes.add_ephemeral_volume(
-            task, volume_name="scratch", mount_path=staging, access_modes=["ReadWriteOnce"],
-            size=res.scratch_size, storage_class_name=res.scratch_class,
-        )  # fmt: skip
-    elif res.scratch_size and staging:
+    if res.scratch_size and staging:
         kubernetes.empty_dir_mount(
             task, volume_name="scratch", mount_path=staging, size_limit=res.scratch_size
         )

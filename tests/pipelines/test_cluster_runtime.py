@@ -168,24 +168,10 @@ def test_pipeline_root_and_scratch(tmp_path: Path) -> None:
     spec = compiled(cfg, tmp_path)
     assert spec[0]["defaultPipelineRoot"] == cfg.cluster.pipeline_root
     assert cfg.cluster.pipeline_root.startswith("gs://")
-    # each task's scratch is a requested SSD volume of its own size, created with its pod
     for task, stage in [("ingest", "ingest"), ("embed", "embed"), ("pretrain", "pretrain")]:
-        res = cfg.task_resources(stage)
-        (vol,) = executor(spec, task)["genericEphemeralVolume"]
-        assert vol["mountPath"] == "/gcs" and vol["volumeName"] == "scratch"
-        assert vol["size"] == res.scratch_size and res.scratch_size.endswith("i")
-        assert vol["storageClassName"] == res.scratch_class == "premium-rwo"
-        assert "/gcs" not in {
-            m["mountPath"] for m in executor(spec, task).get("emptyDirMounts", [])
-        }
-    assert cfg.task_resources("embed").scratch_size != cfg.task_resources("pretrain").scratch_size
-    # without a class: a node-disk emptyDir bounded by the size
-    resources = read_mapping(config_path("prod"))["resources"]
-    del resources["default"]["scratch_class"]
-    node_disk = compiled(edited("prod", resources=resources), tmp_path / "n")
-    mounts = {m["mountPath"]: m for m in executor(node_disk, "embed")["emptyDirMounts"]}
-    assert mounts["/gcs"]["sizeLimit"] == cfg.task_resources("embed").scratch_size
-    assert "medium" not in mounts["/gcs"]  # node disk, not memory
+        mounts = {m["mountPath"]: m for m in executor(spec, task)["emptyDirMounts"]}
+        assert mounts["/gcs"]["sizeLimit"] == cfg.task_resources(stage).scratch_size
+        assert "medium" not in mounts["/gcs"]  # node disk, not memory
     tiny = compiled(load_pipeline_config("tiny"), tmp_path / "t")
     assert "defaultPipelineRoot" not in tiny[0]
 

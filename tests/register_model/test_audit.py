@@ -187,6 +187,19 @@ def test_a_cut_off_decision_is_settled_by_the_next(
     tags = registry.connect().get_model_version(name, "3").tags
     assert tags["rolled_back_by"] == "admin"
 
+    # a rejection that moves no alias (v3 is no challenger), cut off before its tags: the
+    # next decision completes it with its tags, so the version stays refused without --force
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", dies_on_tags)
+    with pytest.raises(ConnectionError):
+        registry.reject(name, 3, actor="admin", reason="dies before its tags")
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", real_tag)
+    registry.reject(name, 2, actor="admin", reason="next decision, again")
+    cut = next(h for h in _check_consistent(name) if h["reason"] == "dies before its tags")
+    assert cut["outcome"]["status"] == "done"
+    assert registry.connect().get_model_version(name, "3").tags["rejected_by"] == "admin"
+    with pytest.raises(RegistryError, match="rejected by admin"):
+        registry.approve(name, 3, actor="admin", reason="try")
+
 
 @pytest.fixture
 def users(tracking_uri: str) -> Iterator[dict[str, str]]:

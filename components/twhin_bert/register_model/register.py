@@ -199,7 +199,11 @@ def run_register_model(
         # A retried task (same pipeline run) finds the version its earlier attempt created:
         # it completes that registration instead of creating a second, unaudited version.
         earlier, audited = (
-            registry.version_of_pipeline_run(cfg.model_name, pipeline_run)
+            registry.version_of_pipeline_run(
+                cfg.model_name,
+                pipeline_run,
+                {"model_folder": str(model), "data_window": data_window},
+            )
             if run_tags.get(tracking.PIPELINE_RUN_TAG)
             else (None, False)
         )

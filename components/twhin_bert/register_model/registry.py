@@ -437,15 +437,22 @@ def _settle(client: Any, name: str, record: dict[str, Any], lock: _Lock) -> None
     if why is not None:
         status, note = "invalid", f"not a decision of this registry ({why}); nothing moved"
     elif all(now.get(a) == v for a, v in after.items()):
-        version, tags = _version_tags(record) if before != after else (None, {})
+        # A promotion that moved nothing leaves no approval tags (a legitimate one always
+        # moves champion); a rejection does not move champion, and its tags are its effect.
+        moved = before != after or record["action"] == "reject"
+        version, tags = _version_tags(record) if moved else (None, {})
         try:
             for k, v in tags.items():
                 lock.check()
                 client.set_model_version_tag(name, version, k, v)
-        except MlflowException as e:  # the approval tags are an approver's to write
+        except MlflowException as e:  # approval tags are an approver's to write
             if not _denied(e):
                 raise
-            log.warning("version tags of audit record %s left to an approver: %s", record["seq"], e)
+            log.warning(
+                "audit record %s of %s stays open for an approver to complete (its version "
+                "tags need MANAGE): %s", record["seq"], name, e,
+            )  # fmt: skip
+            return
         status, note = "done", f"completed by {lock.actor}'s next decision"
     else:
         _set_aliases(client, name, before, lock)
@@ -562,16 +569,27 @@ def record_registration(
     return [gate, register]
 
 
-def version_of_pipeline_run(name: str, pipeline_run: str) -> tuple[Any | None, bool]:
+def version_of_pipeline_run(
+    name: str, pipeline_run: str, same: dict[str, str]
+) -> tuple[Any | None, bool]:
     """The version an earlier attempt of this pipeline run registered (a retried
-    register_model task), and whether its registration is in the audit.
+    register_model task) from the same inputs, and whether its registration is in the audit.
+
+    Args:
+        name: Registered model name.
+        pipeline_run: The pipeline run's id (version tag ``pipeline_run_id``).
+        same: Version tags that must also match (the model folder, the data window): a rerun
+            of the same run id with another model is a new version.
 
     Returns:
         ``(model version or None, audited)``.
     """
     client = connect()
     mine = [
-        mv for mv in _versions_raw(client, name) if mv.tags.get(TAG_PIPELINE_RUN) == pipeline_run
+        mv
+        for mv in _versions_raw(client, name)
+        if mv.tags.get(TAG_PIPELINE_RUN) == pipeline_run
+        and all(mv.tags.get(k) == v for k, v in same.items())
     ]
     if not mine:
         return None, False
