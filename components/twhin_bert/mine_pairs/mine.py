@@ -130,17 +130,13 @@ def run_mine_pairs(
     """
     rng = np.random.default_rng(cfg.seed)
     threads = faiss_index.set_threads(cfg.threads)
-    tweets = Ingested(ingested).tweets(columns=["tweet_id", "text", "hashtags"])
-    metrics: dict[str, Any] = {"tweets": tweets.num_rows, "faiss_threads": threads}
     # Tweets held out for evaluation (build_graph's rule) are in no pair of any source.
     rule = GraphEmbeddings(graph_embeddings).holdout()
-    if rule is not None:
-        held = rule.held_out(tweets.column("tweet_id"))
-        tweets = tweets.filter(pa.array(~held))
-        metrics["tweets_eval_holdout"] = int(held.sum())
-    tweet_ids = tweets.column("tweet_id").combine_chunks()
     # The texts stay in Arrow: a pair's texts are taken by row when its chunk is written.
-    texts = tweets.column("text").combine_chunks()
+    tweet_ids, texts, hashtags, read, held = _training_tweets(Path(ingested), rule)
+    metrics: dict[str, Any] = {"tweets": read, "faiss_threads": threads}
+    if rule is not None:
+        metrics["tweets_eval_holdout"] = held
 
     parts: dict[str, dict[str, Any]] = {}  # source -> columns of its candidate pairs
 
@@ -153,19 +149,12 @@ def run_mine_pairs(
         )
         metrics["social"] = social_metrics
         social_rows = (a, b)
-        parts["social"] = {
-            "tweet_a": tweet_ids.take(pa.array(a)),
-            "tweet_b": tweet_ids.take(pa.array(b)),
-            "score": scores,
-            "row_a": a,
-            "row_b": b,
-        }
+        # rows only: ids and texts are taken by row when a chunk is written
+        parts["social"] = {"score": scores, "row_a": a, "row_b": b}
 
     # 2. hashtag (HICL)
     if cfg.hashtag.enabled and cfg.weights.hashtag > 0:
-        hp = hashtag_pairs(
-            _Column(texts), _Column(tweets.column("hashtags").combine_chunks()), cfg.hashtag, rng
-        )
+        hp = hashtag_pairs(_Column(texts), _Column(hashtags), cfg.hashtag, rng)
         metrics["hashtag"] = {**hp.stats, "pairs": len(hp.rows_a)}
         parts["hashtag"] = {
             "tweet_a": tweet_ids.take(pa.array(hp.rows_a)),
@@ -219,14 +208,40 @@ def run_mine_pairs(
     metrics["pairs"] = {"total": total, **{s: len(chosen.get(s, ())) for s in SOURCES}}
     metrics["weights"] = weights
 
+    # Written: the truth check below needs only the social rows and the tweet ids.
+    del order, source, within, parts, texts, hashtags
+
     # 5. planted truth (demo data)
     if truth:
         kept = None
         if social_rows is not None:
-            kept = (social_rows[0][chosen["social"]], social_rows[1][chosen["social"]])
+            kept = (social_rows[0], social_rows[1], chosen["social"])
         metrics["truth"] = _truth_precision(truth, tweet_ids, kept, indexed_rows, rng)
     log.info("mine_pairs: %s", metrics["pairs"])
     return metrics
+
+
+def _training_tweets(
+    ingested: Path, rule: Any, batch_rows: int = 1 << 16
+) -> tuple[pa.Array, pa.Array, pa.Array, int, int]:
+    """``(tweet ids, texts, hashtags, tweets read, tweets held out)`` of the tweets a pair may
+    use, read in one streaming pass: the held-out rows are dropped batch by batch, so memory
+    holds the kept columns once (never the whole file beside a filtered copy of it)."""
+    f = schemas.check(Ingested(ingested).tweets_path(), "tweets")
+    columns = ["tweet_id", "text", "hashtags"]
+    parts: list[pa.RecordBatch] = []
+    read = held = 0
+    for rb in f.iter_batches(columns=columns, batch_size=batch_rows):
+        read += rb.num_rows
+        if rule is not None:
+            out = rule.held_out(rb.column("tweet_id"))
+            held += int(out.sum())
+            rb = rb.filter(pa.array(~out))
+        parts.append(rb)
+    schema = pa.schema([f.schema_arrow.field(c) for c in columns])
+    cols = [pa.concat_arrays([rb.column(i) for rb in parts]) if parts else
+            pa.array([], type=schema.field(i).type) for i in range(len(columns))]  # fmt: skip
+    return cols[0], cols[1], cols[2], read, held
 
 
 def _engagement_counts(ingested: Path, ids: pa.Array) -> np.ndarray:
@@ -368,11 +383,16 @@ def _social_pairs(
 def _truth_precision(
     truth: str,
     tweet_ids: pa.Array,
-    social: tuple[np.ndarray, np.ndarray] | None,
+    social: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
     indexed_rows: np.ndarray,
     rng: np.random.Generator,
+    chunk: int = 1 << 20,
 ) -> dict[str, Any]:
-    """Share of social pairs whose tweets share a planted topic, beside random pairs'."""
+    """Share of social pairs whose tweets share a planted topic, beside random pairs'.
+
+    ``social`` is ``(rows a, rows b, the chosen pairs' positions)``. Pairs are scored
+    ``chunk`` at a time, so the check adds a few arrays of one chunk to the stage's memory.
+    """
     with local_path(truth) as p:
         try:
             t = pq.read_table(str(p))
@@ -384,29 +404,44 @@ def _truth_precision(
             f"{truth}: truth file lacks columns {sorted(missing)} (expected tweet_id, topic)"
         )
     truth_ids = pc.cast(t.column("tweet_id"), pa.string()).combine_chunks()
-    topics = pc.cast(t.column("topic"), pa.string()).to_numpy(zero_copy_only=False)
-    _, codes = np.unique(topics, return_inverse=True)
+    # topic codes from Arrow's dictionary encoding: int32, no Python string per tweet
+    topic_col = pc.cast(t.column("topic"), pa.string()).combine_chunks()
+    codes = pc.dictionary_encode(topic_col).indices.to_numpy(zero_copy_only=False)
+    del t, topic_col
     pos = pc.fill_null(pc.index_in(tweet_ids, value_set=truth_ids), -1).to_numpy()
     topic_of = np.where(pos >= 0, codes[np.maximum(pos, 0)], -1)  # topic code per tweet row
 
-    def precision(a: np.ndarray, b: np.ndarray) -> tuple[float | None, int]:
-        ta, tb = topic_of[a], topic_of[b]
-        known = (ta >= 0) & (tb >= 0)
-        if not known.any():
-            return None, 0
-        return float(np.mean(ta[known] == tb[known])), int(known.sum())
+    def precision(pairs: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple[float | None, int]:
+        same = known_n = 0
+        for a, b in pairs:
+            ta, tb = topic_of[a], topic_of[b]
+            known = (ta >= 0) & (tb >= 0)
+            same += int(np.count_nonzero(ta[known] == tb[known]))
+            known_n += int(np.count_nonzero(known))
+        return (same / known_n if known_n else None), known_n
+
+    def social_pairs(a: np.ndarray, b: np.ndarray, at: np.ndarray) -> Iterator[tuple]:
+        for lo in range(0, len(at), chunk):
+            sel = at[lo : lo + chunk]
+            yield a[sel], b[sel]
+
+    pool = indexed_rows if len(indexed_rows) >= 2 else np.arange(len(tweet_ids))
+
+    def random_pairs(n: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for lo in range(0, n, chunk):
+            m = min(chunk, n - lo)
+            ra = pool[rng.integers(0, len(pool), m)]
+            rb = pool[rng.integers(0, len(pool), m)]
+            ok = ra != rb
+            yield ra[ok], rb[ok]
 
     out: dict[str, Any] = {}
     n_social = 0
-    if social is not None and len(social[0]):
-        out["social_precision"], out["social_pairs_evaluated"] = precision(*social)
-        n_social = len(social[0])
-    pool = indexed_rows if len(indexed_rows) >= 2 else np.arange(len(tweet_ids))
+    if social is not None and len(social[2]):
+        out["social_precision"], out["social_pairs_evaluated"] = precision(social_pairs(*social))
+        n_social = len(social[2])
     n_rand = max(n_social, 1000)
-    ra = pool[rng.integers(0, len(pool), n_rand)]
-    rb = pool[rng.integers(0, len(pool), n_rand)]
-    ok = ra != rb
-    out["random_precision"], out["random_pairs_evaluated"] = precision(ra[ok], rb[ok])
+    out["random_precision"], out["random_pairs_evaluated"] = precision(random_pairs(n_rand))
     if out.get("social_precision") is not None and out["random_precision"]:
         out["lift"] = out["social_precision"] / out["random_precision"]
     return out
