@@ -56,7 +56,9 @@ def positive_ranks(
         ``(greater, ties)``: per row, the number of *other* columns scoring strictly higher,
         and the number of other columns scoring exactly the same.
     """
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    s = np.atleast_2d(np.asarray(scores))
+    if not np.issubdtype(s.dtype, np.floating):  # float32 stays float32: exact, half the size
+        s = s.astype(np.float64)
     idx = np.atleast_1d(np.asarray(positive_index, dtype=np.int64))
     if idx.shape[0] != s.shape[0]:
         raise ValueError(f"{s.shape[0]} score rows but {idx.shape[0]} positive indices")

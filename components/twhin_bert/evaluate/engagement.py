@@ -183,6 +183,10 @@ class NegativeSampler:
         return self.candidates[pos]
 
 
+#: A padding candidate's score: float32, so float32 score arrays stay float32.
+NEG_INF = np.float32(-np.inf)
+
+
 @dataclass
 class EvalSet:
     """Candidates per evaluated user; column 0 is the positive, -1 pads short rows."""
@@ -214,7 +218,10 @@ def build_eval_set(
     for i in order:
         first.setdefault(int(pairs[i, 0]), int(pairs[i, 1]))
     n_neg = cfg.candidates - 1
-    cand = np.full((users.size, n_neg + 1), -1, dtype=np.int64)
+    # users x candidates is the largest array of the task: int32 rows (tweet rows fit), no
+    # wider than the pool can fill (a positive and negatives from the pool, or from all)
+    width = min(n_neg + 1, pool.size + 1)
+    cand = np.full((users.size, width), -1, dtype=np.int32)
     for r, u in enumerate(users):
         pos = first[int(u)]
         mine = engaged[int(u)]
@@ -234,17 +241,19 @@ def build_eval_set(
                         if len(got) == n_neg:
                             break
             negs = np.asarray(got, dtype=np.int64)
+        negs = negs[: width - 1]
         cand[r, 1 : 1 + negs.size] = negs
     cand = cand[
         :, : int((cand >= 0).sum(1).max(initial=1))
     ]  # drop all-padding columns (small pools)
-    pop = np.where(cand >= 0, split_count[np.maximum(cand, 0)], -np.inf)
+    # counts are integers: float32 holds them exactly (up to 2^24), so ties stay ties
+    pop = np.where(cand >= 0, split_count.astype(np.float32)[np.maximum(cand, 0)], NEG_INF)
     pop[:, 0] -= 1.0  # leave the user's own engagement out
     return EvalSet(users=users, candidates=cand, langs=data.langs[cand[:, 0]], popularity=pop)
 
 
 def _ranks(scores: np.ndarray, ev: EvalSet) -> tuple[np.ndarray, np.ndarray]:
-    s = np.where(ev.candidates >= 0, scores, -np.inf)
+    s = np.where(ev.candidates >= 0, scores, NEG_INF)
     return positive_ranks(s, np.zeros(s.shape[0], dtype=np.int64))
 
 
@@ -320,21 +329,32 @@ def _train_projection_inner(
     return model, curve
 
 
+#: Users scored at once against the evaluated tweets (bounds the score block's memory).
+SCORE_BLOCK_USERS = 1024
+
+
 def _evaluate(
     model: Any, XU: Any, XT: Any, ev: EvalSet, ks: list[int]
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     import torch
 
     model.eval()
+    used = np.unique(ev.candidates[ev.candidates >= 0])
+    pos = np.zeros(XT.shape[0], dtype=np.int64)
+    pos[used] = np.arange(used.size)
+    cols = pos[np.maximum(ev.candidates, 0)]  # each candidate's column among the used tweets
+    # float32: the projections' dot products are float32, so nothing is lost
+    scores = np.empty(ev.candidates.shape, dtype=np.float32)
     with torch.no_grad():
         hu = model["user"](XU[torch.from_numpy(ev.users)])
-        used = np.unique(ev.candidates[ev.candidates >= 0])
-        pos = np.zeros(XT.shape[0], dtype=np.int64)
-        pos[used] = np.arange(used.size)
         ht_used = model["tweet"](XT[torch.from_numpy(used)])  # each candidate tweet once
-        all_scores = (hu @ ht_used.T).double().numpy()  # [users, distinct candidates]
-    rows = np.arange(ev.users.size)[:, None]
-    scores = all_scores[rows, pos[np.maximum(ev.candidates, 0)]]
+        # A block of users at a time: [users, distinct candidates] whole would grow with
+        # users x tweets (1.6 GB of float64 at 100x the demo) for the few it keeps per user.
+        for lo in range(0, ev.users.size, SCORE_BLOCK_USERS):
+            block = (hu[lo : lo + SCORE_BLOCK_USERS] @ ht_used.T).float().numpy()
+            scores[lo : lo + SCORE_BLOCK_USERS] = np.take_along_axis(
+                block, cols[lo : lo + SCORE_BLOCK_USERS], axis=1
+            )
     g, t = _ranks(scores, ev)
     return hits_at(g, t, ks), (g, t)
 
