@@ -129,7 +129,7 @@ def test_pairs_embeddings_model_folder(tmp_path: Path) -> None:
     assert Pairs(tmp_path / Pairs.PAIRS).read().num_rows == 0
 
     e = Embeddings(tmp_path)
-    e.write_ids(pa.array(["t1", "t2"]))
+    schemas.write_table(pa.table({"id": ["t1", "t2"]}), e.ids_path(), "ids")
     assert e.ids().to_pylist() == ["t1", "t2"]
     with pytest.raises(ValueError, match="embedding kind 'max'"):
         e.vectors_path("max")

@@ -323,10 +323,6 @@ class Embeddings(Artifact):
             raise ArtifactError(f"{path}: missing (expected the embed stage's output folder)")
         return np.load(path, mmap_mode="r" if mmap else None)
 
-    def write_ids(self, ids: pa.Array) -> None:
-        """Writes ``ids.parquet``."""
-        schemas.write_table(pa.table({"id": ids}), self.ids_path(), "ids")
-
 
 class Evaluation(Artifact):
     """evaluate: ``metrics.json`` (``models``, ``primary``, ``ablation``...), ``report.md``,

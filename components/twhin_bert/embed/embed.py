@@ -148,39 +148,46 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     stats = PadStats()
     row, t0 = 0, time.perf_counter()
     bar = progress(total=n, initial=start, desc="embed", unit="tweet")
-    for batch in f.iter_batches(columns=["text"], batch_size=cfg.chunk_size):
-        size = batch.num_rows
-        if row + size <= start:
+    pool = pa.default_memory_pool()
+    # The ids are written as the chunks stream by (all of them, resumed chunks included), so
+    # the whole id column is never in memory.
+    ids_out = schemas.writer(Embeddings(out).ids_path(), "ids")
+    try:
+        for batch in f.iter_batches(columns=["text", id_col], batch_size=cfg.chunk_size):
+            size = batch.num_rows
+            chunk_ids = batch.column(1).cast(pa.string())
+            if chunk_ids.null_count:
+                bad = row + chunk_ids.to_pylist().index(None) + 1
+                raise ValueError(f"{path}: row {bad}: {id_col} is null (expected an id)")
+            ids_out.write_table(pa.table({"id": chunk_ids}).cast(ids_out.schema))
+            if row + size <= start:
+                row += size
+                continue
+            texts = batch.column(0).to_pylist()
+            if None in texts:
+                bad = row + texts.index(None) + 1
+                raise ValueError(f"{path}: row {bad}: text is null (expected a string)")
+            ids = tokenize(tokenizer, texts, cfg.max_length)
+            res = embed_ids(
+                enc_model,
+                ids,
+                pad_id=tokenizer.pad_token_id,
+                special_ids=pooling_excluded_ids(tokenizer),
+                batch_size=cfg.batch_size,
+                stats=stats,
+            )
+            for k in KINDS:
+                arrays[k][row : row + size] = res[k]
+                arrays[k].flush()
             row += size
-            continue
-        texts = batch.column(0).to_pylist()
-        if None in texts:
-            bad = row + texts.index(None) + 1
-            raise ValueError(f"{path}: row {bad}: text is null (expected a string)")
-        ids = tokenize(tokenizer, texts, cfg.max_length)
-        res = embed_ids(
-            enc_model,
-            ids,
-            pad_id=tokenizer.pad_token_id,
-            special_ids=pooling_excluded_ids(tokenizer),
-            batch_size=cfg.batch_size,
-            stats=stats,
-        )
-        for k in KINDS:
-            arrays[k][row : row + size] = res[k]
-            arrays[k].flush()
-        row += size
-        _save_progress(out, fingerprint, row)
-        bar.update(size)
-    bar.close()
+            _save_progress(out, fingerprint, row)
+            bar.update(size)
+            pool.release_unused()  # else Arrow's pool keeps the streamed chunks' pages
+    finally:
+        ids_out.close()
+        bar.close()
     seconds = time.perf_counter() - t0
     del arrays
-
-    ids_col = f.read(columns=[id_col]).column(0).cast(pa.string())
-    if ids_col.null_count:
-        bad = next(i for i, v in enumerate(ids_col.to_pylist()) if v is None) + 1
-        raise ValueError(f"{path}: row {bad}: {id_col} is null (expected an id)")
-    Embeddings(out).write_ids(ids_col)
     (out / PROGRESS_FILE).unlink(missing_ok=True)
     done = n - start
     return {
