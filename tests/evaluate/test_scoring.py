@@ -53,3 +53,23 @@ def test_classification_scores_hand_values() -> None:
     assert classification_score([0, 0], [0, 1], "macro_recall") == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown metric"):
         classification_score(y_true, y_pred, "auc")
+
+
+@pytest.mark.parametrize("metric", ["macro_f1", "macro_recall", "accuracy"])
+def test_classification_scores_agree_with_scikit_learn(metric: str) -> None:
+    from sklearn.metrics import accuracy_score, f1_score, recall_score
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 40))
+        classes = int(rng.integers(1, 8))
+        y = rng.integers(0, classes, n)
+        # some predictions name classes y never has, some classes are never predicted
+        p = np.where(rng.random(n) < 0.5, y, rng.integers(0, classes + 2, n))
+        if metric == "macro_f1":
+            want = f1_score(y, p, average="macro", zero_division=0)
+        elif metric == "macro_recall":
+            want = recall_score(y, p, labels=sorted(set(y.tolist())), average="macro", zero_division=0)
+        else:
+            want = accuracy_score(y, p)
+        assert classification_score(y, p, metric) == pytest.approx(want, abs=1e-12), trial
