@@ -62,6 +62,24 @@ def test_load_counts_skipped_users_and_split_has_no_leakage(eval_inputs: tuple[P
         assert not any((int(u), int(t)) in engaged for t in row[1:] if t >= 0)
 
 
+def test_eval_users_are_capped_by_a_seeded_sample(eval_inputs: tuple[Path, Path]) -> None:
+    ingested, graph = eval_inputs
+    data = load_engagement_data(ingested, graph, EngagementConfig(candidates=50), seed=0)
+    every = build_eval_set(data, TEST, EngagementConfig(candidates=50), np.random.default_rng(0))
+    assert every.users.size > 10
+    capped = EngagementConfig(candidates=50, max_users=10)
+    a = build_eval_set(data, TEST, capped, np.random.default_rng(0))
+    b = build_eval_set(data, TEST, capped, np.random.default_rng(0))
+    # at most max_users rows, all of them test users, the same sample for the same seed
+    assert a.users.size == a.candidates.shape[0] == 10
+    assert set(a.users.tolist()) <= set(every.users.tolist())
+    np.testing.assert_array_equal(a.candidates, b.candidates)
+    # a cap the users do not reach changes nothing
+    roomy = EngagementConfig(candidates=50, max_users=every.users.size)
+    same = build_eval_set(data, TEST, roomy, np.random.default_rng(0))
+    np.testing.assert_array_equal(same.candidates, every.candidates)
+
+
 def test_load_uses_build_graph_holdout_when_present(
     eval_inputs: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -164,18 +164,25 @@ def quantize_int8(
         return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
+#: Texts handed to the tokenizer at once. A fast tokenizer builds a full encoding (tokens,
+#: offsets, masks) per text before returning the ids, and the allocator keeps that peak: 8,192
+#: tweets of 64 tokens at once cost 160 MB of resident memory that stays, 1,024 at a time 35 MB.
+TOKENIZE_SLICE = 1024
+
+
 def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids of each text, wrapped in the tokenizer's special tokens, cut at ``max_length``."""
-    if not texts:
-        return []
-    return tokenizer(
-        list(texts),
-        add_special_tokens=True,
-        truncation=True,
-        max_length=max_length,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
+    ids: list[list[int]] = []
+    for lo in range(0, len(texts), TOKENIZE_SLICE):
+        ids += tokenizer(
+            list(texts[lo : lo + TOKENIZE_SLICE]),
+            add_special_tokens=True,
+            truncation=True,
+            max_length=max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+    return ids
 
 
 def pooling_excluded_ids(tokenizer: Any) -> list[int]:

@@ -75,6 +75,14 @@ class EngagementConfig(StrictModel):
         description="Where random candidates come from: tweets of the same split (unseen in "
         "training) or every tweet. Tweets the user engaged with are never negatives.",
     )
+    max_users: int | None = Field(
+        2000,
+        ge=1,
+        description="Users evaluated per split (validation, test): a seeded sample when more "
+        "users engaged with the split's tweets. Each evaluated user holds a row of `candidates` "
+        "tweets, so this bounds the task's largest arrays however many users the platform has "
+        "(the demo's 2,000 users are all evaluated). null = every user.",
+    )
     k: int = Field(10, ge=1, description="The k of the headline HITS@k.")
     curve_max_k: int = Field(100, ge=1, description="HITS@k curve is reported for k = 1..this.")
     seeds: int = Field(

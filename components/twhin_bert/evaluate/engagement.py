@@ -200,7 +200,8 @@ class EvalSet:
 def build_eval_set(
     data: EngagementData, which: int, cfg: EngagementConfig, rng: np.random.Generator
 ) -> EvalSet:
-    """One positive per user of split ``which`` + up to ``candidates - 1`` random negatives."""
+    """One positive per user of split ``which`` + up to ``candidates - 1`` random negatives,
+    for at most ``cfg.max_users`` users (a seeded sample)."""
     in_split = data.split[data.pairs[:, 1]] == which
     pairs = data.pairs[in_split]
     pool = (
@@ -213,6 +214,8 @@ def build_eval_set(
         engaged.setdefault(int(u), set()).add(int(t))
     split_count = np.bincount(pairs[:, 1], minlength=data.split.size).astype(np.float64)
     users = np.unique(pairs[:, 0])
+    if cfg.max_users is not None and users.size > cfg.max_users:  # bounded rows (config)
+        users = np.sort(rng.choice(users, cfg.max_users, replace=False))
     order = rng.permutation(pairs.shape[0])  # random positive per user: first in shuffled order
     first: dict[int, int] = {}
     for i in order:
