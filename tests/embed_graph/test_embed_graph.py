@@ -197,3 +197,29 @@ def test_on_demo_data(request: pytest.FixtureRequest) -> None:
     g = read_metrics(request.getfixturevalue("graph_dir"))
     assert (m["users"], m["tweets"]) == (g["users"], g["tweets"])
     assert pq.read_metadata(out / "tweets.ids.parquet").num_rows == g["tweets"]
+
+
+@pytest.mark.parametrize("graph_name", ["graph1", "graph2"])
+def test_evaluation_reads_the_graph_a_chunk_at_a_time(
+    graph_name: str, request: pytest.FixtureRequest
+) -> None:
+    """Chunked reads give every edge once, and the evaluated users' known edges and the train
+    degrees equal those of the whole graph read at once."""
+    from twhin_bert.common import splits
+    from twhin_bert.embed_graph.pbg import known_edges_and_degree, read_graph, read_split
+
+    graph = request.getfixturevalue(graph_name)
+    meta = read_graph(graph)
+    whole = {s: read_split(graph, meta, s, 10**9) for s in splits.NAMES}
+    for s in splits.NAMES:
+        chunked = read_split(graph, meta, s, 997)  # many chunks per bucket
+        assert sorted(zip(*map(np.ndarray.tolist, chunked), strict=True)) == sorted(
+            zip(*map(np.ndarray.tolist, whole[s]), strict=True)
+        )
+    n_tweets = int(max(t.max() for _, t, _ in whole.values())) + 1
+    users = whole["test"][0][:50]
+    known, degree = known_edges_and_degree(graph, meta, users, n_tweets, 997)
+    every = np.concatenate([u.astype(np.int64) * n_tweets + t for u, t, _ in whole.values()])
+    want = np.unique(every[np.isin(every // n_tweets, users)])
+    np.testing.assert_array_equal(known, want)
+    np.testing.assert_array_equal(degree, np.bincount(whole["train"][1], minlength=n_tweets))

@@ -46,6 +46,7 @@ from twhin_bert.common.artifacts import Ingested
 from twhin_bert.common.bench import cli_argv
 from twhin_bert.common.metrics import METRICS_FILE, read_metrics
 from twhin_bert.demo_data.folder import DemoFolder
+from twhin_bert.embed_graph.config import EmbedGraphConfig
 
 #: The demo TwHIN at 1x (``twhin-bert demo-data``'s defaults).
 BASE_USERS = 2_000
@@ -186,6 +187,13 @@ class MemoryModel:
 #: relation and split indices, the permutation and the filtered copies): the slope of its
 #: peak RSS between 100K and 1M engagements measured by ``twhin-bert bench ingest``.
 GRAPH_BYTES_PER_EDGE = 158
+#: Bytes per edge of the chunk PBG trains on, over all its processes (torchbiggraph 1.0's
+#: train.py and batching.py): the loaded int64 lhs, rhs and relation (24) and the shuffle
+#: permutation (8) in the main process; in the Hogwild! workers together, their shares copied
+#: (24), sorted by relation (values and order, 16; the differences, 8) and regrouped (24).
+PBG_BYTES_PER_EDGE = 104
+#: The stage's default chunk (the bench's config leaves it as it is).
+_PBG_CHUNK = EmbedGraphConfig.model_fields["max_edges_per_chunk"].default
 #: Bytes per tweet of pretrain stage 2's tweet index (fixed-width id bytes, an int32
 #: language code, and the list of ids it is built from).
 TWEET_INDEX_BYTES = 100
@@ -201,9 +209,10 @@ MODELS: dict[str, MemoryModel] = {
         lambda c: GRAPH_BYTES_PER_EDGE * c.engagements,
     ),
     "embed_graph": MemoryModel(
-        "embedding tables (users + tweets) x (4d + 4) B + one bucket's edges x 32 B (PBG: "
-        "int64 lhs, rhs, relation + its shuffle permutation)",
-        lambda c: (c.users + c.tweets) * (4 * c.dim + 4) + 32 * c.engagements,
+        f"embedding tables (users + tweets) x (4d + 4) B + one chunk of edges (at most "
+        f"max_edges_per_chunk) x {PBG_BYTES_PER_EDGE} B",
+        lambda c: (c.users + c.tweets) * (4 * c.dim + 4)
+        + PBG_BYTES_PER_EDGE * min(c.engagements, _PBG_CHUNK),
     ),
     "mine_pairs": MemoryModel(
         "tweet vectors + FAISS index (2 x T x 4d B) + the tweets' ids, texts, hashtags in "

@@ -49,7 +49,16 @@ class EmbedGraphConfig(StrictModel):
         None,
         ge=1,
         description="Chunks per bucket; PBG checkpoints after each chunk (a killed run "
-        "loses at most one chunk). None = PBG's automatic choice (one chunk per epoch here).",
+        "loses at most one chunk). None = as many as max_edges_per_chunk asks for.",
+    )
+    max_edges_per_chunk: int = Field(
+        2_000_000,
+        ge=1,
+        description="Edges of a bucket trained at a time (PBG's own setting, used when "
+        "num_edge_chunks is None): PBG holds a chunk's edges several times over (the loaded "
+        "list, its shuffle, and in each Hogwild! worker its share copied and re-sorted by "
+        "relation: about 100 B per edge in all), so this bounds the stage's memory however "
+        "many edges a bucket has. Each chunk ends with a checkpoint.",
     )
     hogwild_delay: float = Field(
         0.0, ge=0.0, description="Seconds PBG delays the extra workers in the first epoch."

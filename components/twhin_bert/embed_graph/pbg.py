@@ -147,6 +147,7 @@ def pbg_config_dict(
         "checkpoint_path": str(checkpoint),
         "num_epochs": cfg.num_epochs,
         "num_edge_chunks": cfg.num_edge_chunks,
+        "max_edges_per_chunk": cfg.max_edges_per_chunk,
         "batch_size": cfg.batch_size,
         "num_batch_negs": cfg.num_batch_negs,
         "num_uniform_negs": cfg.num_uniform_negs,
@@ -322,10 +323,11 @@ def _compare(query: Any, cands: Any, comparator: str) -> Any:
     return -sq if comparator == "squared_l2" else -sq.sqrt()
 
 
-def read_split(
-    graph: Path, meta: dict[str, Any], split: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One split's edges as global rows: ``(user_row, tweet_row, relation)``."""
+def iter_split(
+    graph: Path, meta: dict[str, Any], split: str, chunk_edges: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One split's edges as global rows ``(user_row, tweet_row, relation)``, bucket by bucket
+    and at most ``chunk_edges`` at a time (PBG's own chunking of a bucket)."""
     from torchbiggraph.graph_storages import EDGE_STORAGES
 
     p = int(meta["num_partitions"])
@@ -334,14 +336,57 @@ def read_split(
         for e in (USER, TWEET)
     }
     storage = EDGE_STORAGES.make_instance(str(graph / meta["paths"][split]))
-    us, ts, rs = [], [], []
     for lp in range(p):
         for rp in range(p):
-            edges = storage.load_edges(lp, rp)
-            ts.append(edges.lhs.to_tensor().numpy() + base[TWEET][lp])
-            us.append(edges.rhs.to_tensor().numpy() + base[USER][rp])
-            rs.append(edges.get_relation_type_as_vector().numpy())
-    return np.concatenate(us), np.concatenate(ts), np.concatenate(rs)
+            n = storage.get_number_of_edges(lp, rp)
+            chunks = max(1, -(-n // chunk_edges))
+            for c in range(chunks):
+                edges = storage.load_chunk_of_edges(lp, rp, c, chunks)
+                yield (
+                    edges.rhs.to_tensor().numpy() + base[USER][rp],
+                    edges.lhs.to_tensor().numpy() + base[TWEET][lp],
+                    edges.get_relation_type_as_vector().numpy(),
+                )
+
+
+def read_split(
+    graph: Path, meta: dict[str, Any], split: str, chunk_edges: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One split's edges as global rows: ``(user_row, tweet_row, relation)``."""
+    parts = list(iter_split(graph, meta, split, chunk_edges))
+    if not parts:
+        return (np.empty(0, np.int64),) * 3
+    return tuple(np.concatenate(col) for col in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+def sample_eval_edges(
+    edges: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: EmbedGraphConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """At most ``cfg.eval_max_edges`` of the evaluated split's edges (seeded)."""
+    u, t, r = edges
+    if u.size > cfg.eval_max_edges:
+        pick = np.random.default_rng(cfg.seed + 1).choice(u.size, cfg.eval_max_edges, replace=False)
+        u, t, r = u[pick], t[pick], r[pick]
+    return u, t, r
+
+
+def known_edges_and_degree(
+    graph: Path, meta: dict[str, Any], users: np.ndarray, n_tweets: int, chunk_edges: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The known edges of ``users`` (sorted keys ``user_row * n_tweets + tweet_row``, every
+    split) and each tweet's train degree, read a chunk at a time: memory holds one chunk and
+    what the evaluated users need, not the whole graph."""
+    wanted = np.unique(users)
+    keys: list[np.ndarray] = []
+    degree = np.zeros(n_tweets, dtype=np.int64)
+    for name in splits.NAMES:
+        for u, t, _ in iter_split(graph, meta, name, chunk_edges):
+            if name == splits.NAMES[0]:
+                degree += np.bincount(t, minlength=n_tweets)
+            mine = np.isin(u, wanted)
+            keys.append(u[mine].astype(np.int64) * n_tweets + t[mine])
+    known = np.unique(np.concatenate(keys)) if keys else np.empty(0, np.int64)
+    return known, degree
 
 
 def link_prediction(
@@ -379,7 +424,7 @@ def link_prediction(
 
     rng = np.random.default_rng(cfg.seed + 1)
     u, t, r = test
-    if u.size > cfg.eval_max_edges:
+    if u.size > cfg.eval_max_edges:  # the draw sample_eval_edges makes (same seed and stream)
         pick = rng.choice(u.size, cfg.eval_max_edges, replace=False)
         u, t, r = u[pick], t[pick], r[pick]
     n_tweets = tweets.shape[0]
@@ -519,13 +564,10 @@ def _train_and_export(
     t_export = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    known_parts = [read_split(graph, meta, s) for s in splits.NAMES]
-    n_tweets = tweets.shape[0]
-    known = np.unique(
-        np.concatenate([u.astype(np.int64) * n_tweets + t for u, t, _ in known_parts])
+    split = read_split(graph, meta, cfg.eval_split, cfg.max_edges_per_chunk)
+    known, train_degree = known_edges_and_degree(
+        graph, meta, sample_eval_edges(split, cfg)[0], tweets.shape[0], cfg.max_edges_per_chunk
     )
-    train_degree = np.bincount(known_parts[0][1], minlength=n_tweets)
-    split = known_parts[splits.NAMES.index(cfg.eval_split)]
     rel_matrix = np.stack([rel[name] for name in meta["relations"]])
     lp = link_prediction(
         users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"]
@@ -537,8 +579,10 @@ def _train_and_export(
     elif checkpoint != (out / CHECKPOINT_DIR).resolve():
         shutil.move(checkpoint, out / CHECKPOINT_DIR)  # the trained model joins the output
     outside = t_setup + t_export + t_eval
-    # PBG's default chunking: as many chunks as needed for <= 1e9 edges per chunk.
-    chunks = cfg.num_edge_chunks or max(1, -(-int(meta["buckets"]["train"][0]) // 1_000_000_000))
+    # PBG's chunking: as many chunks as needed for <= max_edges_per_chunk edges per chunk.
+    chunks = cfg.num_edge_chunks or max(
+        1, -(-int(meta["buckets"]["train"][0]) // cfg.max_edges_per_chunk)
+    )
     log.info(
         "embed_graph: MRR %.4f (popularity %.4f), Hits@10 %.4f (popularity %.4f)",
         lp["mrr"],
