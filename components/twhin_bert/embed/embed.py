@@ -35,6 +35,7 @@ from twhin_bert.common.encoder import (
 
 # Re-exported for evaluate/features.py until it imports twhin_bert.common.encoder.
 from twhin_bert.common.encoder import embed_texts as embed_texts
+from twhin_bert.common.memory import release_free_memory
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.embed.config import EmbedConfig
@@ -148,7 +149,6 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     stats = PadStats()
     row, t0 = 0, time.perf_counter()
     bar = progress(total=n, initial=start, desc="embed", unit="tweet")
-    pool = pa.default_memory_pool()
     # The ids are written as the chunks stream by (all of them, resumed chunks included), so
     # the whole id column is never in memory.
     ids_out = schemas.writer(Embeddings(out).ids_path(), "ids")
@@ -182,7 +182,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
             row += size
             _save_progress(out, fingerprint, row)
             bar.update(size)
-            pool.release_unused()  # else Arrow's pool keeps the streamed chunks' pages
+            release_free_memory()  # else the allocators keep each chunk's pages
     finally:
         ids_out.close()
         bar.close()
