@@ -236,7 +236,8 @@ MODELS: dict[str, MemoryModel] = {
         lambda c: 0.0,
     ),
     "evaluate": MemoryModel(
-        "user embeddings U x 4d B + the evaluated tweets' vectors (capped by config)",
+        "user embeddings U x 4d B + the evaluated tweets' vectors and at most max_users x "
+        "candidates per split (both capped by config)",
         lambda c: c.users * 4 * c.dim,
     ),
 }
