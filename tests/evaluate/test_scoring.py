@@ -53,6 +53,10 @@ def test_classification_scores_hand_values() -> None:
     assert classification_score([0, 0], [0, 1], "macro_recall") == pytest.approx(0.5)
     with pytest.raises(ValueError, match="unknown metric"):
         classification_score(y_true, y_pred, "auc")
+    # what scikit-learn refused is refused: no labels, continuous values, 2-D input
+    for bad in (([], []), ([0.5, 1.7], [0.9, 1.2]), ([[0, 1]], [[0, 1]]), ([0, 1], [0])):
+        with pytest.raises(ValueError):
+            classification_score(*bad, "macro_f1")
 
 
 @pytest.mark.parametrize("metric", ["macro_f1", "macro_recall", "accuracy"])

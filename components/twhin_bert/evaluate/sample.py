@@ -62,8 +62,14 @@ def read_tweets(
     ranks = np.zeros(0, dtype=np.uint64)
     for rb in f.iter_batches(columns=cols, batch_size=batch_rows):
         batch = pa.Table.from_batches([rb])
+        batch_ranks = sample_rank(rb.column("tweet_id"), seed)
+        if ranks.size == max_tweets:  # full: only rows below the largest kept rank can enter
+            better = batch_ranks < ranks.max()
+            batch, batch_ranks = batch.filter(pa.array(better)), batch_ranks[better]
+            if batch.num_rows == 0:
+                continue
         both = batch if kept is None else pa.concat_tables([kept, batch])
-        ranks = np.concatenate([ranks, sample_rank(rb.column("tweet_id"), seed)])
+        ranks = np.concatenate([ranks, batch_ranks])
         if ranks.size > max_tweets:
             # Rows stay in file order: the kept rows precede the batch's, and sorted
             # positions keep each side's order.
@@ -81,7 +87,7 @@ def read_engagements(
     ingested: Ingested,
     columns: list[str],
     tweet_ids: pa.Array | None,
-    batch_rows: int = 65536,
+    batch_rows: int = 262144,
 ) -> pa.Table:
     """The engagements' ``columns`` of ``tweet_ids`` only, in one streaming pass (None: all).
 

@@ -28,15 +28,17 @@ def classification_score(y_true: Sequence[int], y_pred: Sequence[int], metric: s
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected macro_f1, macro_recall or accuracy")
-    t = np.asarray(y_true, dtype=np.int64).ravel()
-    p = np.asarray(y_pred, dtype=np.int64).ravel()
-    if t.shape != p.shape:
-        raise ValueError(f"y_true has {t.size} labels, y_pred {p.size}")
-    if t.size == 0:
-        return 0.0
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.ndim != 1 or t.shape != p.shape or t.size == 0:
+        raise ValueError(
+            f"expected two equally long, non-empty lists of labels, got shapes {t.shape} "
+            f"and {p.shape}"
+        )
+    if t.dtype.kind not in "iub" or p.dtype.kind not in "iub":
+        raise ValueError(f"labels must be integers, got {t.dtype} and {p.dtype}")
     if metric == "accuracy":
         return float(np.mean(t == p))
-    labels, idx = np.unique(np.concatenate([t, p]), return_inverse=True)
+    labels, idx = np.unique(np.concatenate([t, p]).astype(np.int64), return_inverse=True)
     ti, pi = idx[: t.size], idx[t.size :]
     n = labels.size
     true = np.bincount(ti, minlength=n)
