@@ -206,7 +206,12 @@ def test_evaluation_reads_the_graph_a_chunk_at_a_time(
     """Chunked reads give every edge once, and the evaluated users' known edges and the train
     degrees equal those of the whole graph read at once."""
     from twhin_bert.common import splits
-    from twhin_bert.embed_graph.pbg import known_edges_and_degree, read_graph, read_split
+    from twhin_bert.embed_graph.pbg import (
+        known_edges_and_degree,
+        read_graph,
+        read_split,
+        sample_eval_edges,
+    )
 
     graph = request.getfixturevalue(graph_name)
     meta = read_graph(graph)
@@ -223,3 +228,14 @@ def test_evaluation_reads_the_graph_a_chunk_at_a_time(
     want = np.unique(every[np.isin(every // n_tweets, users)])
     np.testing.assert_array_equal(known, want)
     np.testing.assert_array_equal(degree, np.bincount(whole["train"][1], minlength=n_tweets))
+    # the streamed sample is the draw a whole read would make, and leaves the same generator
+    cfg = EmbedGraphConfig(eval_max_edges=40, max_edges_per_chunk=997)
+    (u, t, r), rng = sample_eval_edges(graph, meta, cfg)
+    want_rng = np.random.default_rng(cfg.seed + 1)
+    pick = want_rng.choice(whole["test"][0].size, 40, replace=False)
+    for got, col in zip((u, t, r), whole["test"], strict=True):
+        np.testing.assert_array_equal(got, col[pick])
+    assert rng.integers(0, 10**9) == want_rng.integers(0, 10**9)
+    # fewer edges than the cap: all of them, in order
+    (u, _, _), _ = sample_eval_edges(graph, meta, EmbedGraphConfig(eval_max_edges=10**9))
+    np.testing.assert_array_equal(u, whole["test"][0])

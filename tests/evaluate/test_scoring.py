@@ -73,7 +73,9 @@ def test_classification_scores_agree_with_scikit_learn(metric: str) -> None:
         if metric == "macro_f1":
             want = f1_score(y, p, average="macro", zero_division=0)
         elif metric == "macro_recall":
-            want = recall_score(y, p, labels=sorted(set(y.tolist())), average="macro", zero_division=0)
+            want = recall_score(
+                y, p, labels=sorted(set(y.tolist())), average="macro", zero_division=0
+            )
         else:
             want = accuracy_score(y, p)
         assert classification_score(y, p, metric) == pytest.approx(want, abs=1e-12), trial

@@ -211,8 +211,10 @@ MODELS: dict[str, MemoryModel] = {
     "embed_graph": MemoryModel(
         f"embedding tables (users + tweets) x (4d + 4) B + one chunk of edges (at most "
         f"max_edges_per_chunk) x {PBG_BYTES_PER_EDGE} B",
-        lambda c: (c.users + c.tweets) * (4 * c.dim + 4)
-        + PBG_BYTES_PER_EDGE * min(c.engagements, _PBG_CHUNK),
+        lambda c: (
+            (c.users + c.tweets) * (4 * c.dim + 4)
+            + PBG_BYTES_PER_EDGE * min(c.engagements, _PBG_CHUNK)
+        ),
     ),
     "mine_pairs": MemoryModel(
         "tweet vectors + FAISS index (2 x T x 4d B) + the tweets' ids, texts, hashtags in "

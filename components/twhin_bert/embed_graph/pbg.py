@@ -360,14 +360,33 @@ def read_split(
 
 
 def sample_eval_edges(
-    edges: tuple[np.ndarray, np.ndarray, np.ndarray], cfg: EmbedGraphConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """At most ``cfg.eval_max_edges`` of the evaluated split's edges (seeded)."""
-    u, t, r = edges
-    if u.size > cfg.eval_max_edges:
-        pick = np.random.default_rng(cfg.seed + 1).choice(u.size, cfg.eval_max_edges, replace=False)
-        u, t, r = u[pick], t[pick], r[pick]
-    return u, t, r
+    graph: Path, meta: dict[str, Any], cfg: EmbedGraphConfig
+) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.random.Generator]:
+    """At most ``cfg.eval_max_edges`` edges of ``cfg.eval_split`` (seeded), gathered while the
+    split streams by a chunk at a time, so the split is never whole in memory.
+
+    Returns:
+        ``(user_row, tweet_row, relation)`` of the drawn edges, in the order drawn, and the
+        generator the draw used (the candidates are drawn from it next).
+    """
+    rng = np.random.default_rng(cfg.seed + 1)
+    chunk = cfg.max_edges_per_chunk
+    total = sum(len(u) for u, _, _ in iter_split(graph, meta, cfg.eval_split, chunk))
+    pick = (
+        rng.choice(total, cfg.eval_max_edges, replace=False)
+        if total > cfg.eval_max_edges
+        else np.arange(total)
+    )
+    order = np.argsort(pick, kind="stable")
+    at = pick[order]  # positions in the split's streamed order, ascending
+    out = tuple(np.empty(pick.size, dtype=np.int64) for _ in range(3))
+    offset = 0
+    for cols in iter_split(graph, meta, cfg.eval_split, chunk):
+        lo, hi = np.searchsorted(at, [offset, offset + len(cols[0])])
+        for dst, col in zip(out, cols, strict=True):
+            dst[order[lo:hi]] = col[at[lo:hi] - offset]
+        offset += len(cols[0])
+    return out, rng  # type: ignore[return-value]
 
 
 def known_edges_and_degree(
@@ -394,6 +413,7 @@ def link_prediction(
     tweets: np.ndarray,
     rel_vectors: np.ndarray,
     test: tuple[np.ndarray, np.ndarray, np.ndarray],
+    rng: np.random.Generator,
     known: np.ndarray,
     train_degree: np.ndarray,
     cfg: EmbedGraphConfig,
@@ -409,7 +429,9 @@ def link_prediction(
         users: User embeddings ``[U, d]``.
         tweets: Tweet embeddings ``[T, d]``.
         rel_vectors: Relation operator parameters ``[R, ...]`` (index = relation id).
-        test: The evaluated split's edges ``(user_row, tweet_row, relation)``.
+        test: The evaluated edges ``(user_row, tweet_row, relation)``: the sample
+            :func:`sample_eval_edges` draws.
+        rng: The generator of that draw; the candidates are drawn from it.
         known: Sorted int64 keys ``user_row * T + tweet_row`` of every known edge (filtered
             out of the candidates).
         train_degree: Train-split degree of each tweet (the popularity score).
@@ -422,11 +444,7 @@ def link_prediction(
     """
     import torch
 
-    rng = np.random.default_rng(cfg.seed + 1)
     u, t, r = test
-    if u.size > cfg.eval_max_edges:  # the draw sample_eval_edges makes (same seed and stream)
-        pick = rng.choice(u.size, cfg.eval_max_edges, replace=False)
-        u, t, r = u[pick], t[pick], r[pick]
     n_tweets = tweets.shape[0]
     cand = rng.integers(0, n_tweets, size=(u.size, cfg.eval_candidates))
     keys = u[:, None].astype(np.int64) * n_tweets + cand
@@ -564,13 +582,13 @@ def _train_and_export(
     t_export = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    split = read_split(graph, meta, cfg.eval_split, cfg.max_edges_per_chunk)
+    sample, rng = sample_eval_edges(graph, meta, cfg)
     known, train_degree = known_edges_and_degree(
-        graph, meta, sample_eval_edges(split, cfg)[0], tweets.shape[0], cfg.max_edges_per_chunk
+        graph, meta, sample[0], tweets.shape[0], cfg.max_edges_per_chunk
     )
     rel_matrix = np.stack([rel[name] for name in meta["relations"]])
     lp = link_prediction(
-        users, tweets, rel_matrix, split, known, train_degree, cfg, meta["relations"]
+        users, tweets, rel_matrix, sample, rng, known, train_degree, cfg, meta["relations"]
     )
     t_eval = time.perf_counter() - t0
 
