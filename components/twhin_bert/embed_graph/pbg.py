@@ -542,9 +542,9 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     Returns:
         Metrics: link prediction under ``link_prediction.`` (``link_prediction.mrr``,
         ``link_prediction.hits@10``, ``link_prediction.popularity_mrr``...: ranks among random
-        tweets, not evaluate's engagement HITS@10), training figures (edges/s, loss per PBG iteration: an epoch, or one chunk of each bucket when
-        max_edges_per_chunk splits them;
-        resumed checkpoint version) and the time spent outside PBG training.
+        tweets, not evaluate's engagement HITS@10), training figures (edges/s, loss per PBG
+        iteration: an epoch, or one chunk of each bucket where max_edges_per_chunk splits
+        them; resumed checkpoint version) and the time spent outside PBG training.
     """
     t_start = time.perf_counter()
     _import_pbg()
