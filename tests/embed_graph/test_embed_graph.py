@@ -207,16 +207,23 @@ def test_evaluation_reads_the_graph_a_chunk_at_a_time(
     degrees equal those of the whole graph read at once."""
     from twhin_bert.common import splits
     from twhin_bert.embed_graph.pbg import (
+        iter_split,
         known_edges_and_degree,
         read_graph,
-        read_split,
         sample_eval_edges,
+        split_size,
     )
 
     graph = request.getfixturevalue(graph_name)
     meta = read_graph(graph)
+
+    def read_split(graph: Path, meta: dict, split: str, chunk: int) -> tuple[np.ndarray, ...]:
+        parts = list(iter_split(graph, meta, split, chunk))
+        return tuple(np.concatenate(col) for col in zip(*parts, strict=True))
+
     whole = {s: read_split(graph, meta, s, 10**9) for s in splits.NAMES}
     for s in splits.NAMES:
+        assert split_size(graph, meta, s) == whole[s][0].size
         chunked = read_split(graph, meta, s, 997)  # many chunks per bucket
         assert sorted(zip(*map(np.ndarray.tolist, chunked), strict=True)) == sorted(
             zip(*map(np.ndarray.tolist, whole[s]), strict=True)

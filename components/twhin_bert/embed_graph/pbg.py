@@ -349,14 +349,13 @@ def iter_split(
                 )
 
 
-def read_split(
-    graph: Path, meta: dict[str, Any], split: str, chunk_edges: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One split's edges as global rows: ``(user_row, tweet_row, relation)``."""
-    parts = list(iter_split(graph, meta, split, chunk_edges))
-    if not parts:
-        return (np.empty(0, np.int64),) * 3
-    return tuple(np.concatenate(col) for col in zip(*parts, strict=True))  # type: ignore[return-value]
+def split_size(graph: Path, meta: dict[str, Any], split: str) -> int:
+    """The number of edges of a split (from the buckets' headers; nothing is loaded)."""
+    from torchbiggraph.graph_storages import EDGE_STORAGES
+
+    p = int(meta["num_partitions"])
+    storage = EDGE_STORAGES.make_instance(str(graph / meta["paths"][split]))
+    return sum(storage.get_number_of_edges(lp, rp) for lp in range(p) for rp in range(p))
 
 
 def sample_eval_edges(
@@ -371,7 +370,7 @@ def sample_eval_edges(
     """
     rng = np.random.default_rng(cfg.seed + 1)
     chunk = cfg.max_edges_per_chunk
-    total = sum(len(u) for u, _, _ in iter_split(graph, meta, cfg.eval_split, chunk))
+    total = split_size(graph, meta, cfg.eval_split)
     pick = (
         rng.choice(total, cfg.eval_max_edges, replace=False)
         if total > cfg.eval_max_edges
