@@ -3,7 +3,7 @@
 Both allocators under a stage keep what it frees for reuse: Arrow's pool (mimalloc) keeps the
 pages of every decoded batch, and glibc's malloc keeps heap the tokenizer and torch released.
 Neither is a leak, but a stage's resident memory then creeps up chunk after chunk to a
-plateau well above what one chunk needs (embed at 1M tweets: +70 MB; a streaming pass over
+plateau well above what one chunk needs (embed over 100K tweets: +70 MB; a streaming pass over
 10M engagements: +260 MB). A stage calls :func:`release_free_memory` after each chunk.
 """
 
