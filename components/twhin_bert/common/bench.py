@@ -7,10 +7,14 @@ The last line a benchmark prints is a JSON object with its figures, its goal and
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +81,37 @@ def machine() -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpus"] = torch.cuda.device_count()
     return info
+
+
+def _busy(n: int) -> float:
+    """Pure-Python work (string formatting and dict updates, like parsing rows); returns
+    its wall seconds."""
+    t0 = time.perf_counter()
+    counts: dict[str, int] = {}
+    for i in range(n):
+        s = str(i * 7919)
+        counts[s[-3:]] = counts.get(s[-3:], 0) + len(s)
+    return time.perf_counter() - t0
+
+
+def parallel_ceiling(processes: int = 2, repeats: int = 5, n: int = 1_000_000) -> float:
+    """The speedup this machine gives ``processes`` independent, CPU-bound Python processes
+    over one process doing their work in turn: the ceiling for any process-parallel stage,
+    measured in the same run as the stage (a virtual machine's cores may share physical
+    cores or be throttled when all are busy, so it is often below ``processes``). The
+    median over ``repeats`` back-to-back pairs of a serial and a parallel run (a shared
+    machine's speed drifts; a pair sees one state of it); about ``repeats`` seconds.
+    """
+    ratios = []
+    ctx = mp.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        list(pool.map(_busy, [1000] * processes))  # the workers are started
+        for _ in range(repeats):
+            serial = sum(_busy(n) for _ in range(processes))
+            t0 = time.perf_counter()
+            list(pool.map(_busy, [n] * processes))
+            ratios.append(serial / max(time.perf_counter() - t0, 1e-9))
+    return statistics.median(ratios)
 
 
 def report(

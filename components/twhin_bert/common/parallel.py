@@ -13,7 +13,9 @@ which the ingest dedup relies on.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -46,6 +48,7 @@ def ordered_map(
         yield from map(fn, items)
         return
     window = max(window or 2 * workers, workers)
+    _import_before_fork()
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
     pending: deque[Future[R]] = deque()
     try:
@@ -57,3 +60,11 @@ def ordered_map(
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _import_before_fork() -> None:
+    """Imports here, once, what every worker would otherwise import on its own: pyarrow
+    imports pandas the first time it converts Python objects (``pa.array(list)``), which
+    costs each freshly forked worker about half a second of CPU."""
+    if "pyarrow" in sys.modules:
+        importlib.import_module("pandas")

@@ -53,7 +53,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -424,17 +424,20 @@ def _ingest(
     quarantine = _Quarantine(output.quarantine_path(), cfg.batch_size, cfg.raw_max_chars)
     writers = output.writers()
     t_writer, e_writer = writers[TWEETS], writers[ENGAGEMENTS]
+    t_pieces = list(_pieces(tweet_readers, TWEETS, cfg.piece_bytes))
+    e_pieces = list(_pieces(engagement_readers, ENGAGEMENTS, cfg.piece_bytes))
+    # One stream of checked pieces, tweets then engagements: the workers check engagement
+    # pieces while this process still merges the last tweets.
+    results = _checked_pieces([*t_pieces, *e_pieces], workers)
     try:
         t_tweets = time.perf_counter()
-        for src, checked, offset in _checked(tweet_readers, t_stats, TWEETS, cfg, workers):
+        for src, checked, offset in _checked(t_pieces, results, t_stats, TWEETS):
             table = _merge_tweets(checked, src, offset, tweet_ids, quarantine, t_stats, languages)
             if table.num_rows:
                 t_writer.write_table(table)
             t_stats.rows_out += table.num_rows
         t_engagements = time.perf_counter()
-        for src, checked, offset in _checked(
-            engagement_readers, e_stats, ENGAGEMENTS, cfg, workers
-        ):
+        for src, checked, offset in _checked(e_pieces, results, e_stats, ENGAGEMENTS):
             table = _merge_engagements(
                 checked, src, offset, tweet_ids, engagement_keys, quarantine, e_stats
             )
@@ -443,6 +446,7 @@ def _ingest(
             e_stats.rows_out += table.num_rows
         t_end = time.perf_counter()
     finally:
+        results.close()  # stops the workers when the merge failed
         _WORK = None
         t_writer.close()
         e_writer.close()
@@ -565,30 +569,37 @@ def _pieces(readers: list[FileReader], kind: str, piece_bytes: int) -> Iterator[
             yield _Piece(kind, reader, start, stop, k == 0, k == len(spans) - 1)
 
 
-def _checked(
-    readers: list[FileReader], stats: KindStats, kind: str, cfg: IngestConfig, workers: int
-) -> Iterator[tuple[str, _Checked, int]]:
-    """``(file, checked batch, line offset of its piece)`` over all files of one kind, in
-    input order, with a progress bar over files; counts lines and rows in ``stats``.
-
-    With one worker the pieces are checked here, one batch at a time; with more, in worker
-    processes, a piece at a time and at most ``2 * workers`` pieces ahead.
-    """
-    pieces = list(_pieces(readers, kind, cfg.piece_bytes))
+def _checked_pieces(
+    pieces: list[_Piece], workers: int
+) -> Generator[tuple[Iterable[_Checked], _PieceResult | FileReader], None, None]:
+    """``(checked batches, counts)`` of each piece, in order. With one worker the pieces are
+    checked here, one batch at a time, as they are consumed (the reader holds the piece's
+    counts once its batches are exhausted); with more, in worker processes, a piece at a
+    time and at most ``2 * workers`` pieces ahead."""
     workers = min(workers, len(pieces))  # one piece: no pool to start
-    results: Iterable[tuple[_Piece, Iterable[_Checked], _PieceResult | FileReader]]
     if workers <= 1:
-        # The reader holds the piece's counts once its batches are exhausted.
-        results = ((p, _check_batches(p), p.reader) for p in pieces)
+        for p in pieces:
+            yield _check_batches(p), p.reader
     else:
-        results = (
-            (p, r.batches, r)
-            for p, r in zip(pieces, ordered_map(_check_piece, pieces, workers), strict=True)
-        )
-    bar = progress(total=len(readers), desc=f"ingest {kind}", unit="file")
+        for r in ordered_map(_check_piece, pieces, workers):
+            yield r.batches, r
+
+
+def _checked(
+    pieces: list[_Piece],
+    results: Iterator[tuple[Iterable[_Checked], _PieceResult | FileReader]],
+    stats: KindStats,
+    kind: str,
+) -> Iterator[tuple[str, _Checked, int]]:
+    """``(file, checked batch, line offset of its piece)`` over the pieces of one kind, in
+    input order, taking each piece's result from ``results`` (:func:`_checked_pieces`),
+    with a progress bar over files; counts lines and rows in ``stats``."""
+    files = sum(p.first for p in pieces)
+    bar = progress(total=files, desc=f"ingest {kind}", unit="file")
     try:
         offset = rows_before = 0
-        for piece, batches, counts in results:
+        for piece in pieces:
+            batches, counts = next(results)
             if piece.first:
                 offset, rows_before = 0, stats.rows_in
             for checked in batches:
