@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import re
 import shutil
@@ -51,6 +50,7 @@ from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.common.metrics import LINK_PREDICTION, METRICS_FILE
 from twhin_bert.common.stage import stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
+from twhin_bert.embed_graph.worker import seed_worker
 
 log = logging.getLogger(__name__)
 
@@ -217,14 +217,6 @@ def prepare_checkpoint(checkpoint: Path, fingerprint: str) -> int:
     return checkpoint_version(checkpoint)
 
 
-def _seed_worker(seed: int) -> None:
-    """Seeds torch in a PBG worker process: ``seed`` + the worker's pool index."""
-    import torch
-
-    identity = getattr(mp.current_process(), "_identity", ()) or (0,)
-    torch.manual_seed(seed * 1000 + identity[0])
-
-
 def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) -> dict[str, Any]:
     """Runs PBG's training loop, logging each bucket's loss; returns training figures."""
     import torch
@@ -235,7 +227,7 @@ def train_pbg(cfg: EmbedGraphConfig, pbg: dict[str, Any], resumed_version: int) 
     config = parse_config(pbg)
     torch.manual_seed(cfg.seed)
     init = SubprocessInitializer()
-    init.register(_seed_worker, cfg.seed)
+    init.register(seed_worker, cfg.seed)
     trained = 0
     losses: dict[int, list[tuple[float, int]]] = {}
     n_buckets = int(pbg["entities"][USER]["num_partitions"]) ** 2
