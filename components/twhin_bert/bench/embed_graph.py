@@ -106,13 +106,13 @@ def frontier(rows: list[dict[str, Any]], reference_mrr: float, tolerance: float)
 def _tsv_importer_baseline(ingest: Path, work: Path, edges: int, relations: list[str]) -> float:
     """Edges/s of PBG's TSV importer on the first ``edges`` engagements."""
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
     from torchbiggraph.config import EntitySchema, RelationSchema
     from torchbiggraph.converters.import_from_tsv import convert_input_data
 
+    from twhin_bert.common import schemas
     from twhin_bert.common.artifacts import Ingested
 
-    table = pq.ParquetFile(ingest / Ingested.ENGAGEMENTS).iter_batches(
+    table = schemas.open_parquet(ingest / Ingested.ENGAGEMENTS).iter_batches(
         batch_size=edges, columns=["tweet_id", "engagement_type", "user_id"]
     )
     first = next(table)

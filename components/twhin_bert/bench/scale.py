@@ -369,7 +369,7 @@ def _generate(d: Path, factor: int, seed: int, env: Mapping[str, str]) -> tuple[
 def _counts(data: Path, d: Path, dim: int) -> Counts:
     """The counts of the scale folder ``d``: the generated TwHIN's, the mined pairs and the
     Arrow size of the ingested tweets' ids, texts and hashtags."""
-    import pyarrow.parquet as pq
+    from twhin_bert.common import schemas
 
     counts = DemoFolder(data).counts()
     pairs = 0
@@ -378,7 +378,7 @@ def _counts(data: Path, d: Path, dim: int) -> Counts:
     tweet_bytes = 0
     tweets = d / "ingest" / Ingested.TWEETS
     if tweets.exists():
-        meta = pq.ParquetFile(tweets).metadata
+        meta = schemas.open_parquet(tweets).metadata
         for g in range(meta.num_row_groups):
             group = meta.row_group(g)
             for c in range(group.num_columns):

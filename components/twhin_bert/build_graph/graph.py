@@ -40,14 +40,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from twhin_bert.build_graph.config import BuildGraphConfig
 from twhin_bert.common import holdout, splits
 from twhin_bert.common.artifacts import Graph, Ingested
 from twhin_bert.common.compute import resolve_cpus
 from twhin_bert.common.parallel import ordered_map
-from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check
+from twhin_bert.common.schemas import ENGAGEMENT_TYPES, check, open_parquet
 from twhin_bert.common.stage import stage
 
 log = logging.getLogger(__name__)
@@ -194,7 +193,7 @@ class _PieceEdges:
 def _read_piece(piece: _EdgePiece) -> _PieceEdges:
     """Checks, filters and dictionary-encodes one piece, batch by batch (in a worker)."""
     cfg, path = piece.cfg, piece.path
-    f = pq.ParquetFile(path)
+    f = open_parquet(path)
     rel_of = {name: i for i, name in enumerate(cfg.relations)}
     # Lookup table over the known types: PBG relation index, -1 for "known, not configured".
     known = pa.array(list(ENGAGEMENT_TYPES))

@@ -47,7 +47,11 @@ PROGRESS_FILE = "progress.json"
 
 def _open_tweets(path: Path) -> tuple[pq.ParquetFile, str]:
     """Opens a tweets Parquet: our ``tweets`` artifact, or any file with an id and a text column."""
-    f = schemas.check(path, "tweets") if _is_tweets_artifact(path) else pq.ParquetFile(str(path))
+    f = (
+        schemas.check(path, "tweets")
+        if _is_tweets_artifact(path)
+        else schemas.open_parquet(str(path))
+    )
     names = f.schema_arrow.names
     id_col = next((c for c in ("tweet_id", "id") if c in names), None)
     if id_col is None or "text" not in names:

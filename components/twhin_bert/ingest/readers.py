@@ -35,8 +35,8 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from twhin_bert.common import schemas
 from twhin_bert.common.io import open_uri
 from twhin_bert.ingest.normalise import INVALID_UTF8, UNPARSEABLE_LINE
 
@@ -269,7 +269,7 @@ class FileReader:
         try:
             with open_uri(self.uri, "rb") as f:
                 if self.fmt == PARQUET:
-                    meta = pq.ParquetFile(f).metadata
+                    meta = schemas.open_parquet(f).metadata
                     return _group_pieces(
                         [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)],
                         target_bytes,
@@ -507,7 +507,9 @@ class FileReader:
             with ExitStack() as stack:
                 f = stack.enter_context(open_uri(self.uri, "rb"))
                 if self.fmt == PARQUET:
-                    self._check_columns(pq.ParquetFile(f).schema_arrow.names, "Parquet schema")
+                    self._check_columns(
+                        schemas.open_parquet(f).schema_arrow.names, "Parquet schema"
+                    )
                     return
                 if self.gz:
                     f = stack.enter_context(gzip.GzipFile(fileobj=f, mode="rb"))
@@ -549,7 +551,7 @@ class FileReader:
             )
 
     def _parquet(self, f: IO[bytes], start: int = 0, stop: int | None = None) -> Iterator[RawBatch]:
-        pf = pq.ParquetFile(f)
+        pf = schemas.open_parquet(f)
         names = pf.schema_arrow.names
         self._check_columns(names, "Parquet schema")
         columns = [c for c in self.wanted if c in names]

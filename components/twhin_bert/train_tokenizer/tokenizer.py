@@ -26,9 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from twhin_bert.common import io
+from twhin_bert.common import io, schemas
 from twhin_bert.common.artifacts import Ingested, TokenizerFolder
 from twhin_bert.common.lang import UNKNOWN, copy_rates, count_languages
 from twhin_bert.common.progress import progress
@@ -61,7 +60,7 @@ class ResampledCorpus:
     def __iter__(self) -> Iterator[list[str]]:
         cfg = self.cfg
         rng = np.random.default_rng(cfg.seed)
-        f = pq.ParquetFile(str(self.path))
+        f = schemas.open_parquet(str(self.path))
         row = 0
         bar = progress(total=self.n_input, desc="train_tokenizer: corpus", unit="tweet")
         for batch in f.iter_batches(columns=["text", "lang"], batch_size=cfg.batch_size):
