@@ -415,6 +415,8 @@ def _ingest(
     # Nothing happens later than now: a later timestamp is a broken clock or a unit mix-up.
     max_ts = round((time.time() + cfg.max_future_skew_s) * 1000)
     workers = resolve_cpus(cfg.workers, "workers")
+    t_pieces = list(_pieces(tweet_readers, TWEETS, cfg.piece_bytes))
+    e_pieces = list(_pieces(engagement_readers, ENGAGEMENTS, cfg.piece_bytes))
     # The row-local checks' settings, set before the workers fork so that they inherit them
     # (the language model included) instead of receiving them with every piece.
     global _WORK
@@ -424,8 +426,6 @@ def _ingest(
     quarantine = _Quarantine(output.quarantine_path(), cfg.batch_size, cfg.raw_max_chars)
     writers = output.writers()
     t_writer, e_writer = writers[TWEETS], writers[ENGAGEMENTS]
-    t_pieces = list(_pieces(tweet_readers, TWEETS, cfg.piece_bytes))
-    e_pieces = list(_pieces(engagement_readers, ENGAGEMENTS, cfg.piece_bytes))
     # One stream of checked pieces, tweets then engagements: the workers check engagement
     # pieces while this process still merges the last tweets.
     results = _checked_pieces([*t_pieces, *e_pieces], workers)
