@@ -182,6 +182,44 @@ def test_dirty_inputs_identical_with_two_workers(tmp_path: Path) -> None:
     )
 
 
+def test_no_engagements_with_two_workers(demo_dir: Path, tmp_path: Path) -> None:
+    """Tweets only: one pool over the tweet pieces, nothing left for engagements."""
+    tweets = demo_dir / "tweets.jsonl"
+    metrics = {}
+    for w in (1, 2):
+        cfg = IngestConfig(workers=w, piece_bytes=SMALL_PIECES)
+        metrics[w] = _run(cfg, tmp_path / f"w{w}", [tweets], [])
+    _assert_same_outputs(tmp_path / "w1", tmp_path / "w2")
+    assert metrics[1] == metrics[2]
+    assert metrics[1]["engagements"]["rows_in"] == 0
+
+
+def test_a_failed_merge_stops_the_workers(
+    demo_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in the serial merge, with pieces still in flight in the pool, ends every
+    worker process before it reaches the caller."""
+    import multiprocessing as mp
+
+    import twhin_bert.ingest.ingest as ingest_mod
+
+    calls = 0
+    merge = ingest_mod._merge_engagements
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("merge failed")
+        return merge(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "_merge_engagements", failing)
+    cfg = IngestConfig(workers=2, piece_bytes=SMALL_PIECES)
+    with pytest.raises(RuntimeError, match="merge failed"):
+        _run(cfg, tmp_path / "out", [demo_dir / "tweets.jsonl"], [demo_dir / "engagements.jsonl"])
+    assert mp.active_children() == []
+
+
 @pytest.mark.parametrize("piece_bytes", [100, 1000, 4096])
 def test_line_pieces_start_at_lines_and_cover_the_file(tmp_path: Path, piece_bytes: int) -> None:
     lines = [b"\xef\xbb\xbfbom", b"", b"a" * 3000, b"short", b"\xef\xbb\xbfnot a bom here"]

@@ -254,7 +254,7 @@ def main(
         scaling: dict[int, list[dict[str, Any]]] = {1: [results[-1]], 2: []}
         ceilings = []  # the machine's own 2-process speedup, measured beside each pair
         for k in range(max(repeats, 1)):
-            ceilings.append(parallel_ceiling(2))
+            ceilings.append(parallel_ceiling(2, n=200_000 if quick else 1_000_000))
             for w in (2, 1):
                 if w == 1 and k == max(repeats, 1) - 1:
                     continue  # repeats runs of each in all

@@ -13,6 +13,7 @@ which the ingest dedup relies on.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import sys
@@ -67,4 +68,5 @@ def _import_before_fork() -> None:
     imports pandas the first time it converts Python objects (``pa.array(list)``), which
     costs each freshly forked worker about half a second of CPU."""
     if "pyarrow" in sys.modules:
-        importlib.import_module("pandas")
+        with contextlib.suppress(ImportError):  # without pandas pyarrow does not look for it
+            importlib.import_module("pandas")

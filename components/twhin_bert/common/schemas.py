@@ -126,11 +126,12 @@ def write_table(table: pa.Table, path: str | Path, name: str) -> None:
 def open_parquet(source: Any) -> pq.ParquetFile:
     """Opens a Parquet file (a path or a binary file object) for streaming reads.
 
-    Every reader in the project opens Parquet here, with Arrow's ``pre_buffer`` off: with it
-    on (pyarrow's default), ``iter_batches`` keeps every column chunk it has read in the
-    reader's read cache until the reader is closed, so a pass over a file holds the file's
-    compressed columns by its end (measured: +330 KB per 8,192 tweets, 40 MB over 1M; a
-    production tweets file would not fit). Off, each batch's pages are freed once used.
+    Every streaming reader in the project opens Parquet here, with Arrow's ``pre_buffer``
+    off: with it on (pyarrow's default), ``iter_batches`` keeps every column chunk it has
+    read in the reader's read cache until the reader is closed, so a pass over a file holds
+    the file's compressed columns by its end (measured: +330 KB per 8,192 tweets, so about
+    40 MB over 1M; a production tweets file would not fit). Off, each batch's pages are
+    freed once used.
     """
     return pq.ParquetFile(source, pre_buffer=False)
 

@@ -1,8 +1,8 @@
 """What runs in PBG's worker processes at their start.
 
 PBG starts its Hogwild! workers with ``spawn``: each is a fresh interpreter that imports
-every module its initialiser lives in. This module imports nothing of ours beyond the
-package root, so a worker pays for torch and torchbiggraph only (importing the stage's
+the parent's main module, torch and torchbiggraph, and every module its initialiser lives
+in. This module imports nothing of ours beyond the package root (importing the stage's
 module, :mod:`twhin_bert.embed_graph.pbg`, would add pyarrow, pydantic and the rest, about
 a quarter of a second of CPU per worker per training run).
 """

@@ -49,6 +49,7 @@ files are read as text and files of unknown formats are skipped (logged and coun
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -581,8 +582,9 @@ def _checked_pieces(
         for p in pieces:
             yield _check_batches(p), p.reader
     else:
-        for r in ordered_map(_check_piece, pieces, workers):
-            yield r.batches, r
+        with contextlib.closing(ordered_map(_check_piece, pieces, workers)) as checked:
+            for r in checked:  # closing this generator closes the pool's at once
+                yield r.batches, r
 
 
 def _checked(
