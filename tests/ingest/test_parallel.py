@@ -290,6 +290,79 @@ def test_workers_hash_strings_as_their_parent() -> None:
     assert [h for h, _ in out] == [hash(s) for s in ["t1", "t2", "user\x1ftweet\x1ffave"] * 4]
 
 
+def _sigint_ignored(_: int) -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def _die_on_three(x: int) -> int:
+    if x == 3:
+        os.kill(os.getpid(), 9)  # as the kernel's out-of-memory killer would
+    return x
+
+
+def test_workers_leave_ctrl_c_to_the_parent() -> None:
+    """Ctrl-C reaches the whole process group: a worker interrupted while it held the
+    result queue's lock hung the pool's shutdown; the parent alone handles it."""
+    assert all(ordered_map(_sigint_ignored, range(4), 2))
+
+
+def test_a_killed_worker_is_one_clear_error() -> None:
+    from twhin_bert.common.errors import ExitCode, describe, exit_code_for
+    from twhin_bert.common.parallel import WorkerDiedError
+
+    with pytest.raises(WorkerDiedError) as e:
+        list(ordered_map(_die_on_three, range(8), 2))
+    assert exit_code_for(e.value) == ExitCode.IO
+    assert "worker process died" in describe(e.value)
+    assert "\n" not in describe(e.value)
+
+
+_ORPHAN_CHECK = """
+import os, sys, time
+from twhin_bert.common.parallel import ordered_map
+
+def slow(x):
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    return x
+
+for _ in ordered_map(slow, range(4), 2):
+    pass
+"""
+
+
+def test_kill_9_of_the_parent_leaves_no_worker(tmp_path: Path) -> None:
+    """kill -9 of a stage: its forked workers go with it (they would hold its output lock)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphans.py"
+    script.write_text(_ORPHAN_CHECK)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    workers = {int(proc.stdout.readline()) for _ in range(2)}
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    def running(pid: int) -> bool:  # a zombie waiting for its reaper counts as gone
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(p) for p in workers):
+        time.sleep(0.1)
+    alive = [p for p in workers if running(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived their parent"
+
+
 def test_workers_setting() -> None:
     assert resolve_cpus(0, "workers") == available_cpus() >= 1
     assert resolve_cpus(3, "workers") == 3

@@ -10,7 +10,7 @@ code  meaning
 2     bad input, config or usage: a missing or malformed file, an invalid config, an
       ``--out`` the stage refuses to overwrite
 3     an I/O failure of the machine: permission denied, read-only file system, disk full,
-      file too large
+      file too large; a worker process killed (out of memory)
 4     a remote service is unreachable or failed the request (the MLflow tracking server,
       Kubeflow Pipelines)
 5     a Kubeflow Pipelines run that ``twhin-bert runs wait`` waited for failed, was

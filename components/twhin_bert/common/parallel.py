@@ -16,11 +16,16 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing as mp
+import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
+
+from twhin_bert.common.lifetime import die_with_parent
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -44,23 +49,58 @@ def ordered_map(
 
     Yields:
         ``fn(item)`` for each item, in the order of ``items``.
+
+    Raises:
+        WorkerDiedError: A worker was killed (the rest of the pool is shut down). The workers
+            die with this process and ignore Ctrl-C, which is this process's to handle.
     """
     if workers <= 1:
         yield from map(fn, items)
         return
     window = max(window or 2 * workers, workers)
     _import_before_fork()
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=mp.get_context("fork"),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
+    )
     pending: deque[Future[R]] = deque()
+    done = 0
     try:
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                yield _result(pending.popleft(), done)
+                done += 1
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft(), done)
+            done += 1
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WorkerDiedError(OSError):
+    """A worker process ended abruptly (killed: most often by the kernel's out-of-memory
+    killer at the pod's memory limit). An I/O-class failure of the machine, not a bug."""
+
+
+def _result(future: Future[R], index: int) -> R:
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise WorkerDiedError(
+            f"a worker process died abruptly (killed, e.g. out of memory) while item {index} "
+            "was in flight; lower the stage's workers or raise the pod's memory, then rerun"
+        ) from e
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: die with the parent (``kill -9`` of the stage leaves no worker holding
+    its output's lock) and leave Ctrl-C to the parent, which cancels the pool: a worker
+    interrupted inside the result queue's lock would hang the shutdown."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def _import_before_fork() -> None:
