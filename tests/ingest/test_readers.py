@@ -171,6 +171,31 @@ def test_parquet_reader(tmp_path: Path) -> None:
         FileReader(str(p), PARQUET, False, required=REQ).check_columns()
 
 
+def test_corrupt_parquet_row_group_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A damaged page in the third row group: one line naming the file and that group (the
+    Arrow message carries newlines)."""
+    n = 3000
+    table = pa.table(
+        {
+            "user_id": [f"u{i % 97}" for i in range(n)],
+            "tweet_id": [f"tweet-{i:08d}-{i * 7919 % 100003}" for i in range(n)],
+            "engagement_type": ["fave"] * n,
+            "engaged_at": [1_700_000_000_000 + i for i in range(n)],
+        }
+    )
+    p = tmp_path / "e.parquet"
+    pq.write_table(table, p, row_group_size=1000, compression="zstd")
+    col = pq.ParquetFile(p).metadata.row_group(2).column(1)
+    data = bytearray(p.read_bytes())
+    mid = col.data_page_offset + col.total_compressed_size // 2
+    data[mid : mid + 64] = b"\xff" * 64
+    p.write_bytes(bytes(data))
+    with pytest.raises(UnreadableInputError) as e:
+        _rows(FileReader(str(p), PARQUET, False, required=REQ))
+    assert str(e.value).startswith(f"{p}: row group 2 cannot be read")
+    assert "\n" not in str(e.value)
+
+
 def test_text_reader_and_ids(tmp_path: Path) -> None:
     d = tmp_path / "spanish"
     d.mkdir()

@@ -21,9 +21,11 @@ holding one is quarantined as ``unparseable_line``.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import gzip
+import itertools
 import json
 import json.scanner
 import zlib
@@ -277,7 +279,7 @@ class FileReader:
                 return _line_pieces(f, target_bytes)
         except (OSError, pa.ArrowException) as e:
             raise UnreadableInputError(
-                f"{self.uri}: cannot read this {self.fmt} input: {type(e).__name__}: {e}"
+                f"{self.uri}: cannot read this {self.fmt} input: {type(e).__name__}: {_one_line(e)}"
             ) from e
 
     def batches(self, start: int = 0, stop: int | None = None) -> Iterator[RawBatch]:
@@ -319,7 +321,7 @@ class FileReader:
             # or are wrapped by open_uri's client as such; Parquet corruption is ArrowInvalid.
             raise UnreadableInputError(
                 f"{self.uri}: cannot read this {self.fmt}{'.gz' if self.gz else ''} input: "
-                f"{type(e).__name__}: {e}"
+                f"{type(e).__name__}: {_one_line(e)}"
             ) from e
 
     def _jsonl(self, lines: Iterator[bytes]) -> Iterator[RawBatch]:
@@ -529,7 +531,7 @@ class FileReader:
         except (OSError, EOFError, zlib.error, pa.ArrowException) as e:
             raise UnreadableInputError(
                 f"{self.uri}: cannot read this {self.fmt}{'.gz' if self.gz else ''} input: "
-                f"{type(e).__name__}: {e}"
+                f"{type(e).__name__}: {_one_line(e)}"
             ) from e
 
     def _header_error(self, line_no: int) -> InputError:
@@ -550,6 +552,18 @@ class FileReader:
                 f"{list(self.required)} (optional {list(self.optional)}), found {names}"
             )
 
+    @staticmethod
+    def _failing_group(pf: Any, groups: range, rows_read: int, columns: list[str]) -> int | str:
+        """The first row group at or after row ``rows_read`` of ``groups`` that cannot be read
+        on its own (a batch may span several groups); on the error path only."""
+        ends = list(itertools.accumulate(pf.metadata.row_group(i).num_rows for i in groups))
+        for g in groups[min(bisect.bisect_right(ends, rows_read), len(groups) - 1) :]:
+            try:
+                pf.read_row_group(g, columns=columns)
+            except (OSError, pa.ArrowException):
+                return g
+        return f"{groups.start}-{groups.stop - 1}"
+
     def _parquet(self, f: IO[bytes], start: int = 0, stop: int | None = None) -> Iterator[RawBatch]:
         pf = schemas.open_parquet(f)
         names = pf.schema_arrow.names
@@ -557,9 +571,20 @@ class FileReader:
         columns = [c for c in self.wanted if c in names]
         groups = range(start, pf.metadata.num_row_groups if stop is None else stop)
         n = 0
-        for rb in pf.iter_batches(
+        batches = pf.iter_batches(
             batch_size=self.batch_size, row_groups=list(groups), columns=columns
-        ):
+        )
+        while True:
+            try:
+                rb = next(batches, None)
+            except (OSError, pa.ArrowException) as e:  # say which row group failed
+                group = self._failing_group(pf, groups, n, columns)
+                raise UnreadableInputError(
+                    f"{self.uri}: row group {group} cannot be read: "
+                    f"{type(e).__name__}: {_one_line(e)}"
+                ) from e
+            if rb is None:
+                break
             batch = RawBatch()
             try:
                 records = rb.to_pylist()
@@ -576,6 +601,11 @@ class FileReader:
             yield batch
         # The row count of the footer, not of what was iterated: a lost row shows.
         self.physical = sum(pf.metadata.row_group(i).num_rows for i in groups)
+
+
+def _one_line(e: BaseException) -> str:
+    """An exception's message on one line (Arrow's messages carry newlines)."""
+    return " ".join(str(e).split())
 
 
 class _Range:
