@@ -157,7 +157,7 @@ def read_edges(
     tweets: list[pa.DictionaryArray] = []
     rels: list[np.ndarray] = []
     workers = min(resolve_cpus(cfg.workers, "workers"), len(pieces))
-    for part in ordered_map(_read_piece, pieces, workers):
+    for part in ordered_map(_read_piece, pieces, workers, label=_EdgePiece.label):
         users += part.users
         tweets += part.tweets
         rels += part.rels
@@ -178,6 +178,9 @@ class _EdgePiece:
     row_groups: list[int]
     row0: int  # rows of the file before the piece
     cfg: BuildGraphConfig
+
+    def label(self) -> str:
+        return f"{self.path} (row groups {self.row_groups[0]}-{self.row_groups[-1]})"
 
 
 @dataclass

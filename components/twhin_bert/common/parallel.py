@@ -32,7 +32,12 @@ R = TypeVar("R")
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, *, window: int | None = None
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    *,
+    window: int | None = None,
+    label: Callable[[T], str] | None = None,
 ) -> Iterator[R]:
     """``fn`` over ``items`` in ``workers`` forked processes, results in input order.
 
@@ -46,6 +51,7 @@ def ordered_map(
         items: Picklable work items.
         workers: Processes (>= 1; see :func:`twhin_bert.common.compute.resolve_cpus`).
         window: Items in flight at most.
+        label: Names an item in errors (e.g. its file and where in it); default its index.
 
     Yields:
         ``fn(item)`` for each item, in the order of ``items``.
@@ -65,17 +71,14 @@ def ordered_map(
         initializer=_worker_init,
         initargs=(os.getpid(),),
     )
-    pending: deque[Future[R]] = deque()
-    done = 0
+    pending: deque[tuple[str, Future[R]]] = deque()
     try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
+        for index, item in enumerate(items):
+            pending.append((label(item) if label else f"item {index}", pool.submit(fn, item)))
             if len(pending) >= window:
-                yield _result(pending.popleft(), done)
-                done += 1
+                yield _result(*pending.popleft())
         while pending:
-            yield _result(pending.popleft(), done)
-            done += 1
+            yield _result(*pending.popleft())
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -85,12 +88,12 @@ class WorkerDiedError(OSError):
     killer at the pod's memory limit). An I/O-class failure of the machine, not a bug."""
 
 
-def _result(future: Future[R], index: int) -> R:
+def _result(name: str, future: Future[R]) -> R:
     try:
         return future.result()
     except BrokenProcessPool as e:
         raise WorkerDiedError(
-            f"a worker process died abruptly (killed, e.g. out of memory) while item {index} "
+            f"{name}: a worker process died abruptly (killed, e.g. out of memory) while this "
             "was in flight; lower the stage's workers or raise the pod's memory, then rerun"
         ) from e
 

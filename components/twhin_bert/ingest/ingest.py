@@ -90,6 +90,7 @@ from twhin_bert.ingest.normalise import (
     parse_timestamp,
 )
 from twhin_bert.ingest.readers import (
+    PARQUET,
     SUPPORTED,
     TEXT,
     FileReader,
@@ -563,6 +564,11 @@ def _check_piece(piece: _Piece) -> _PieceResult:
     return _PieceResult(batches, piece.reader.physical, piece.reader.skipped)
 
 
+def _piece_label(p: _Piece) -> str:
+    unit = "row group" if p.reader.fmt == PARQUET else "byte"
+    return f"{p.reader.uri} ({p.kind} from {unit} {p.start})"
+
+
 def _pieces(readers: list[FileReader], kind: str, piece_bytes: int) -> Iterator[_Piece]:
     for reader in readers:
         spans = reader.pieces(piece_bytes)
@@ -582,7 +588,8 @@ def _checked_pieces(
         for p in pieces:
             yield _check_batches(p), p.reader
     else:
-        with contextlib.closing(ordered_map(_check_piece, pieces, workers)) as checked:
+        mapped = ordered_map(_check_piece, pieces, workers, label=_piece_label)
+        with contextlib.closing(mapped) as checked:
             for r in checked:  # closing this generator closes the pool's at once
                 yield r.batches, r
 
