@@ -1,6 +1,13 @@
 """TwHIN-BERT: socially-enriched language models for social media, as a Kubeflow pipeline."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# Arrow allocates with the C library's malloc, whose freed pages malloc_trim returns; its
+# default pool (mimalloc) kept them (twhin_bert.common.memory says how much). Arrow reads
+# this once, when a process first needs its pool, so it is set here, before anything imports
+# pyarrow; an operator's own setting stands, and worker processes inherit it.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 try:
     __version__ = version("twhin-bert")

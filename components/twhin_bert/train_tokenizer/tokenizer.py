@@ -30,6 +30,7 @@ import numpy as np
 from twhin_bert.common import io, schemas
 from twhin_bert.common.artifacts import Ingested, TokenizerFolder
 from twhin_bert.common.lang import UNKNOWN, copy_rates, count_languages
+from twhin_bert.common.memory import release_free_memory
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.train_tokenizer.config import TrainTokenizerConfig
@@ -146,6 +147,7 @@ def train_unigram(
         show_progress=False,
     )
     tok.train_from_iterator(batches, trainer=trainer, length=length)
+    release_free_memory()  # the trainer's tables (seed pieces, lattices) are freed by now
     # As in XLM-R, "<mask>" swallows the space before it ("a <mask>" masks the word "▁x").
     tok.add_special_tokens([AddedToken(MASK, lstrip=True, special=True, normalized=False)])
     add_post_processor(tok)
