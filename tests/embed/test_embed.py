@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,23 @@ def test_run_embed_resumes_after_a_crash(
     np.testing.assert_allclose(
         np.load(tmp_path / "emb" / "combined.npy"), fresh["combined"], atol=1e-5
     )
+
+
+def test_run_embed_turns_off_the_kernel_cache_per_shape(
+    xlmr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """embed's varying batch shapes filled oneDNN's kernel cache and left holes in malloc's
+    heap (common.memory); the stage turns the cache off unless the operator set it."""
+    from twhin_bert.common.memory import ONEDNN_CACHE_ENV
+
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "z"]}), plain)
+    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
+    run_embed(EmbedConfig(), tmp_path / "emb", model=xlmr_dir, ingested=plain)
+    assert os.environ[ONEDNN_CACHE_ENV] == "0"
+    monkeypatch.setenv(ONEDNN_CACHE_ENV, "256")
+    run_embed(EmbedConfig(), tmp_path / "emb2", model=xlmr_dir, ingested=plain)
+    assert os.environ[ONEDNN_CACHE_ENV] == "256"
 
 
 def test_run_embed_plain_parquet_and_bad_input(xlmr_dir: Path, tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from twhin_bert.common.encoder import (
 
 # Re-exported for evaluate/features.py until it imports twhin_bert.common.encoder.
 from twhin_bert.common.encoder import embed_texts as embed_texts
-from twhin_bert.common.memory import release_free_memory
+from twhin_bert.common.memory import no_kernel_cache_per_shape, release_free_memory
 from twhin_bert.common.progress import progress
 from twhin_bert.common.stage import stage
 from twhin_bert.embed.config import EmbedConfig
@@ -118,6 +118,7 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     Returns:
         Metrics: tweets, tweets per second, padding share, tokens per tweet, dimensions.
     """
+    no_kernel_cache_per_shape()
     use_threads(cfg.threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
