@@ -59,4 +59,3 @@ def test_arrow_allocates_with_malloc_unless_the_operator_chose(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == backend
-
