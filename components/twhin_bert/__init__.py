@@ -4,9 +4,10 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 
 # Arrow allocates with the C library's malloc, whose freed pages malloc_trim returns; its
-# default pool (mimalloc) kept them (twhin_bert.common.memory says how much). Arrow reads
-# this once, when a process first needs its pool, so it is set here, before anything imports
-# pyarrow; an operator's own setting stands, and worker processes inherit it.
+# default pool (mimalloc) kept them (twhin_bert.common.memory says how much). Arrow picks its
+# pool when pyarrow is imported, so this works where twhin_bert comes first (every command
+# and component of ours); a process that imported pyarrow or pandas before keeps Arrow's
+# default. An operator's own setting stands, and worker processes inherit it.
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 try:

@@ -210,21 +210,42 @@ def test_run_embed_resumes_after_a_crash(
     )
 
 
-def test_run_embed_turns_off_the_kernel_cache_per_shape(
-    xlmr_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """embed's varying batch shapes filled oneDNN's kernel cache and left holes in malloc's
-    heap (common.memory); the stage turns the cache off unless the operator set it."""
-    from twhin_bert.common.memory import ONEDNN_CACHE_ENV
+#: Run in a fresh process (oneDNN reads its cache setting once per process): embed, then
+#: the environment afterwards.
+_EMBED_ONCE = """
+import os, sys
+from pathlib import Path
+from twhin_bert.embed.config import EmbedConfig
+from twhin_bert.embed.embed import run_embed
+run_embed(EmbedConfig(batch_size=4), Path(sys.argv[3]), model=Path(sys.argv[1]),
+          ingested=Path(sys.argv[2]))
+print("env after:", os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"))
+"""
 
-    plain = tmp_path / "plain.parquet"
-    pq.write_table(pa.table({"id": ["a", "b"], "text": ["x y", "z"]}), plain)
-    monkeypatch.delenv(ONEDNN_CACHE_ENV, raising=False)
-    run_embed(EmbedConfig(), tmp_path / "emb", model=xlmr_dir, ingested=plain)
-    assert os.environ[ONEDNN_CACHE_ENV] == "0"
-    monkeypatch.setenv(ONEDNN_CACHE_ENV, "256")
-    run_embed(EmbedConfig(), tmp_path / "emb2", model=xlmr_dir, ingested=plain)
-    assert os.environ[ONEDNN_CACHE_ENV] == "256"
+
+@pytest.mark.parametrize("preset", [None, "1024"])
+def test_run_embed_keeps_no_kernel_per_shape(
+    xlmr_dir: Path, embed_tweets: list, tmp_path: Path, preset: str | None
+) -> None:
+    """embed's hundreds of batch shapes filled oneDNN's kernel cache and left holes in
+    malloc's heap (common.memory): the stage runs with the cache off, unless the operator set
+    it, and leaves the environment as it found it. oneDNN's own log says which kernels it
+    took from its cache."""
+    import subprocess
+    import sys
+
+    tweets = tmp_path / "tweets.parquet"
+    write_tweets(embed_tweets[:64], tweets)
+    env = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE_CAPACITY" not in k}
+    env.update(ONEDNN_VERBOSE="all", TWHIN_BERT_TRACKING="0")
+    if preset:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    argv = [sys.executable, "-c", _EMBED_ONCE, str(xlmr_dir), str(tweets), str(tmp_path / "e")]
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    if "create:cache_miss" not in out:
+        pytest.skip("this torch build runs no oneDNN kernel here")
+    assert ("create:cache_hit" in out) == bool(preset)
+    assert f"env after: {preset}" in out
 
 
 def test_run_embed_plain_parquet_and_bad_input(xlmr_dir: Path, tmp_path: Path) -> None:

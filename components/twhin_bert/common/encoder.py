@@ -269,8 +269,8 @@ def embed_ids(
     was_training = encoder.training
     encoder.eval()  # no dropout, even for a model handed over in training mode
     with torch.inference_mode(), autocast:
-        for i, idx in enumerate(length_batches(lengths, batch_size)):
-            if i and i % RELEASE_EVERY_BATCHES == 0:
+        for done, idx in enumerate(length_batches(lengths, batch_size)):
+            if done and done % RELEASE_EVERY_BATCHES == 0:
                 release_free_memory()
             lens = lengths[idx]
             width = int(lens.max())

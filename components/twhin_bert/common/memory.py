@@ -11,20 +11,25 @@ back: streaming the 1M tweets of a 100x scale run in 2,000-row batches held 45 M
 while Arrow's live bytes stayed under 1 MB. So ``import twhin_bert`` sets
 ``ARROW_DEFAULT_MEMORY_POOL=system`` (unless it is set): Arrow then allocates with the C
 library's malloc, the same pass holds 8 MB, and ``malloc_trim`` returns what it frees.
-``pyarrow.set_memory_pool`` would not do: Parquet's reader keeps allocating from the pool
-Arrow chose at start.
+``pyarrow.set_memory_pool`` after the import did less (train_tokenizer at 100x peaked at 106
+MB with it, 76 MB with the variable): some of Arrow's allocations keep to the pool it chose
+at start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
+from collections.abc import Iterator
 from typing import Any
 
-#: oneDNN's setting (it runs torch's CPU kernels): how many compiled kernels it keeps.
+#: oneDNN's setting (some of torch's CPU kernels, GELU among them, are oneDNN's): how many
+#: compiled kernels it keeps. It also reads the name of its older releases.
 ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+ONEDNN_CACHE_ENV_OLD = "DNNL_PRIMITIVE_CACHE_CAPACITY"
 
 
 @functools.cache
@@ -47,15 +52,26 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def no_kernel_cache_per_shape() -> None:
-    """Stops oneDNN keeping a compiled kernel per input shape, for work whose shapes vary.
+@contextlib.contextmanager
+def no_kernel_cache_per_shape() -> Iterator[None]:
+    """Inside: oneDNN keeps no compiled kernel per input shape, for work whose shapes vary.
 
     oneDNN keeps up to 1,024 kernels by default, one per shape. embed's batches come in
     hundreds of shapes (rows x padded width); over 200K tweets the holes the kept kernels
     left in malloc's heap grew chunk after chunk, from 40 MB of free heap after the first
     chunk of 8,192 tweets to 105 MB after the 25th (32 MB without the cache), and the peak
     was 422 MB against 383 MB without it, at the same speed (2,045 and 1,991 tweets/s).
-    Training keeps it: its shapes are fixed. Takes effect only before oneDNN's first kernel in
-    the process (it reads the setting once); an operator's own setting stands.
+
+    oneDNN reads the setting once, when it makes its first kernel in the process, so this
+    works only around a process's first oneDNN work (the embed command's); afterwards the
+    environment is as it was, and processes started later keep their cache. An operator's
+    own setting (either name) stands.
     """
-    os.environ.setdefault(ONEDNN_CACHE_ENV, "0")
+    if os.environ.get(ONEDNN_CACHE_ENV) or os.environ.get(ONEDNN_CACHE_ENV_OLD):
+        yield
+        return
+    os.environ[ONEDNN_CACHE_ENV] = "0"
+    try:
+        yield
+    finally:
+        os.environ.pop(ONEDNN_CACHE_ENV, None)

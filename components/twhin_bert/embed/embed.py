@@ -118,9 +118,13 @@ def run_embed(cfg: EmbedConfig, out_dir: Path, *, model: Path, ingested: Path) -
     Returns:
         Metrics: tweets, tweets per second, padding share, tokens per tweet, dimensions.
     """
-    no_kernel_cache_per_shape()
+    with no_kernel_cache_per_shape():  # before the model's first kernel
+        return _embed(cfg, Path(out_dir), model, ingested)
+
+
+def _embed(cfg: EmbedConfig, out: Path, model: Path, ingested: Path) -> dict:
+    """:func:`run_embed`'s work."""
     use_threads(cfg.threads)
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = Ingested(ingested).tweets_path()
     f, id_col = _open_tweets(path)
