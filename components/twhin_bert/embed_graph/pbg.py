@@ -47,6 +47,7 @@ from twhin_bert.common import fingerprint as fp
 from twhin_bert.common import lifetime, ranking, splits, tracking
 from twhin_bert.common.artifacts import Graph, GraphEmbeddings
 from twhin_bert.common.compute import resolve_cpus
+from twhin_bert.common.memory import large_blocks_returned
 from twhin_bert.common.metrics import LINK_PREDICTION, METRICS_FILE
 from twhin_bert.common.stage import stage
 from twhin_bert.embed_graph.config import EmbedGraphConfig
@@ -545,8 +546,9 @@ def run_embed_graph(cfg: EmbedGraphConfig, out_dir: Path, *, graph: Path) -> dic
     checkpoint, fingerprint = checkpoint_folder(cfg, out, graph, meta)
     pbg = pbg_config_dict(cfg, meta, graph, checkpoint)
     # One writer per checkpoint folder while PBG trains (a retried pod whose predecessor
-    # still runs fails at once instead of training into the same files).
-    with lifetime.hold_folder(checkpoint, "embed_graph"):
+    # still runs fails at once instead of training into the same files). Each chunk's edge
+    # tensors go back to the system when PBG frees them (its workers start inside).
+    with lifetime.hold_folder(checkpoint, "embed_graph"), large_blocks_returned():
         return _train_and_export(cfg, out, graph, meta, pbg, checkpoint, fingerprint, t_start)
 
 
