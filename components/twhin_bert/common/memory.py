@@ -14,13 +14,16 @@ library's malloc, the same pass holds 8 MB, and ``malloc_trim`` returns what it 
 ``pyarrow.set_memory_pool`` after the import did less (train_tokenizer at 100x peaked at 106
 MB with it, 76 MB with the variable): some of Arrow's allocations keep to the pool it chose
 at start.
+
+glibc's moving threshold for large blocks is fixed where a stage frees blocks of the same
+large size again and again (:func:`large_blocks_returned`), and oneDNN's kernel cache is off
+where shapes vary (:func:`no_kernel_cache_per_shape`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import os
 from collections.abc import Iterator
@@ -32,9 +35,10 @@ ONEDNN_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 ONEDNN_CACHE_ENV_OLD = "DNNL_PRIMITIVE_CACHE_CAPACITY"
 
 
-#: glibc's settings for where large blocks come from (``mallopt`` and the environment a
-#: process starts with): blocks of at least MMAP_THRESHOLD bytes get their own mapping, which
-#: goes back to the system when freed; the heap's free top goes back past TRIM_THRESHOLD.
+#: glibc's settings for where large blocks come from (``mallopt``, or the environment a
+#: process starts with): a block of at least the mmap threshold gets its own mapping, which
+#: goes back to the system when freed; the heap's free top goes back once it passes the trim
+#: threshold. See :func:`large_blocks_returned`.
 MMAP_THRESHOLD_ENV = "MALLOC_MMAP_THRESHOLD_"
 TRIM_THRESHOLD_ENV = "MALLOC_TRIM_THRESHOLD_"
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
@@ -44,10 +48,12 @@ HEAP_TOP_KEPT_BYTES = 32 << 20
 
 @functools.cache
 def _libc_function(name: str) -> Any:
-    """A glibc function (None where the C library has none: musl, macOS)."""
-    lib = ctypes.util.find_library("c")
+    """A function of the C library this process runs on (None where it has none: glibc's
+    ``malloc_trim`` and ``mallopt`` are not in musl or macOS's library)."""
     try:
-        return getattr(ctypes.CDLL(lib), name, None) if lib else None
+        # The symbols already loaded into this process: found without ldconfig or a compiler
+        # (ctypes.util.find_library needs one of them, and slim images have neither).
+        return getattr(ctypes.CDLL(None), name, None)
     except OSError:
         return None
 
@@ -62,7 +68,8 @@ def release_free_memory() -> None:
         trim(0)
 
 
-def _operator_set_malloc() -> bool:
+def _operator_chose_thresholds() -> bool:
+    """Whether the operator set glibc's mmap or trim threshold (either way glibc reads it)."""
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     return bool(
         os.environ.get(MMAP_THRESHOLD_ENV)
@@ -74,28 +81,33 @@ def _operator_set_malloc() -> bool:
 
 @contextlib.contextmanager
 def large_blocks_returned() -> Iterator[None]:
-    """Inside: freed blocks of 4 MiB or more go back to the system, in this process and in
-    the processes it starts (PBG's Hogwild! workers).
+    """Inside: blocks of 4 MiB or more allocated here, or in a process started here (PBG's
+    Hogwild! workers), get their own mapping and go back to the system when freed.
 
-    glibc gives a large block its own mapping, but when such a block is freed it raises its
-    threshold to that block's size (up to 32 MiB), so blocks of that size then come from the
-    heap, and the heap hands back only its free top. embed_graph loads each chunk of edges
-    as tensors of 13.6 MB (1.7M edges): at 100x the demo, PBG's parent process grew by about
-    a chunk's edges at each chunk in some runs (246 -> 559 MB over 8 chunks) and stayed flat in
-    others (298 MB), and each worker held 70-130 MB of free heap; the stage's peak moved
-    between 1,163 and 1,422 MB from run to run. With the threshold fixed the parent stays at
-    243-250 MB, a worker's free heap at 15-20 MB, and the peak at 1,030-1,057 MB, at the same
-    edges/s within the run-to-run spread.
+    By default glibc maps blocks of 128 KiB or more, but when it frees such a block it raises
+    that threshold to the block's size (glibc's ceiling: 32 MiB), so the next blocks of that
+    size come from the heap, and the heap hands back only its free top. embed_graph at 100x
+    the demo's scale trains 8 chunks of 1.7M edges, each loaded as four tensors of 13.6 MB
+    (lhs, rhs, relation, shuffle order): in some runs PBG's parent process grew by about those
+    52 MB at each chunk (246 -> 559 MB), in others it stayed flat (298 MB), and each worker
+    held 70-130 MB of free heap. The stage's peak moved between 1,163 and 1,422 MB from run to
+    run (4 runs). With the thresholds fixed the parent stays at 243-250 MB, a worker's free
+    heap at 15-20 MB and the peak at 1,030-1,078 MB (5 runs), at the same edges/s within the
+    run-to-run spread. The heap's free top is handed back past 32 MiB, not glibc's fixed
+    default of 128 KiB, so that it is not handed back and taken again batch after batch (the
+    moving setting kept it at twice the largest freed block, here 27 MB).
 
-    This process keeps the fixed threshold afterwards (glibc cannot go back to adjusting
-    it); the environment is restored, so processes started later do not inherit it. An
-    operator's own setting (either variable, or ``GLIBC_TUNABLES``) stands.
+    This process keeps the fixed thresholds afterwards (glibc cannot go back to moving
+    them), so blocks between 128 KiB and 4 MiB then come from its heap; the environment is
+    restored, so processes started later do not inherit them. An operator's own setting
+    (either variable, or ``GLIBC_TUNABLES``) stands.
     """
     mallopt = _libc_function("mallopt")
-    if _operator_set_malloc() or mallopt is None:
+    if _operator_chose_thresholds() or mallopt is None:
         yield
         return
-    mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)  # 1 on success; nothing to do otherwise
     mallopt(_M_TRIM_THRESHOLD, HEAP_TOP_KEPT_BYTES)
     os.environ[MMAP_THRESHOLD_ENV] = str(LARGE_BLOCK_BYTES)
     os.environ[TRIM_THRESHOLD_ENV] = str(HEAP_TOP_KEPT_BYTES)
