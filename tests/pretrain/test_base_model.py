@@ -194,7 +194,8 @@ def test_packed_training_matches_the_encoder_alone(
     continued: tuple[str, Path, Path, Path], pt_rows: list
 ) -> None:
     """Packing follows the family's positions (BERT from 0, RoBERTa after the pad id) and
-    specials: each packed CLS equals the exported encoder's CLS of the tweet alone."""
+    specials: each packed tweet's CLS and mean vectors (both social poolings) equal the
+    exported encoder's for the tweet alone."""
     from transformers import AutoModel, AutoTokenizer
     from twhin_bert.pretrain.data import encode, load_tokenizer, pack_rows
     from twhin_bert.pretrain.model import build_model, packing_limits
@@ -205,8 +206,14 @@ def test_packed_training_matches_the_encoder_alone(
     texts = [t for t, _ in pt_rows[10:19]]
     batch = tok(texts, return_tensors="pt", padding=True, truncation=True, max_length=64)
     with torch.no_grad():
-        alone = hf(**batch).last_hidden_state[:, 0]
+        hidden = hf(**batch).last_hidden_state
+    alone = hidden[:, 0]
     _, sp = load_tokenizer(s2)
+    # The mean half of embed's Combined vector: the tweet's own tokens, specials left out.
+    own = batch["attention_mask"].bool() & ~torch.isin(
+        batch["input_ids"], torch.tensor(sorted(sp.all_special))
+    )
+    alone_mean = (hidden * own[..., None]).sum(1) / own.sum(1, keepdim=True)
     offset, seq, _ = packing_limits(64, 32, tok, sp, s2)
     assert offset == (0 if kind == "bert" else sp.pad + 1)
     assert seq == 64  # the tables were sized for 64 tokens after the offset
@@ -216,9 +223,10 @@ def test_packed_training_matches_the_encoder_alone(
     toks = encode(tok, texts, 62)
     rows = [toks[i : i + 3] for i in range(0, 9, 3)]
     ids, pos, seg, cls = pack_rows(rows, sp, position_offset=offset)
-    torch.testing.assert_close(
-        ours.eval().cls_embeddings(ids, pos, seg, cls), alone, atol=2e-4, rtol=1e-4
-    )
+    ours.eval()
+    for pooling, want in (("cls", alone), ("mean", alone_mean)):
+        got = ours.tweet_embeddings(ids, pos, seg, cls, pooling)
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=1e-4)
 
 
 def test_mlm_head_is_the_bases_own_when_it_has_one(

@@ -98,6 +98,7 @@ def unseen_stream_mlm_loss(model_dir: Path | None, ingested: Path, tokenizer: Pa
                 tau=cfg.tau,
                 lam=cfg.lam,
                 across_ranks=cfg.negatives_across_ranks,
+                pooling=cfg.social_pooling,
             )[0].item()
             for _ in range(10)
         ]
@@ -191,7 +192,7 @@ def test_export_is_drop_in_and_matches_training_weights(stage1: Path, pt_rows: l
     toks = encode(tok, texts, 62)
     rows = [toks[i : i + 3] for i in range(0, 9, 3)]
     ids, pos, seg, cls = pack_rows(rows, sp, position_offset=sp.pad + 1)
-    packed_cls = ours.cls_embeddings(ids, pos, seg, cls)
+    packed_cls = ours.tweet_embeddings(ids, pos, seg, cls)
     torch.testing.assert_close(packed_cls, hf_cls, atol=2e-4, rtol=1e-4)
 
 

@@ -114,6 +114,12 @@ class PretrainConfig(StrictModel):
     lam: float = Field(
         0.05, ge=0.0, description="Weight of the MLM loss in stage 2: L_social + lam * L_MLM."
     )
+    social_pooling: Literal["cls", "mean"] = Field(
+        "cls",
+        description="The tweet vector stage 2's social loss trains: cls, its [CLS] vector (the "
+        "paper's); mean, the mean of its own tokens (for a base_model trained mean-pooled, "
+        "such as sentence-transformers' MiniLM; the mean half of the Combined embedding).",
+    )
     negatives_across_ranks: bool = Field(
         True,
         description="With several ranks, NT-Xent negatives come from every rank's pairs "

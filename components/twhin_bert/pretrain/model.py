@@ -157,16 +157,18 @@ class PretrainModel(nn.Module):
         tau: float,
         lam: float,
         across_ranks: bool,
+        pooling: str,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Losses of one micro-batch.
 
         The loss settings come by name from the config (``PretrainConfig.tau``, ``lam``,
-        ``negatives_across_ranks``: their one default lives there).
+        ``negatives_across_ranks``, ``social_pooling``: their one default lives there).
 
         Returns:
             ``(loss, mlm_loss, social_loss)``; for the MLM objective ``loss = mlm_loss`` and
-            ``social_loss`` is 0; for the social objective the CLS vectors of
-            ``cls_index`` are ``a_0..a_{B-1}, b_0..b_{B-1}`` and
+            ``social_loss`` is 0; for the social objective the tweets of ``cls_index``
+            are ``a_0..a_{B-1}, b_0..b_{B-1}``, each pooled by ``pooling`` (see
+            :func:`pool_tweets`), and
             ``loss = social + lam * mlm``; with ``across_ranks`` the NT-Xent negatives
             come from every rank's pairs (see :func:`nt_xent`).
         """
@@ -175,13 +177,20 @@ class PretrainModel(nn.Module):
         mlm = masked_lm_loss(self.lm_head(flat.index_select(0, mlm_index)), mlm_labels)
         if not social:
             return mlm, mlm.detach(), torch.zeros((), device=h.device)
-        z = self.social_head(flat.index_select(0, cls_index))
+        z = self.social_head(pool_tweets(flat, segment_ids, cls_index, pooling))
         b = z.shape[0] // 2
         soc = nt_xent(z[:b], z[b:], tau, across_ranks=across_ranks)
         return combined_loss(soc, mlm, lam), mlm.detach(), soc.detach()
 
     def batch_losses(
-        self, batch: Batch, *, social: bool, tau: float, lam: float, across_ranks: bool
+        self,
+        batch: Batch,
+        *,
+        social: bool,
+        tau: float,
+        lam: float,
+        across_ranks: bool,
+        pooling: str,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """:meth:`forward` on a :class:`Batch` (already on the model's device)."""
         return self(
@@ -195,19 +204,58 @@ class PretrainModel(nn.Module):
             tau=tau,
             lam=lam,
             across_ranks=across_ranks,
+            pooling=pooling,
         )
 
     @torch.no_grad()
-    def cls_embeddings(
+    def tweet_embeddings(
         self,
         input_ids: torch.Tensor,
         position_ids: torch.Tensor,
         segment_ids: torch.Tensor,
         cls_index: torch.Tensor,
+        pooling: str = "cls",
     ) -> torch.Tensor:
-        """``[N, H]`` CLS vectors of packed tweets (``cls_index`` order), as in training."""
+        """``[N, H]`` vectors of packed tweets (``cls_index`` order), pooled as in training."""
         h = self.hidden_states(input_ids, position_ids, segment_ids)
-        return h.reshape(-1, h.shape[-1]).index_select(0, cls_index)
+        return pool_tweets(h.reshape(-1, h.shape[-1]), segment_ids, cls_index, pooling)
+
+
+def pool_tweets(
+    flat: torch.Tensor, segment_ids: torch.Tensor, cls_index: torch.Tensor, pooling: str
+) -> torch.Tensor:
+    """One vector per packed tweet, in ``cls_index`` order.
+
+    Args:
+        flat: ``[R * L, H]`` hidden states of the batch's rows, flattened.
+        segment_ids: ``[R, L]`` tweet number within the row (0: padding), as packed.
+        cls_index: ``[N]`` flat indices of the tweets' [CLS] tokens.
+        pooling: ``cls``: each tweet's [CLS] vector (the paper's). ``mean``: the mean of the
+            vectors of the tweet's own tokens, its [CLS] and [SEP] left out, which is the mean
+            half of the Combined vector that ``embed`` and ``evaluate`` read (for a base that
+            was trained mean-pooled, such as sentence-transformers' MiniLM).
+
+    Returns:
+        ``[N, H]``.
+    """
+    if pooling == "cls":
+        return flat.index_select(0, cls_index)
+    if pooling != "mean":
+        raise ValueError(f"pooling {pooling!r}: expected cls or mean")
+    rows, width = segment_ids.shape
+    seg = segment_ids.reshape(-1)
+    # Each token's (row, tweet-in-row) as one key, and each key's tweet number in cls_index.
+    key = torch.arange(seg.numel(), device=seg.device) // width * (width + 1) + seg
+    tweet_of_key = torch.full((rows * (width + 1),), -1, dtype=torch.long, device=seg.device)
+    n = cls_index.numel()
+    tweet_of_key[key.index_select(0, cls_index)] = torch.arange(n, device=seg.device)
+    tweet = tweet_of_key[key]
+    keep = (seg > 0) & (tweet >= 0)  # tokens of the tweets asked for, not padding
+    sums = flat.new_zeros(n, flat.shape[-1]).index_add(0, tweet[keep], flat[keep])
+    length = torch.bincount(tweet[keep], minlength=n)  # [CLS] tokens [SEP]
+    sep_index = cls_index + length - 1
+    inner = sums - flat.index_select(0, cls_index) - flat.index_select(0, sep_index)
+    return inner / (length - 2).clamp(min=1).unsqueeze(1).to(flat.dtype)
 
 
 def build_model(

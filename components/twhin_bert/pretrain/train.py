@@ -392,7 +392,7 @@ def train_step(
             batch.input_ids, batch.position_ids, batch.segment_ids,
             batch.cls_index, batch.mlm_index, batch.mlm_labels,
             social=run.inputs.social, tau=cfg.tau, lam=cfg.lam,
-            across_ranks=cfg.negatives_across_ranks,
+            across_ranks=cfg.negatives_across_ranks, pooling=cfg.social_pooling,
         )  # fmt: skip
         engine.backward(loss)
         engine.step()
