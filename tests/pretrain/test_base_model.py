@@ -197,6 +197,7 @@ def test_packed_training_matches_the_encoder_alone(
     specials: each packed tweet's CLS and mean vectors (both social poolings) equal the
     exported encoder's for the tweet alone."""
     from transformers import AutoModel, AutoTokenizer
+    from twhin_bert.common.encoder import pooling_excluded_ids
     from twhin_bert.pretrain.data import encode, load_tokenizer, pack_rows
     from twhin_bert.pretrain.model import build_model, packing_limits
 
@@ -211,7 +212,7 @@ def test_packed_training_matches_the_encoder_alone(
     _, sp = load_tokenizer(s2)
     # The mean half of embed's Combined vector: the tweet's own tokens, specials left out.
     own = batch["attention_mask"].bool() & ~torch.isin(
-        batch["input_ids"], torch.tensor(sorted(sp.all_special))
+        batch["input_ids"], torch.tensor(pooling_excluded_ids(tok))
     )
     alone_mean = (hidden * own[..., None]).sum(1) / own.sum(1, keepdim=True)
     offset, seq, _ = packing_limits(64, 32, tok, sp, s2)

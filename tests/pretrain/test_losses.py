@@ -120,18 +120,30 @@ def test_nt_xent_across_ranks_is_one_global_batch() -> None:
 def test_pool_tweets_in_pair_order_over_packed_rows() -> None:
     """The social loss's tweet vectors: [CLS] or the mean of the tweet's own tokens, in the
     order of cls_index (pairs are a_0.., b_0..), whatever row and slot each tweet was packed
-    in; padding and the other tweets of a row never count."""
+    in; padding, [CLS], [SEP] and the other tweets of a row never count, and only a tweet's
+    own tokens get its gradient."""
     from twhin_bert.pretrain.data import Specials, pack_rows
     from twhin_bert.pretrain.model import pool_tweets
 
     sp = Specials(cls=0, sep=2, pad=1, mask=3, all_special=frozenset({0, 1, 2, 3}), vocab_size=50)
-    rows = [[[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 14]], [[15]]]
-    order = [(0, 1), (1, 0), (2, 0), (0, 0), (1, 1)]
+    rows = [[[5, 6, 7], [8]], [[9, 10], [11, 12, 13, 14]], [[15], []]]
+    order = [(0, 1), (1, 0), (2, 0), (0, 0), (1, 1), (2, 1)]
     ids, _, seg, cls_index = pack_rows(rows, sp, position_offset=2, cls_order=order)
-    table = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
-    flat = table[ids.reshape(-1)]  # a token's vector: its id's row
-    means = torch.stack([table[torch.tensor(rows[r][k])].mean(0) for r, k in order])
-    torch.testing.assert_close(pool_tweets(flat, seg, cls_index, "mean"), means)
-    torch.testing.assert_close(pool_tweets(flat, seg, cls_index, "cls"), table[[0] * 5])
+    flat = torch.randn(ids.numel(), 4, generator=torch.Generator().manual_seed(0))
+    flat.requires_grad_(True)
+    width = ids.shape[1]
+    starts = {(r, k): r * width + sum(len(t) + 2 for t in rows[r][:k]) for r, k in order}
+    own = [list(range(starts[rk] + 1, starts[rk] + 1 + len(rows[rk[0]][rk[1]]))) for rk in order]
+    want = torch.stack([flat[i].mean(0) if i else torch.zeros(4) for i in own])
+    mean = pool_tweets(flat, seg, cls_index, "mean")
+    torch.testing.assert_close(mean, want)  # the empty tweet (2, 1) pools to zeros
+    torch.testing.assert_close(
+        pool_tweets(flat, seg, cls_index, "cls"), flat[[starts[rk] for rk in order]]
+    )
+    mean.sum().backward()
+    grad = torch.zeros(ids.numel())
+    for i in filter(None, own):
+        grad[i] = 1.0 / len(i)
+    torch.testing.assert_close(flat.grad[:, 0], grad)
     with pytest.raises(ValueError, match="pooling 'max'"):
         pool_tweets(flat, seg, cls_index, "max")

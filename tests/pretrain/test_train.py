@@ -192,7 +192,7 @@ def test_export_is_drop_in_and_matches_training_weights(stage1: Path, pt_rows: l
     toks = encode(tok, texts, 62)
     rows = [toks[i : i + 3] for i in range(0, 9, 3)]
     ids, pos, seg, cls = pack_rows(rows, sp, position_offset=sp.pad + 1)
-    packed_cls = ours.tweet_embeddings(ids, pos, seg, cls)
+    packed_cls = ours.tweet_embeddings(ids, pos, seg, cls, "cls")
     torch.testing.assert_close(packed_cls, hf_cls, atol=2e-4, rtol=1e-4)
 
 

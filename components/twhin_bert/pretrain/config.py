@@ -117,8 +117,8 @@ class PretrainConfig(StrictModel):
     social_pooling: Literal["cls", "mean"] = Field(
         "cls",
         description="The tweet vector stage 2's social loss trains: cls, its [CLS] vector (the "
-        "paper's); mean, the mean of its own tokens (for a base_model trained mean-pooled, "
-        "such as sentence-transformers' MiniLM; the mean half of the Combined embedding).",
+        "paper's); mean, the mean of its own tokens, for a base_model trained mean-pooled "
+        "such as sentence-transformers' MiniLM (see pretrain.model.pool_tweets).",
     )
     negatives_across_ranks: bool = Field(
         True,

@@ -2,7 +2,7 @@
 
 Tweets are short (a few dozen tokens), so one tweet per 128-token row would be mostly padding.
 We pack several tweets into each row, each wrapped as ``[CLS] tweet [SEP]``, and record every
-tweet's CLS position (its embedding for the social loss) and its *segment* (1, 2, ... within
+tweet's CLS position (where the social loss pools it from: ``pretrain.model.pool_tweets``) and its *segment* (1, 2, ... within
 the row; 0 = padding).
 
 Attention inside a pack is **block-diagonal**: a token attends only to the tokens of its own

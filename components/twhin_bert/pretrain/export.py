@@ -150,8 +150,12 @@ model = AutoModel.from_pretrained("PATH")
 batch = tok(["my tweet"], return_tensors="pt", padding=True, truncation=True, max_length={
         config.get("max_seq_len")
     })
-cls = model(**batch).last_hidden_state[:, 0]  # the tweet embedding (CLS pooling)
+h = model(**batch).last_hidden_state
+cls = h[:, 0]  # the [CLS] vector; the mean of the tweet's own tokens is the other pooling
 ```
+
+The social loss trained the tweet's `{config.get("social_pooling", "cls")}` vector
+(`twhin-bert embed` writes CLS, mean and Combined = CLS ‖ mean).
 
 Beside the encoder: `{MLM_HEAD_FILE}` (masked-LM head; its projection is tied to the input
 embeddings), `{SOCIAL_HEAD_FILE}` (contrastive projection head, widths

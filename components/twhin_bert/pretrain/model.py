@@ -4,8 +4,9 @@ From scratch the encoder is a plain ``transformers`` ``XLMRobertaModel`` (SDPA a
 RoBERTa architecture as in the paper); continued from a released encoder
 (``pretrain.base_model``) it is that folder's ``AutoModel`` (XLM-R, RoBERTa or BERT family),
 architecture kept. Either way the export is a drop-in ``AutoModel``, pooler included (the
-pooler is frozen: the method pools with CLS, but ``AutoModel`` expects its weights). The MLM
-head is the base's own when its folder has one, else :class:`MaskedLMHead`. It gathers
+pooler is frozen: the method pools with CLS or the mean, never the pooler, but ``AutoModel``
+expects its weights). The MLM head is the base's own when its folder has one, else
+:class:`MaskedLMHead`. It gathers
 the hidden states at the masked positions *before* the vocabulary projection: with 15% of the
 tokens masked and a 250K vocabulary, that skips ~85% of by far the largest matmul of the step.
 """
@@ -85,7 +86,7 @@ class ProjectionHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
 
     def forward(self, e: torch.Tensor) -> torch.Tensor:
-        """``[N, H]`` CLS vectors -> ``[N, dims[-1]]``."""
+        """``[N, H]`` pooled tweet vectors (:func:`pool_tweets`) -> ``[N, dims[-1]]``."""
         return self.mlp(e)
 
 
@@ -214,7 +215,7 @@ class PretrainModel(nn.Module):
         position_ids: torch.Tensor,
         segment_ids: torch.Tensor,
         cls_index: torch.Tensor,
-        pooling: str = "cls",
+        pooling: str,
     ) -> torch.Tensor:
         """``[N, H]`` vectors of packed tweets (``cls_index`` order), pooled as in training."""
         h = self.hidden_states(input_ids, position_ids, segment_ids)
@@ -228,15 +229,19 @@ def pool_tweets(
 
     Args:
         flat: ``[R * L, H]`` hidden states of the batch's rows, flattened.
-        segment_ids: ``[R, L]`` tweet number within the row (0: padding), as packed.
-        cls_index: ``[N]`` flat indices of the tweets' [CLS] tokens.
+        segment_ids: ``[R, L]`` tweet number within the row (0: padding), as
+            :func:`~twhin_bert.pretrain.data.pack_rows` lays tweets out: each one contiguous,
+            [CLS] first and [SEP] last.
+        cls_index: ``[N]`` distinct flat indices of the tweets' [CLS] tokens.
         pooling: ``cls``: each tweet's [CLS] vector (the paper's). ``mean``: the mean of the
-            vectors of the tweet's own tokens, its [CLS] and [SEP] left out, which is the mean
-            half of the Combined vector that ``embed`` and ``evaluate`` read (for a base that
-            was trained mean-pooled, such as sentence-transformers' MiniLM).
+            vectors between its [CLS] and [SEP], in float32 (zeros for an empty tweet). On
+            unmasked input these are the tokens of the mean half of the Combined vector that
+            ``embed`` and ``evaluate`` read (:mod:`twhin_bert.common.encoder`); in training
+            the masked positions count too. For a base trained mean-pooled, such as
+            sentence-transformers' MiniLM.
 
     Returns:
-        ``[N, H]``.
+        ``[N, H]`` in the dtype of ``flat``.
     """
     if pooling == "cls":
         return flat.index_select(0, cls_index)
@@ -250,12 +255,13 @@ def pool_tweets(
     n = cls_index.numel()
     tweet_of_key[key.index_select(0, cls_index)] = torch.arange(n, device=seg.device)
     tweet = tweet_of_key[key]
-    keep = (seg > 0) & (tweet >= 0)  # tokens of the tweets asked for, not padding
-    sums = flat.new_zeros(n, flat.shape[-1]).index_add(0, tweet[keep], flat[keep])
-    length = torch.bincount(tweet[keep], minlength=n)  # [CLS] tokens [SEP]
-    sep_index = cls_index + length - 1
-    inner = sums - flat.index_select(0, cls_index) - flat.index_select(0, sep_index)
-    return inner / (length - 2).clamp(min=1).unsqueeze(1).to(flat.dtype)
+    own = tweet >= 0  # tokens of the tweets asked for (padding's key belongs to none)
+    length = torch.bincount(tweet[own], minlength=n)  # [CLS] tokens [SEP]
+    own[cls_index] = False
+    own[cls_index + length - 1] = False  # each tweet's [SEP]
+    sums = torch.zeros(n, flat.shape[-1], dtype=torch.float32, device=flat.device)
+    sums = sums.index_add(0, tweet[own], flat[own].float())
+    return (sums / (length - 2).clamp(min=1).unsqueeze(1)).to(flat.dtype)
 
 
 def build_model(
