@@ -326,7 +326,7 @@ import os, sys, time
 from twhin_bert.common.parallel import ordered_map
 
 def slow(x):
-    print(os.getpid(), flush=True)
+    os.write(1, f"{os.getpid()}\\n".encode())  # one write: two workers' lines never interleave
     time.sleep(60)
     return x
 
