@@ -155,6 +155,11 @@ def test_projection_model_learns_planted_structure() -> None:
     losses = [r["loss"] for r in res.training]
     assert losses[-1] < losses[0]
     assert len(res.best_epochs) == 2 and all(1 <= e <= 10 for e in res.best_epochs)
+    # with patience (the default), training stops once validation stops improving
+    stopped = run_engagement(
+        data, {"planted": feat}, cfg.model_copy(update={"epochs": 40, "seeds": 1}), seed=0
+    ).models["planted"]
+    assert len(stopped.training) == stopped.best_epochs[0] + cfg.patience < 40
     # the curve is monotone, and its k = 10 point is the headline value
     curve = list(res.curve.values())
     assert all(a <= b + 1e-12 for a, b in itertools.pairwise(curve))

@@ -14,8 +14,9 @@ Protocol, as in the TwHIN-BERT paper, with our documented choices:
   ``P(t|u) = σ(h_uᵀ h_t)``. User and tweet features are z-scored with train statistics first
   (the frozen encoders' features have arbitrary scale; this makes one LR fit every model).
 - Loss: negative sampling, ``-log σ(s⁺) - Σ log σ(-s⁻)`` with ``negatives`` tweets per positive
-  drawn from train tweets ∝ (train engagement count)^0.75; Adam, LR 1e-3, batch 512; the
-  epoch with the best validation HITS@k is kept.
+  drawn from train tweets ∝ (train engagement count)^0.75; Adam, LR 1e-3, batch 512; up to
+  ``epochs`` epochs, stopping after ``patience`` epochs without a better validation HITS@k;
+  the epoch with the best validation HITS@k is kept.
 - Test: each test user (≥1 engagement with a test tweet) gets one of its engaged test tweets
   (seeded) + ``candidates - 1`` random tweets from the pool (the test split by default), never
   a tweet the user engaged with; when the pool is smaller the user gets all of it
@@ -305,7 +306,7 @@ def _train_projection_inner(
     freq = np.bincount(train[:, 1], minlength=data.split.size)[train_tweets]
     sampler = NegativeSampler(train_tweets[freq > 0], freq[freq > 0], cfg.negative_power)
     logsig = torch.nn.functional.logsigmoid
-    best_state, best_val, curve = None, -1.0, []
+    best_state, best_val, best_epoch, curve = None, -1.0, 0, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         total, n = 0.0, 0
@@ -329,7 +330,9 @@ def _train_projection_inner(
         val_hits = _evaluate(model, XU, XT, val, [cfg.k])[0][0]
         curve.append({"epoch": epoch, "loss": total / max(n, 1), "val_hits": float(val_hits)})
         if val_hits > best_val or best_state is None:  # NaN-safe: the first epoch always counts
-            best_val, best_state = val_hits, copy.deepcopy(model.state_dict())
+            best_val, best_state, best_epoch = val_hits, copy.deepcopy(model.state_dict()), epoch
+        elif cfg.patience is not None and epoch - best_epoch >= cfg.patience:
+            break
     model.load_state_dict(best_state)
     return model, curve
 
