@@ -122,7 +122,7 @@ def cfg(base: Path | str | None, **kw: object) -> PretrainConfig:
         "max_seq_len": 64,
         "max_pair_tweet_tokens": 32,
         "mlm": ObjectiveTraining(micro_batch_size=4, peak_lr=5e-3, warmup_steps=2, steps=16),
-        "mlm_social": ObjectiveTraining(micro_batch_size=8, peak_lr=2e-3, warmup_steps=3, steps=24),
+        "mlm_social": ObjectiveTraining(micro_batch_size=8, peak_lr=2e-3, warmup_steps=3, steps=40),
         "projection_dims": [32, 32],
         "checkpoint_every": 100,
         "shuffle_buffer": 256,
@@ -161,7 +161,7 @@ def test_both_objectives_learn_from_the_base(continued: tuple[str, Path, Path, P
     kind, _, s1, s2 = continued
     log1 = json.loads((s1 / "training_log.json").read_text())
     log2 = json.loads((s2 / "training_log.json").read_text())
-    assert len(log1) == 16 and len(log2) == 24
+    assert len(log1) == 16 and len(log2) == 40
     first, last = head_tail(log1, "mlm_loss")
     assert last < first - 0.3, (kind, first, last)  # MLM continuation learns
     first, last = head_tail(log2, "social_loss")
