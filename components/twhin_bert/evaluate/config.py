@@ -58,8 +58,7 @@ class EngagementConfig(StrictModel):
         20,
         ge=1,
         description="Most epochs; the best epoch on validation HITS@k is kept (paper: the best "
-        "checkpoint on validation). With 4 the demo's projection was still climbing at the last "
-        "epoch for every model; it levels off after 8 to 16.",
+        "checkpoint on validation). Enough for the projection to level off (measured: README).",
     )
     patience: int | None = Field(
         4,
