@@ -444,6 +444,12 @@ STAGE_COMMANDS = [
                 "Benchmark folder, TweetEval/UMSAB format (repeat).",
                 None,
             ),
+            StageInput(
+                "truth",
+                str | None,
+                "Planted tweet topics (demo data): adds the engagement references.",
+                None,
+            ),
         ],
         to_stage=_evaluate_inputs,
         report=_evaluate_report,

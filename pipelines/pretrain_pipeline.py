@@ -172,6 +172,7 @@ def build_pretrain_pipeline(cfg: PipelineConfig) -> Callable:
             graph_embeddings=t["embed_graph"].outputs["graph_embeddings"],
             benchmarks=benchmarks,
             base_model=base or "",
+            truth=truth,
         )
         if cfg.ablation:
             twin = stage_task(

@@ -88,6 +88,7 @@ def build_retrain_pipeline(cfg: PipelineConfig) -> Callable:
             benchmarks=benchmarks,
             baseline_model=champ.outputs["champion"],
             base_model=cfg.pretrain.base_model or "",
+            truth=truth,
         )
         stage_task(
             register_model,

@@ -133,11 +133,11 @@ def _planted(n_users: int = 160, n_tweets: int = 1200, topics: int = 16, seed: i
         pairs=pairs,
         counts={},
     )
-    return data, tweet_feat
+    return data, tweet_feat, t_topic
 
 
 def test_projection_model_learns_planted_structure() -> None:
-    data, feat = _planted()
+    data, feat, _ = _planted()
     cfg = EngagementConfig(
         epochs=10, batch_size=64, seeds=2, candidates=1000, negatives=5, min_users_per_lang=5
     )
@@ -175,7 +175,48 @@ def test_projection_model_learns_planted_structure() -> None:
 def test_too_few_tweets_is_a_clear_error() -> None:
     from twhin_bert.evaluate.engagement import EngagementDataError
 
-    data, feat = _planted(n_users=4, n_tweets=12, topics=2)
+    data, feat, _ = _planted(n_users=4, n_tweets=12, topics=2)
     data.split[:] = TRAIN  # nothing left for validation / test
     with pytest.raises(EngagementDataError, match="no validation users"):
         run_engagement(data, {"f": feat}, EngagementConfig(epochs=1, seeds=1), seed=0)
+
+
+def test_planted_topic_references_show_the_room_the_text_leaves(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from twhin_bert.evaluate.engagement import EngagementDataError, planted_topic_references
+    from twhin_bert.evaluate.results import EvaluationResult
+
+    data, feat, topic = _planted()
+    # every other tweet names its topic; the rest say nothing about it
+    data.texts = [
+        f"{t} about topic{k} today" if i % 2 else t
+        for i, (t, k) in enumerate(zip(data.texts, topic, strict=True))
+    ]
+    truth = tmp_path / "tweet_topics.parquet"
+    pq.write_table(
+        pa.table({"tweet_id": list(data.tweet_ids), "topic": [f"topic{k}" for k in topic]}),
+        truth,
+    )
+    refs = planted_topic_references(data, str(truth), seed=0)
+    assert set(refs) == {"planted_topic", "text_topic"}
+    cfg = EngagementConfig(
+        epochs=10, batch_size=64, seeds=1, candidates=1000, negatives=5, min_users_per_lang=5
+    )
+    task = run_engagement(data, {"planted": feat}, cfg, seed=0, references=refs)
+    known, read = task.references["planted_topic"].value, task.references["text_topic"].value
+    random = task.floors["random"].value
+    # knowing the topic is as good as the planted features; reading it from half the texts
+    # is clearly better than chance and clearly worse than knowing it
+    assert known > 0.6 and read > 3 * random and read < known - 0.15
+    assert set(task.models) == {"planted"}  # references are not models (never gated on)
+    result = EvaluationResult(["planted"], "planted", "mlm_only", "base", tasks=[task])
+    metrics = result.metrics()
+    assert metrics["references"]["engagement"]["text_topic"]["hits@10"] == read
+    assert "references" not in metrics["models"]["planted"]["engagement"]
+    # a truth file from other data: one line naming the file and what is missing
+    pq.write_table(pa.table({"tweet_id": ["t0"], "topic": ["topic0"]}), truth)
+    with pytest.raises(EngagementDataError, match=r"tweet_topics.parquet: no planted topic for"):
+        planted_topic_references(data, str(truth), seed=0)
+    with pytest.raises(ValueError, match="taken by models or floors"):
+        run_engagement(data, {"planted": feat}, cfg, seed=0, references={"tfidf": feat})

@@ -67,6 +67,10 @@ def test_smallest_pipeline_runs_end_to_end(
     assert random_floor == pytest.approx(10 / ev["info"]["engagement"]["mean_candidates"], rel=0.05)
     assert hits > random_floor
     assert "engagement_hits@10_relative_lift" in ev["ablation"]
+    # demo data: the planted-topic references (inputs.truth) stand beside, never as models
+    refs = ev["references"]["engagement"]
+    assert set(refs) == {"planted_topic", "text_topic"}
+    assert refs["planted_topic"]["hits@10"] > random_floor
 
     reg = json.loads(
         (Path(tasks["register-model"]["registration"]) / "registration.json").read_text()

@@ -26,6 +26,9 @@ BASE = "base"
 #: (``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``).
 MODELS = "models"
 FLOORS = "floors"
+#: evaluate's ``metrics.json`` section of the references on demo data
+#: (``references.<task>.<reference>.<metric>``: the planted topic, known or read from text).
+REFERENCES = "references"
 #: The engagement-prediction cutoff evaluate reports by default (the paper's HITS@10).
 DEFAULT_K = 10
 

@@ -22,6 +22,7 @@ def evaluate(
     report: Output[HTML],
     baseline_model: Input[Model] = None,
     base_model: str = "",
+    truth: str = "",
 ):
     """Evaluates the candidate model (and the MLM-only ablation twin) beside TF-IDF/popularity floors.
 
@@ -41,6 +42,8 @@ def evaluate(
         base_model: The released encoder the candidate continued (``pretrain.base_model``:
             a folder, gs:// URI or ``pkg:`` reference), scored untouched as a third model;
             '' = trained from scratch.
+        truth: The demo data's planted tweet topics (Parquet ``tweet_id``, ``topic``): adds
+            the engagement references; '' = none (real data).
     """
     import json
     import shutil
@@ -66,6 +69,7 @@ def evaluate(
         ingested=Path(ingested.path),
         graph_embeddings=Path(graph_embeddings.path),
         benchmarks=[str(b) for b in benchmarks],
+        truth=truth or None,
     )
     # Scores only; the counts under "info" stay in metrics.json.
     log_kfp_metrics(metrics, {k: v for k, v in result.items() if k != "info"})

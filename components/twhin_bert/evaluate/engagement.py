@@ -26,6 +26,9 @@ Protocol, as in the TwHIN-BERT paper, with our documented choices:
 - Floors on the same candidates: random (k / n), popularity (leave-one-out engagement count of
   each candidate within the evaluated split — transductive, hence a strong floor) and the same
   projection model over TF-IDF (char 2-4-gram, SVD-reduced) tweet vectors.
+- References, on demo data only (its planted topics): the same projection model over the
+  planted topic and over the topic a supervised classifier reads from the text
+  (:func:`planted_topic_references`): how much room the data leaves above the models.
 """
 
 from __future__ import annotations
@@ -384,6 +387,62 @@ def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarra
     return np.asarray(proj.transform(x), dtype=np.float32)
 
 
+def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dict[str, np.ndarray]:
+    """Reference tweet vectors from demo data's planted topics: how far any text encoder could
+    take the projection model on this data.
+
+    - ``planted_topic``: the one-hot planted topic, beside the one-hot language (knows what no
+      text says: an upper reference).
+    - ``text_topic``: the log-probabilities of the planted topic that a logistic regression
+      reads from the text (the TF-IDF floor's n-grams), fit on the train tweets' planted
+      topics, beside the one-hot language. Each train tweet's probabilities come from the
+      fold that did not see it (5 folds), so the projection model does not learn from
+      remembered labels. Not a bound (a better classifier may read more), but what a
+      supervised reading of the topic gets.
+
+    Args:
+        data: From :func:`load_engagement_data`.
+        truth: The demo's planted-topics Parquet (``tweet_id``, ``topic``).
+        seed: Seed of the folds.
+
+    Raises:
+        EngagementDataError: An engaged tweet without a planted topic (the truth file is
+            not from the same demo data).
+    """
+    import pyarrow as pa
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from twhin_bert.demo_data.truth import topic_codes
+    from twhin_bert.evaluate.classify import tfidf_vectorizer
+
+    topic = topic_codes(truth, pa.array(data.tweet_ids.astype(str), pa.string()))
+    unknown = np.flatnonzero(topic < 0)
+    if unknown.size:
+        raise EngagementDataError(
+            f"{truth}: no planted topic for {unknown.size} of {topic.size} engaged tweets "
+            f"(first: {data.tweet_ids[unknown[0]]!r}); expected the truth of the same demo data"
+        )
+    _, topic = np.unique(topic, return_inverse=True)
+    lang_names, lang = np.unique(data.langs.astype(str), return_inverse=True)
+    lang_1hot = np.eye(lang_names.size, dtype=np.float32)[lang]
+    train = np.flatnonzero(data.split == TRAIN)
+    x = tfidf_vectorizer().fit(np.asarray(data.texts, dtype=object)[train]).transform(data.texts)
+    clf = LogisticRegression(max_iter=2000)
+    proba = np.zeros((topic.size, int(topic.max()) + 1), dtype=np.float64)
+    cols = np.unique(topic[train])  # topics with no train tweet keep probability 0
+    proba[:, cols] = clf.fit(x[train], topic[train]).predict_proba(x)
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    proba[np.ix_(train, cols)] = cross_val_predict(
+        clf, x[train], topic[train], cv=folds, method="predict_proba"
+    )
+    topic_1hot = np.eye(proba.shape[1], dtype=np.float32)[topic]
+    return {
+        "planted_topic": np.hstack([topic_1hot, lang_1hot]),
+        "text_topic": np.hstack([np.log(proba + 1e-3).astype(np.float32), lang_1hot]),
+    }
+
+
 def _summarise(
     results: list[dict[str, Any]], cfg: EngagementConfig, langs: list[np.ndarray]
 ) -> Score:
@@ -413,7 +472,11 @@ def _summarise(
 
 
 def run_engagement(
-    data: EngagementData, tweet_features: Mapping[str, np.ndarray], cfg: EngagementConfig, seed: int
+    data: EngagementData,
+    tweet_features: Mapping[str, np.ndarray],
+    cfg: EngagementConfig,
+    seed: int,
+    references: Mapping[str, np.ndarray] | None = None,
 ) -> TaskResult:
     """Trains and tests the projection model on each feature set, plus the floors.
 
@@ -423,14 +486,21 @@ def run_engagement(
             (the models' Combined embeddings; ``tfidf`` is added here as a floor).
         cfg: Engagement settings.
         seed: Base seed (seed ``s`` of the run uses ``seed + s``).
+        references: Reference tweet vectors scored the same way but kept apart from the
+            models and floors (:func:`planted_topic_references`; demo data only).
 
     Returns:
-        The task: HITS@k of each feature set (seeds, per language, curve, training curve)
-        and of the floors ``random``, ``popularity`` and ``tfidf`` on the same candidates;
-        ``info`` holds the counts.
+        The task: HITS@k of each feature set (seeds, per language, curve, training curve),
+        of the floors ``random``, ``popularity`` and ``tfidf`` on the same candidates and of
+        the references; ``info`` holds the counts.
     """
+    references = dict(references or {})
+    clash = set(references) & {*tweet_features, "tfidf", "popularity", "random"}
+    if clash:
+        raise ValueError(f"reference names {sorted(clash)} are taken by models or floors")
     feats = dict(tweet_features)
     feats["tfidf"] = tfidf_tweet_features(data, cfg.tfidf_dim, seed)
+    feats |= references
     train_mask = data.split[data.pairs[:, 1]] == TRAIN
     train_users = np.unique(data.pairs[train_mask, 0])
     ks = list(range(1, cfg.curve_max_k + 1))
@@ -473,5 +543,6 @@ def run_engagement(
         metric=hits_key(cfg.k),
         models={n: summary[n] for n in tweet_features},
         floors={n: summary[n] for n in ("tfidf", "popularity", "random")},
+        references={n: summary[n] for n in references},
         info=data.counts | {"test_users": int(n_users), "mean_candidates": n_cands},
     )

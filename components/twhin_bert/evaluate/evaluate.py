@@ -88,6 +88,7 @@ def run_evaluate(
     ingested: Path,
     graph_embeddings: Path,
     benchmarks: list[str],
+    truth: str | None = None,
 ) -> dict[str, Any]:
     """Evaluates the candidate (and its ablation twin, when given) with floors beside.
 
@@ -99,12 +100,16 @@ def run_evaluate(
         ingested: The ingest folder (tweets and engagements).
         graph_embeddings: The embed_graph folder (user embeddings and the holdout rule).
         benchmarks: TweetEval/UMSAB-style folders (``path`` or ``name=path``).
+        truth: Demo data's planted tweet topics (Parquet ``tweet_id``, ``topic``): the
+            engagement task adds its references (``metrics.json`` ``references``).
 
     Returns:
         The metrics (also written as ``metrics.json``).
     """
     use_threads(cfg.threads)
-    return _evaluate(cfg, Path(out_dir), models, Path(ingested), Path(graph_embeddings), benchmarks)
+    return _evaluate(
+        cfg, Path(out_dir), models, Path(ingested), Path(graph_embeddings), benchmarks, truth
+    )
 
 
 def _evaluate(
@@ -114,12 +119,13 @@ def _evaluate(
     ingested: Path,
     graph_embeddings: Path,
     benchmarks: list[str],
+    truth: str | None,
 ) -> dict[str, Any]:
     model_dirs = _check_models(models, cfg)
     encoders = _load_encoders(model_dirs, cfg)
     result = EvaluationResult(list(model_dirs), cfg.candidate, cfg.baseline, cfg.base)
     if cfg.engagement.enabled:
-        result.tasks.append(_engagement(cfg, encoders, ingested, graph_embeddings))
+        result.tasks.append(_engagement(cfg, encoders, ingested, graph_embeddings, truth))
     if cfg.hashtag.enabled:
         result.tasks.append(_hashtag(cfg, encoders, model_dirs, ingested, graph_embeddings))
     confusion: dict[str, Any] = {}
@@ -162,16 +168,22 @@ def _engagement(
     encoders: dict[str, FrozenEncoder],
     ingested: Path,
     graph_embeddings: Path,
+    truth: str | None,
 ) -> TaskResult:
-    """Social engagement prediction on the models' Combined embeddings; the projection
-    model's training curves go to MLflow per epoch."""
-    from twhin_bert.evaluate.engagement import load_engagement_data, run_engagement
+    """Social engagement prediction on the models' Combined embeddings (with the planted-topic
+    references on demo data); the projection model's training curves go to MLflow per epoch."""
+    from twhin_bert.evaluate.engagement import (
+        load_engagement_data,
+        planted_topic_references,
+        run_engagement,
+    )
 
     data = load_engagement_data(
         ingested, graph_embeddings, cfg.engagement, cfg.seed, max_tweets=cfg.max_tweets
     )
     feats = {n: enc.embed(data.texts, "combined") for n, enc in encoders.items()}
-    task = run_engagement(data, feats, cfg.engagement, cfg.seed)
+    refs = planted_topic_references(data, truth, cfg.seed) if truth else None
+    task = run_engagement(data, feats, cfg.engagement, cfg.seed, references=refs)
     for n, score in task.models.items():
         for row in score.training or []:
             tracking.log_metrics(

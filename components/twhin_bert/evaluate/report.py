@@ -304,9 +304,23 @@ def _engagement_blocks(task: TaskResult, cfg: EvaluateConfig, out_dir: Path) -> 
         ),
         Block(
             "table",
-            header=["model / floor", f"HITS@{k}", "seeds"],
+            header=["model / floor / reference", f"HITS@{k}", "seeds"],
             rows=[[n, s.value, _seeds(s)] for n, s in task.models.items()]
-            + [[f"floor: {f}", s.value, _seeds(s)] for f, s in task.floors.items()],
+            + [[f"floor: {f}", s.value, _seeds(s)] for f, s in task.floors.items()]
+            + [[f"reference: {r}", s.value, _seeds(s)] for r, s in task.references.items()],
+        ),
+        *(
+            [
+                Block(
+                    "p",
+                    "References (demo data): the same projection model over the planted topic "
+                    "(planted_topic) and over the topic a logistic regression reads from the "
+                    "text (text_topic), each beside the tweet's language: the room this data "
+                    "leaves above the models.",
+                )
+            ]
+            if task.references
+            else []
         ),
         Block(
             "img",

@@ -3,7 +3,8 @@ per model or floor on it, and :class:`EvaluationResult` over all tasks.
 
 The tasks write these; ``metrics.json``, ``curves.json``, the report and the primary metrics
 the promotion gate reads are all built from them. ``metrics.json`` keeps one layout:
-``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``, ``info.<task>``,
+``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``, ``references.<task>.<reference>.<metric>`` (demo data),
+``info.<task>``,
 ``primary`` (the candidate's key metrics, named by :mod:`twhin_bert.common.metrics`),
 ``ablation``, ``baseline`` and ``base``.
 """
@@ -20,6 +21,7 @@ from twhin_bert.common.metrics import (
     HASHTAG_MACRO_F1,
     MODELS,
     PRIMARY,
+    REFERENCES,
     benchmark_key,
     engagement_hits_key,
 )
@@ -83,6 +85,8 @@ class TaskResult:
         models: Model name -> its score (the candidate first).
         floors: Floor name (``random``, ``popularity``, ``tfidf``) -> its score.
         info: Counts, splits used and notes (``metrics.json`` ``info``).
+        references: Reference name -> its score (engagement on demo data: what a known or
+            text-read planted topic reaches; never a model, never gated on).
     """
 
     name: str
@@ -91,6 +95,7 @@ class TaskResult:
     models: dict[str, Score]
     floors: dict[str, Score]
     info: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, Score] = field(default_factory=dict)
 
     @property
     def primary_key(self) -> str:
@@ -111,6 +116,10 @@ class TaskResult:
             f: s.metrics(self.metric, by_lang=self.kind == "hashtag")
             for f, s in self.floors.items()
         }
+
+    def reference_metrics(self) -> dict[str, dict[str, Any]]:
+        """``metrics.json`` ``references.<task>``."""
+        return {r: s.metrics(self.metric) for r, s in self.references.items()}
 
 
 @dataclass
@@ -173,6 +182,8 @@ class EvaluationResult:
             "info": self.info(),
             PRIMARY: self.primary(self.candidate),
         }
+        if any(t.references for t in self.tasks):
+            out[REFERENCES] = {t.name: t.reference_metrics() for t in self.tasks if t.references}
         if self.baseline in self.models:
             out["ablation"] = self.ablation()
             # The baseline's key metrics on the same split: when the baseline is the champion
@@ -189,7 +200,11 @@ class EvaluationResult:
         fine-tuning curves per model (hashtag per language, benchmarks)."""
         out: dict[str, Any] = {}
         for t in self.task("engagement"):
-            scores = {**t.models, **{f"floor:{f}": s for f, s in t.floors.items()}}
+            scores = {
+                **t.models,
+                **{f"floor:{f}": s for f, s in t.floors.items()},
+                **{f"reference:{r}": s for r, s in t.references.items()},
+            }
             out["engagement"] = {
                 n: {"hits_curve": s.curve, "train_curve": s.training} for n, s in scores.items()
             }

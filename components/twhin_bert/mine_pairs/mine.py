@@ -24,12 +24,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from twhin_bert.common import schemas
 from twhin_bert.common.artifacts import GraphEmbeddings, Ingested, Pairs
-from twhin_bert.common.io import local_path
 from twhin_bert.common.stage import stage
+from twhin_bert.demo_data.truth import topic_codes
 from twhin_bert.mine_pairs import index as faiss_index
 from twhin_bert.mine_pairs.config import MinePairsConfig
 from twhin_bert.mine_pairs.sources import PairAccumulator, allocate, hashtag_pairs, read_parallel
@@ -393,23 +392,7 @@ def _truth_precision(
     ``social`` is ``(rows a, rows b, the chosen pairs' positions)``. Pairs are scored
     ``chunk`` at a time, so the check adds a few arrays of one chunk to the stage's memory.
     """
-    with local_path(truth) as p:
-        try:
-            t = pq.read_table(str(p))
-        except (OSError, pa.ArrowInvalid) as e:
-            raise ValueError(f"{truth}: not a readable Parquet truth file ({e})") from e
-    missing = {"tweet_id", "topic"} - set(t.column_names)
-    if missing:
-        raise ValueError(
-            f"{truth}: truth file lacks columns {sorted(missing)} (expected tweet_id, topic)"
-        )
-    truth_ids = pc.cast(t.column("tweet_id"), pa.string()).combine_chunks()
-    # topic codes from Arrow's dictionary encoding: int32, no Python string per tweet
-    topic_col = pc.cast(t.column("topic"), pa.string()).combine_chunks()
-    codes = pc.dictionary_encode(topic_col).indices.to_numpy(zero_copy_only=False)
-    del t, topic_col
-    pos = pc.fill_null(pc.index_in(tweet_ids, value_set=truth_ids), -1).to_numpy()
-    topic_of = np.where(pos >= 0, codes[np.maximum(pos, 0)], -1)  # topic code per tweet row
+    topic_of = topic_codes(truth, tweet_ids)  # topic code per tweet row, -1 = unknown
 
     def precision(pairs: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple[float | None, int]:
         same = known_n = 0
