@@ -164,6 +164,7 @@ def _pipeline_run(root: Path, passed: bool) -> Path:
         "hits@10",
         models={"twhin_bert": Score(0.30), "mlm_only": Score(0.20), "base": Score(0.10)},
         floors={"random": Score(0.013), "popularity": Score(0.14)},
+        references={"text_topic": Score(0.16)},
     )
     hashtag = TaskResult(
         "hashtag",
@@ -211,6 +212,7 @@ def test_a_pipeline_run_is_recorded_through_the_cli(tmp_path: Path) -> None:
     assert figures[f"base.{HASHTAG_MACRO_F1}"] == 0.3
     assert figures["floor.random.engagement.hits@10"] == 0.013
     assert figures["floor.tfidf.hashtag.macro_f1"] == 0.2
+    assert figures["reference.text_topic.engagement.hits@10"] == 0.16
     assert figures["evaluate_wall_s"] == 321.0 and figures["pipeline_wall_s"] == 654.3
     assert list(_sections((docs / results.RESULTS_MD).read_text())) == ["demo"]
 

@@ -30,7 +30,15 @@ from typing import IO, Any
 
 from twhin_bert.common.artifacts import ArtifactError, Evaluation, Registration, read_json_object
 from twhin_bert.common.bench import BENCH_DATA_ENV, cli_argv, machine
-from twhin_bert.common.metrics import BASE, BASELINE, FLOORS, MODELS, PRIMARY, flat_numeric
+from twhin_bert.common.metrics import (
+    BASE,
+    BASELINE,
+    FLOORS,
+    MODELS,
+    PRIMARY,
+    REFERENCES,
+    flat_numeric,
+)
 
 #: The page ``render`` writes, and the folder of records beside it (both under ``docs``).
 RESULTS_MD = "RESULTS.md"
@@ -199,8 +207,8 @@ def run_bench(
 
 
 def _role_rows(metrics: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows ``(role, model, metric, value)`` of evaluate's key metrics per model role and its
-    floors, and the same as figures for the summary."""
+    """Rows ``(role, model, metric, value)`` of evaluate's key metrics per model role, its
+    floors and references, and the same as figures for the summary."""
     named = {
         role: metrics.get(role) or {}
         for role in (BASELINE, BASE)
@@ -220,13 +228,15 @@ def _role_rows(metrics: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[s
             rows.append({"role": role, "model": model, "metric": metric, "value": value})
             figures[f"{role}.{metric}"] = value
         figures[f"{role}.model"] = model
-    # floors.<task>.<floor>.<metric>: the headline values (per-language values lie deeper).
-    for key, value in flat_numeric(metrics.get(FLOORS) or {}).items():
-        parts = key.split(".")
-        if len(parts) == 3:
-            task, floor, metric = parts
-            rows.append({"role": "floor", "model": floor, "metric": f"{task}.{metric}", "value": value})  # fmt: skip
-            figures[f"floor.{floor}.{task}.{metric}"] = value
+    # floors.<task>.<floor>.<metric> and references.<task>.<reference>.<metric> (demo data):
+    # the headline values (per-language values lie deeper).
+    for role, section in (("floor", FLOORS), ("reference", REFERENCES)):
+        for key, value in flat_numeric(metrics.get(section) or {}).items():
+            parts = key.split(".")
+            if len(parts) == 3:
+                task, name, metric = parts
+                rows.append({"role": role, "model": name, "metric": f"{task}.{metric}", "value": value})  # fmt: skip
+                figures[f"{role}.{name}.{task}.{metric}"] = value
     return rows, figures
 
 
