@@ -286,7 +286,9 @@ class Inputs(StrictModel):
         "", description="Parallel-tweets JSONL for the translation pair source ('' = none)."
     )
     truth: str = Field(
-        "", description="Planted tweet topics (demo data only) to score pair precision ('' = none)."
+        "",
+        description="Planted tweet topics (demo data only): mine_pairs scores pair precision and "
+        "evaluate adds its engagement references ('' = none).",
     )
     benchmarks: list[str] = Field(
         default_factory=list,

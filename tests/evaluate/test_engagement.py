@@ -218,5 +218,10 @@ def test_planted_topic_references_show_the_room_the_text_leaves(tmp_path: Path) 
     pq.write_table(pa.table({"tweet_id": ["t0"], "topic": ["topic0"]}), truth)
     with pytest.raises(EngagementDataError, match=r"tweet_topics.parquet: no planted topic for"):
         planted_topic_references(data, str(truth), seed=0)
+    pq.write_table(
+        pa.table({"tweet_id": list(data.tweet_ids), "topic": ["one"] * topic.size}), truth
+    )
+    with pytest.raises(EngagementDataError, match=r"of 1 planted topic\(s\); the text_topic"):
+        planted_topic_references(data, str(truth), seed=0)
     with pytest.raises(ValueError, match="taken by models or floors"):
         run_engagement(data, {"planted": feat}, cfg, seed=0, references={"tfidf": feat})

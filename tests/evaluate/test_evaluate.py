@@ -129,6 +129,9 @@ def test_component_compiles_with_optional_baseline(tmp_path: Path) -> None:
     assert {"model", "ingested", "graph_embeddings", "baseline_model"} <= set(arts)
     assert arts["baseline_model"].get("isOptional") is True
     assert not arts["model"].get("isOptional", False)
+    # '' = no planted topics (real data): the references are demo-only
+    truth = inputs["parameters"]["truth"]
+    assert truth.get("isOptional") is True and truth["defaultValue"] == ""
     outs = spec["root"]["outputDefinitions"]["artifacts"]
     assert outs["classification"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
     assert outs["report"]["artifactType"]["schemaTitle"] == "system.HTML"

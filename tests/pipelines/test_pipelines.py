@@ -122,7 +122,11 @@ def test_pretrain_pipeline_graph_and_wiring(tmp_path: Path) -> None:
     assert src("embed", "model") == ("pretrain-mlm-social", "model")
     assert src("embed", "ingested") == ("ingest", "ingested")
     params = spec["root"]["inputDefinitions"]["parameters"]
-    assert {"tweets", "engagements", "benchmarks", "data_window"} <= set(params)
+    assert {"tweets", "engagements", "benchmarks", "data_window", "truth"} <= set(params)
+    # the demo's planted topics reach mine_pairs (pair precision) and evaluate (references)
+    for task in ("mine_pairs", "evaluate"):
+        truth = tasks[task]["inputs"]["parameters"]["truth"]
+        assert truth["componentInputParameter"] == "truth"
 
 
 def test_no_ablation_drops_the_twin(tmp_path: Path) -> None:
@@ -152,6 +156,8 @@ def test_retrain_pipeline_warm_starts_from_champion(tmp_path: Path) -> None:
     # the gate compares with the champion version evaluated beside the challenger
     ev = tasks["register_model"]["inputs"]["parameters"]["evaluated_champion"]
     assert _display(spec, ev["taskOutputParameter"]["producerTask"]) == "resolve_champion"
+    truth = tasks["evaluate"]["inputs"]["parameters"]["truth"]
+    assert truth["componentInputParameter"] == "truth"
 
 
 def test_retrain_reads_new_data_each_scheduled_run(tmp_path: Path) -> None:

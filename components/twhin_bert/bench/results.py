@@ -6,8 +6,8 @@ table it prints and the JSON object of its last line, and stores one record per 
 uncommitted changes), the exact command, the machine and its load average before and after,
 the wall seconds and the exit code. A benchmark that fails or misses its goal is recorded as
 such. A finished pipeline run (the folder holding the ``summary.json`` that ``twhin-bert run``
-prints) is recorded the same way: the evaluate stage's key metrics and floors, the promotion
-gate's verdict and the wall time. ``twhin-bert results render`` writes ``<docs>/RESULTS.md``
+prints) is recorded the same way: the evaluate stage's key metrics, floors and references,
+the promotion gate's verdict and the wall time. ``twhin-bert results render`` writes ``<docs>/RESULTS.md``
 from the stored records; re-running one benchmark replaces only its own record.
 
 The figures live in the records and the page, not in comments: a figure taken on a busy
@@ -242,8 +242,8 @@ def _role_rows(metrics: Mapping[str, Any]) -> tuple[list[dict[str, Any]], dict[s
 
 def pipeline_record(run_dir: str | Path, name: str = PIPELINE) -> dict[str, Any]:
     """The record of a finished ``twhin-bert run``: evaluate's key metrics of the candidate,
-    its baseline (the MLM-only twin) and the base encoder, the floors, the promotion gate's
-    verdict (the goal) and the wall time.
+    its baseline (the MLM-only twin) and the base encoder, the floors and references, the
+    promotion gate's verdict (the goal) and the wall time.
 
     Args:
         run_dir: The run folder holding ``summary.json`` (``twhin-bert run`` prints it).

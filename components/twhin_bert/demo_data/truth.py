@@ -27,6 +27,10 @@ def topic_codes(truth: str, tweet_ids: pa.Array) -> np.ndarray:
     with local_path(truth) as p:
         try:
             t = pq.read_table(str(p))
+        except FileNotFoundError as e:
+            raise ValueError(
+                f"{truth}: no such file (expected the demo's planted topics: {', '.join(COLUMNS)})"
+            ) from e
         except (OSError, pa.ArrowInvalid) as e:
             raise ValueError(f"{truth}: not a readable Parquet truth file ({e})") from e
     missing = set(COLUMNS) - set(t.column_names)
@@ -37,7 +41,8 @@ def topic_codes(truth: str, tweet_ids: pa.Array) -> np.ndarray:
     truth_ids = pc.cast(t.column("tweet_id"), pa.string()).combine_chunks()
     # topic codes from Arrow's dictionary encoding: int32, no Python string per tweet
     topic_col = pc.cast(t.column("topic"), pa.string()).combine_chunks()
-    codes = pc.dictionary_encode(topic_col).indices.to_numpy(zero_copy_only=False)
+    # a null topic is unknown (-1), as a tweet without a row is
+    codes = pc.fill_null(pc.dictionary_encode(topic_col).indices, -1).to_numpy()
     del t, topic_col
     ids = pc.cast(tweet_ids, pa.string())
     pos = pc.fill_null(pc.index_in(ids, value_set=truth_ids), -1).to_numpy()

@@ -66,6 +66,11 @@ class EngagementConfig(StrictModel):
         description="Stop after this many epochs without a better validation HITS@k (null: "
         "run every epoch).",
     )
+    references: bool = Field(
+        True,
+        description="On demo data (inputs.truth: its planted topics), also score the references "
+        "planted_topic and text_topic: the room the data leaves above the models (README).",
+    )
     negatives: int = Field(
         10, ge=1, description="Negative tweets per positive, drawn ∝ train tweet frequency^power."
     )

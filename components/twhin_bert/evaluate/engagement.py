@@ -387,6 +387,12 @@ def tfidf_tweet_features(data: EngagementData, dim: int, seed: int) -> np.ndarra
     return np.asarray(proj.transform(x), dtype=np.float32)
 
 
+#: ``text_topic`` holds log(p + this): an unlikely topic stays finite.
+TOPIC_PROBA_FLOOR = 1e-3
+#: Folds of the cross-fitted topic classifier behind ``text_topic``.
+TOPIC_FOLDS = 5
+
+
 def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dict[str, np.ndarray]:
     """Reference tweet vectors from demo data's planted topics: how far any text encoder could
     take the projection model on this data.
@@ -396,7 +402,7 @@ def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dic
     - ``text_topic``: the log-probabilities of the planted topic that a logistic regression
       reads from the text (the TF-IDF floor's n-grams), fit on the train tweets' planted
       topics, beside the one-hot language. Each train tweet's probabilities come from the
-      fold that did not see it (5 folds), so the projection model does not learn from
+      fold that did not see it (:data:`TOPIC_FOLDS` folds), so the projection model does not learn from
       remembered labels. Not a bound (a better classifier may read more), but what a
       supervised reading of the topic gets.
 
@@ -407,8 +413,10 @@ def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dic
 
     Raises:
         EngagementDataError: An engaged tweet without a planted topic (the truth file is
-            not from the same demo data).
+            not from the same demo data), or train tweets of fewer than 2 topics.
     """
+    import warnings
+
     import pyarrow as pa
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -421,25 +429,34 @@ def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dic
     if unknown.size:
         raise EngagementDataError(
             f"{truth}: no planted topic for {unknown.size} of {topic.size} engaged tweets "
-            f"(first: {data.tweet_ids[unknown[0]]!r}); expected the truth of the same demo data"
+            f"(first: {str(data.tweet_ids[unknown[0]])!r}); expected the truth of the same "
+            "demo data"
         )
     _, topic = np.unique(topic, return_inverse=True)
     lang_names, lang = np.unique(data.langs.astype(str), return_inverse=True)
     lang_1hot = np.eye(lang_names.size, dtype=np.float32)[lang]
     train = np.flatnonzero(data.split == TRAIN)
+    cols = np.unique(topic[train])  # topics with no train tweet keep probability 0
+    if cols.size < 2 or train.size < TOPIC_FOLDS:
+        raise EngagementDataError(
+            f"{truth}: {train.size} train tweets of {cols.size} planted topic(s); the text_topic "
+            f"reference needs at least {TOPIC_FOLDS} tweets of 2 topics"
+        )
     x = tfidf_vectorizer().fit(np.asarray(data.texts, dtype=object)[train]).transform(data.texts)
     clf = LogisticRegression(max_iter=2000)
     proba = np.zeros((topic.size, int(topic.max()) + 1), dtype=np.float64)
-    cols = np.unique(topic[train])  # topics with no train tweet keep probability 0
     proba[:, cols] = clf.fit(x[train], topic[train]).predict_proba(x)
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    proba[np.ix_(train, cols)] = cross_val_predict(
-        clf, x[train], topic[train], cv=folds, method="predict_proba"
-    )
+    folds = StratifiedKFold(TOPIC_FOLDS, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # a topic with fewer train tweets than folds is fine
+        warnings.simplefilter("ignore", UserWarning)
+        proba[np.ix_(train, cols)] = cross_val_predict(
+            clf, x[train], topic[train], cv=folds, method="predict_proba"
+        )
     topic_1hot = np.eye(proba.shape[1], dtype=np.float32)[topic]
+    text_topic = np.log(proba + TOPIC_PROBA_FLOOR).astype(np.float32)
     return {
         "planted_topic": np.hstack([topic_1hot, lang_1hot]),
-        "text_topic": np.hstack([np.log(proba + 1e-3).astype(np.float32), lang_1hot]),
+        "text_topic": np.hstack([text_topic, lang_1hot]),
     }
 
 

@@ -313,10 +313,10 @@ def _engagement_blocks(task: TaskResult, cfg: EvaluateConfig, out_dir: Path) -> 
             [
                 Block(
                     "p",
-                    "References (demo data): the same projection model over the planted topic "
-                    "(planted_topic) and over the topic a logistic regression reads from the "
-                    "text (text_topic), each beside the tweet's language: the room this data "
-                    "leaves above the models.",
+                    f"References ({', '.join(task.references)}; demo data): the same "
+                    "projection model over the planted topic, known or as a logistic "
+                    "regression reads it from the text, each beside the tweet's language: the "
+                    "room this data leaves above the models (not drawn in the plots).",
                 )
             ]
             if task.references

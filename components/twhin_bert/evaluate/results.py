@@ -1,12 +1,12 @@
 """Typed results of the evaluate stage: one :class:`TaskResult` per task, one :class:`Score`
-per model or floor on it, and :class:`EvaluationResult` over all tasks.
+per model, floor or reference on it, and :class:`EvaluationResult` over all tasks.
 
 The tasks write these; ``metrics.json``, ``curves.json``, the report and the primary metrics
 the promotion gate reads are all built from them. ``metrics.json`` keeps one layout:
-``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``, ``references.<task>.<reference>.<metric>`` (demo data),
-``info.<task>``,
-``primary`` (the candidate's key metrics, named by :mod:`twhin_bert.common.metrics`),
-``ablation``, ``baseline`` and ``base``.
+``models.<model>.<task>.<metric>``, ``floors.<task>.<floor>.<metric>``,
+``references.<task>.<reference>.<metric>`` (demo data), ``info.<task>``, ``primary`` (the
+candidate's key metrics, named by :mod:`twhin_bert.common.metrics`), ``ablation``,
+``baseline`` and ``base``.
 """
 
 from __future__ import annotations
