@@ -198,8 +198,10 @@ def test_planted_topic_references_show_the_room_the_text_leaves(tmp_path: Path) 
         pa.table({"tweet_id": list(data.tweet_ids), "topic": [f"topic{k}" for k in topic]}),
         truth,
     )
-    refs = planted_topic_references(data, str(truth), seed=0)
+    refs, info = planted_topic_references(data, str(truth), seed=0)
     assert set(refs) == {"planted_topic", "text_topic"}
+    # the classifier reads the topic of about half the held-out tweets: those that name it
+    assert info["planted_topics"] == 16 and 0.35 < info["text_topic_accuracy"] < 0.65
     cfg = EngagementConfig(
         epochs=10, batch_size=64, seeds=1, candidates=1000, negatives=5, min_users_per_lang=5
     )

@@ -71,6 +71,7 @@ def test_smallest_pipeline_runs_end_to_end(
     refs = ev["references"]["engagement"]
     assert set(refs) == {"planted_topic", "text_topic"}
     assert refs["planted_topic"]["hits@10"] > random_floor
+    assert 0 < ev["info"]["engagement"]["text_topic_accuracy"] <= 1
 
     reg = json.loads(
         (Path(tasks["register-model"]["registration"]) / "registration.json").read_text()

@@ -393,7 +393,9 @@ TOPIC_PROBA_FLOOR = 1e-3
 TOPIC_FOLDS = 5
 
 
-def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dict[str, np.ndarray]:
+def planted_topic_references(
+    data: EngagementData, truth: str, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Reference tweet vectors from demo data's planted topics: how far any text encoder could
     take the projection model on this data.
 
@@ -410,6 +412,10 @@ def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dic
         data: From :func:`load_engagement_data`.
         truth: The demo's planted-topics Parquet (``tweet_id``, ``topic``).
         seed: Seed of the folds.
+
+    Returns:
+        The reference vectors by name, and counts for ``info``: the planted topics and the
+        share of held-out (validation and test) tweets whose topic the classifier reads right.
 
     Raises:
         EngagementDataError: An engaged tweet without a planted topic (the truth file is
@@ -454,10 +460,18 @@ def planted_topic_references(data: EngagementData, truth: str, seed: int) -> dic
         )
     topic_1hot = np.eye(proba.shape[1], dtype=np.float32)[topic]
     text_topic = np.log(proba + TOPIC_PROBA_FLOOR).astype(np.float32)
-    return {
+    held_out = data.split != TRAIN
+    info = {
+        "planted_topics": int(proba.shape[1]),
+        "text_topic_accuracy": float((proba[held_out].argmax(1) == topic[held_out]).mean())
+        if held_out.any()
+        else None,
+    }
+    refs = {
         "planted_topic": np.hstack([topic_1hot, lang_1hot]),
         "text_topic": np.hstack([text_topic, lang_1hot]),
     }
+    return refs, info
 
 
 def _summarise(

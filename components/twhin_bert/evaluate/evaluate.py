@@ -182,10 +182,11 @@ def _engagement(
         ingested, graph_embeddings, cfg.engagement, cfg.seed, max_tweets=cfg.max_tweets
     )
     feats = {n: enc.embed(data.texts, "combined") for n, enc in encoders.items()}
-    refs = None
+    refs, ref_info = None, {}
     if truth and cfg.engagement.references:
-        refs = planted_topic_references(data, truth, cfg.seed)
+        refs, ref_info = planted_topic_references(data, truth, cfg.seed)
     task = run_engagement(data, feats, cfg.engagement, cfg.seed, references=refs)
+    task.info |= ref_info
     for n, score in task.models.items():
         for row in score.training or []:
             tracking.log_metrics(
