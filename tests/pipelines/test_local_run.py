@@ -29,6 +29,7 @@ def smallest_config(demo_dir: Path, sample_data: Path):
     cfg.pretrain.checkpoint_every = 3
     # engagement keeps tiny's seeds and epochs (seconds): its median is what must beat random
     cfg.evaluate.finetune.enabled = False
+    cfg.evaluate.engagement.references = True  # tiny.yaml turns them off for make demo's time
     cfg.evaluate.benchmarks.max_train = 200
     cfg.evaluate.benchmarks.max_test = 100
     cfg.evaluate.benchmarks.few_shot = [2, 4]
