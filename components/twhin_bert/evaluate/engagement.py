@@ -396,16 +396,16 @@ TOPIC_FOLDS = 5
 def planted_topic_references(
     data: EngagementData, truth: str, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Reference tweet vectors from demo data's planted topics: how far any text encoder could
-    take the projection model on this data.
+    """Reference tweet vectors from demo data's planted topics: how much room the data leaves
+    above the models.
 
     - ``planted_topic``: the one-hot planted topic, beside the one-hot language (knows what no
       text says: an upper reference).
     - ``text_topic``: the log-probabilities of the planted topic that a logistic regression
       reads from the text (the TF-IDF floor's n-grams), fit on the train tweets' planted
       topics, beside the one-hot language. Each train tweet's probabilities come from the
-      fold that did not see it (:data:`TOPIC_FOLDS` folds), so the projection model does not learn from
-      remembered labels. Not a bound (a better classifier may read more), but what a
+      fold that did not see it (:data:`TOPIC_FOLDS` folds), so the projection model does not
+      learn from remembered labels. Not a bound (a better classifier may read more), but what a
       supervised reading of the topic gets.
 
     Args:
